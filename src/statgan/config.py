@@ -1,0 +1,386 @@
+"""Typed run configuration: a YAML preset plus dotted command-line overrides, validated up front.
+
+A config has five sections::
+
+    run:        name, out_dir, seed, device
+    data:       name (+ the dataset loader's own options, e.g. image_size for ``folder``)
+    model:      arch, latent_dim, generator: {...}, discriminator: {...}
+    objective:  name (+ the objective's own parameters, e.g. alpha for ``renyi``)
+    train:      steps, batch_size, optimizer, EMA, logging/sampling/checkpoint intervals, ...
+
+``run``, ``train`` and the fixed keys of ``model`` are typed dataclass fields with ranges. ``data``,
+``objective``, ``model.generator`` and ``model.discriminator`` are *open*: besides their declared
+keys they take whatever parameters the registered factory accepts, checked against its signature.
+Every problem (unknown key, wrong type, out-of-range value, unknown registry name) raises a
+:class:`~statgan.errors.ConfigError` naming the key and what is allowed — before any training starts.
+
+Overrides use dotted keys and YAML scalars: ``train.steps=2000 train.betas=[0.5,0.99]
+objective.name=renyi objective.alpha=0.5``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _f(default: Any, help: str = "", **checks: Any) -> Any:
+    """A dataclass field with a help text and value checks (min, max, gt, lt, choices, length)."""
+    meta = {"help": help, **checks}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunSection:
+    name: Optional[str] = _f(None, "run directory name under out_dir (default: <data>-<arch>-<objective>-<time>)")
+    out_dir: str = _f("runs", "parent folder of run directories")
+    seed: int = _f(0, "seed for weights, latents and data order", min=0)
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+
+
+@dataclass
+class DataSection:
+    name: str = _f("mnist5k", "dataset name from the data registry")
+    root: Optional[str] = _f(None, "folder holding the dataset files (default: the loader's own)")
+    # any further key is passed to the dataset loader and checked against its signature
+    options: Dict[str, Any] = _f({}, "")
+
+
+@dataclass
+class ModelSection:
+    arch: str = _f("dcgan", "network family registered for both generator and discriminator")
+    latent_dim: int = _f(100, "dimension of z ~ N(0, I)", min=1)
+    generator: Dict[str, Any] = _f({}, "parameters of the generator factory (width, norm, dropout, ...)")
+    discriminator: Dict[str, Any] = _f({}, "parameters of the discriminator factory")
+
+
+@dataclass
+class ObjectiveSection:
+    name: str = _f("ns", "objective name from the objective registry")
+    # any further key is an objective parameter checked against its constructor
+    params: Dict[str, Any] = _f({}, "")
+
+
+@dataclass
+class TrainSection:
+    steps: int = _f(2500, "generator updates", min=1)
+    batch_size: int = _f(64, "images per batch (real and generated)", min=1)
+    n_critic: int = _f(1, "discriminator updates per generator update", min=1)
+    lr_g: float = _f(2e-4, "generator Adam learning rate", gt=0.0)
+    lr_d: float = _f(2e-4, "discriminator Adam learning rate", gt=0.0)
+    betas: List[float] = _f([0.5, 0.999], "Adam betas", length=2, min=0.0, lt=1.0)
+    warmup_steps: int = _f(0, "linear LR warm-up from 1% to 100% over this many steps", min=0)
+    ema: bool = _f(True, "keep an exponential moving average of the generator's weights")
+    ema_decay: float = _f(0.999, "EMA decay per step", min=0.0, lt=1.0)
+    ema_start: int = _f(0, "step at which the EMA starts (before: EMA = current weights)", min=0)
+    log_every: int = _f(50, "steps between metrics.jsonl records", min=1)
+    sample_every: int = _f(500, "steps between sample grids (0 = only at the end)", min=0)
+    checkpoint_every: int = _f(1000, "steps between checkpoints (0 = only at the end)", min=0)
+    keep_checkpoints: int = _f(3, "checkpoints kept (oldest deleted)", min=1)
+    grid_size: int = _f(64, "images in each sample grid", min=1, max=1024)
+    progress: bool = _f(True, "show a progress bar with ETA")
+    # a bool or "auto": YAML 1.1 reads on/off as true/false, so those spellings work as well
+    tensorboard: Union[bool, str] = _f("auto", "TensorBoard events: auto (when installed) | true | false", choices=("auto", True, False))
+    deterministic: bool = _f(True, "use deterministic kernels (bit-reproducible on CPU)")
+    threads: Optional[int] = _f(None, "torch CPU threads (default: torch's own choice)", min=1)
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    # ---- conversion --------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain nested dict in the YAML layout (open sections' extra keys inlined)."""
+        d = dataclasses.asdict(self)
+        d["data"] = {k: v for k, v in d["data"].items() if k != "options"} | dict(self.data.options)
+        d["objective"] = {"name": self.objective.name} | dict(self.objective.params)
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    def save(self, path: Union[str, Path]) -> None:
+        Path(path).write_text(self.to_yaml())
+
+
+# Sections whose unknown keys are collected into an "extra" dict instead of being rejected.
+_OPEN_SECTIONS = {"data": "options", "objective": "params"}
+# Dict-valued fields whose keys are free (checked later against a factory's signature).
+_FREE_DICTS = {("model", "generator"), ("model", "discriminator")}
+
+
+def _suggest(key: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Union:
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(_describe(a) for a in inner) + " or null"
+    if origin in (list, List):
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin in (dict, Dict):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    bad = ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                pass
+        raise bad
+    if origin in (list, List):
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise bad
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin in (dict, Dict):
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise bad
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; accept any float literal here
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    return value
+
+
+def _check_range(value: Any, meta: Mapping[str, Any], key: str) -> None:
+    if "length" in meta and isinstance(value, list) and len(value) != meta["length"]:
+        raise ConfigError(f"{key}: expected {meta['length']} values, got {len(value)} ({value!r})")
+    items = [(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(key, value)]
+    for key, v in items:
+        if v is None:
+            continue
+        if "choices" in meta and v not in meta["choices"]:
+            allowed = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in meta["choices"])
+            raise ConfigError(f"{key}: {v!r} is not allowed; expected one of {allowed}")
+        if "min" in meta and v < meta["min"]:
+            raise ConfigError(f"{key}: {v!r} is out of range; expected ≥ {meta['min']}")
+        if "max" in meta and v > meta["max"]:
+            raise ConfigError(f"{key}: {v!r} is out of range; expected ≤ {meta['max']}")
+        if "gt" in meta and not v > meta["gt"]:
+            raise ConfigError(f"{key}: {v!r} is out of range; expected > {meta['gt']}")
+        if "lt" in meta and not v < meta["lt"]:
+            raise ConfigError(f"{key}: {v!r} is out of range; expected < {meta['lt']}")
+
+
+def _build_section(cls: type, raw: Mapping[str, Any], section: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{section}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    extra_name = _OPEN_SECTIONS.get(section)
+    declared = [n for n in fields if n != extra_name]
+    kwargs: Dict[str, Any] = {}
+    extra: Dict[str, Any] = {}
+    for k, v in raw.items():
+        k = str(k)
+        if k in declared:
+            key = f"{section}.{k}"
+            val = _coerce(v, hints[k], key)
+            _check_range(val, fields[k].metadata, key)
+            kwargs[k] = val
+        elif extra_name is not None:
+            extra[k] = v
+        else:
+            raise ConfigError(
+                f"unknown key '{section}.{k}'{_suggest(k, declared)} (allowed: {', '.join(declared)})"
+            )
+    if extra_name is not None:
+        kwargs[extra_name] = extra
+    return cls(**kwargs)
+
+
+_SECTIONS = {"run": RunSection, "data": DataSection, "model": ModelSection, "objective": ObjectiveSection, "train": TrainSection}
+
+
+def from_dict(raw: Optional[Mapping[str, Any]]) -> Config:
+    """Build a Config from a nested mapping (YAML layout); type and range checks only."""
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping with sections {', '.join(_SECTIONS)}, got {type(raw).__name__}")
+    for k in raw:
+        if k not in _SECTIONS:
+            raise ConfigError(f"unknown section {k!r}{_suggest(str(k), list(_SECTIONS))} (allowed: {', '.join(_SECTIONS)})")
+    return Config(**{name: _build_section(cls, raw.get(name), name) for name, cls in _SECTIONS.items()})
+
+
+def parse_override(item: str) -> tuple:
+    """``"a.b.c=value"`` -> (["a", "b", "c"], parsed YAML scalar/list)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.steps=2000)")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text  # leave unparsable text as a string; type checks will name it
+    return key.split("."), value
+
+
+def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        path, value = parse_override(item)
+        if path[0] not in _SECTIONS:
+            raise ConfigError(
+                f"override {item!r}: unknown section {path[0]!r}{_suggest(path[0], list(_SECTIONS))} "
+                f"(allowed: {', '.join(_SECTIONS)})"
+            )
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist (expected a YAML preset such as configs/mnist5k-dcgan.yaml)")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(p)!r}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_PRESET = "mnist5k-dcgan"
+
+
+def presets() -> List[str]:
+    """Names of the presets shipped with statgan (``configs/*.yaml``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def resolve(path_or_preset: Optional[Union[str, Path]]) -> Path:
+    """A YAML path, or the name of a shipped preset (``mnist5k-dcgan``); None means the default run."""
+    if path_or_preset is None:
+        return PRESET_DIR / f"{DEFAULT_PRESET}.yaml"
+    p = Path(path_or_preset)
+    if p.is_file():
+        return p
+    name = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    if p.parent in (Path("."), Path("configs")) and (PRESET_DIR / f"{name}.yaml").is_file():
+        return PRESET_DIR / f"{name}.yaml"
+    raise ConfigError(f"config {str(path_or_preset)!r} is neither a YAML file nor a preset; presets: {', '.join(presets())}")
+
+
+def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML file or shipped preset (the default run's preset when ``path`` is None), apply
+    dotted overrides, and validate everything."""
+    raw = load_yaml(resolve(path))
+    cfg = from_dict(apply_overrides(raw, overrides))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-check names and open-section parameters against the registries (no heavy work)."""
+    from . import data, nets, objectives
+    from .registry import check_params
+
+    # dataset name and loader options
+    loader = data.DATASETS[cfg.data.name]
+    check_params(loader, dict(cfg.data.options), f"data {data.DATASETS.canonical(cfg.data.name)!r}", n_positional=0)
+    reserved = {"split", "root"} & set(cfg.data.options)
+    if reserved:
+        raise ConfigError(f"data.{sorted(reserved)[0]} cannot be set as a loader option here")
+    # networks
+    for fam, reg, params in (
+        ("generator", nets.GENERATORS, cfg.model.generator),
+        ("discriminator", nets.DISCRIMINATORS, cfg.model.discriminator),
+    ):
+        factory = reg[cfg.model.arch]
+        check_params(factory, dict(params), f"model.{fam} ({cfg.model.arch})", n_positional=2 if fam == "generator" else 1)
+    # objective: constructing it validates values too (cheap: no tensors)
+    objectives.get(cfg.objective.name, **cfg.objective.params)
+    if cfg.run.device not in ("auto", "cpu", "mps", "cuda") and not (
+        cfg.run.device.startswith("cuda:") and cfg.run.device[5:].isdigit()
+    ):
+        raise ConfigError(f"run.device: {cfg.run.device!r} is not allowed; expected auto, cpu, cuda, cuda:N or mps")
+
+
+def diff(a: Config, b: Config) -> List[str]:
+    """Human-readable differences between two configs, as dotted keys."""
+    out: List[str] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k), y.get(k), f"{prefix}.{k}" if prefix else k)
+        elif x != y:
+            out.append(f"{prefix}: {x!r} -> {y!r}")
+
+    walk(a.to_dict(), b.to_dict(), "")
+    return out

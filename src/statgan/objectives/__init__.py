@@ -1,0 +1,30 @@
+"""GAN objectives, one class each, registered by name.
+
+``statgan.objectives.get(name, **params)`` builds one; unknown names or parameters raise a
+one-line :class:`statgan.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Registry
+
+OBJECTIVES = Registry("objective")
+
+from .base import Objective  # noqa: E402
+from . import ratio  # noqa: E402,F401  (registers members)
+
+
+def get(name: str, **params: Any) -> Objective:
+    """Build the objective registered as ``name`` with ``params``."""
+    obj = OBJECTIVES.build(name, **params)
+    obj.name = OBJECTIVES.canonical(name)
+    return obj
+
+
+def names() -> list:
+    return OBJECTIVES.names()
+
+
+__all__ = ["OBJECTIVES", "Objective", "get", "names"]

@@ -1,0 +1,111 @@
+"""The objective interface every GAN objective implements.
+
+The training loop never branches on an objective's name. It calls only
+:meth:`Objective.discriminator_loss` and :meth:`Objective.generator_loss`, whose defaults evaluate
+the discriminator once on real and once on generated samples and defer to the logit-level
+:meth:`d_loss` / :meth:`g_loss`. Objectives that need more than logits (gradient penalties on
+interpolates, MMD on samples or features, relativistic losses that need real logits in the
+generator step) override the two hooks instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+
+Critic = Callable[[Tensor], Tensor]
+
+
+class Objective:
+    """Base class: a GAN objective as a pair of losses, both to be *minimised*.
+
+    ``d_loss(real_logits, fake_logits)``: the discriminator (critic) loss on raw outputs.
+    ``g_loss(fake_logits)``: the generator loss on the raw outputs for generated samples.
+    """
+
+    #: short registered name, set by the registry decorator's caller for logging.
+    name: str = "objective"
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement d_loss")
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement g_loss")
+
+    # --- hooks used by the trainer -------------------------------------------------------------
+    def discriminator_loss(self, discriminator: Critic, real: Tensor, fake: Tensor) -> Tensor:
+        """Loss for one discriminator update; ``fake`` is already detached from the generator."""
+        return self.d_loss(discriminator(real), discriminator(fake))
+
+    def generator_loss(self, discriminator: Critic, real: Tensor, fake: Tensor) -> Tensor:
+        """Loss for one generator update; gradients flow through ``fake`` into the generator."""
+        return self.g_loss(discriminator(fake))
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def bce_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    r"""Binary cross-entropy on logits, real labelled 1 and generated 0.
+
+    .. math:: L_D = \mathbb{E}_{p_{data}}[\operatorname{softplus}(-d(x))] + \mathbb{E}_{p_g}[\operatorname{softplus}(d(x))]
+
+    Its minimiser over all functions is ``d*(x) = log p_data(x) / p_g(x)`` (Goodfellow et al.
+    2014; Sugiyama et al. 2012), which is why every density-ratio objective shares it.
+    """
+    return torch.nn.functional.softplus(-real_logits).mean() + torch.nn.functional.softplus(fake_logits).mean()
+
+
+# --- helpers for validating constructor parameters ------------------------------------------------
+# Objectives validate parameter VALUES in ``__init__`` and raise a one-line ConfigError naming the
+# objective, the parameter, the offending value and what is allowed. These helpers keep the
+# messages uniform; they are not part of the Objective interface.
+
+
+def bad_value(objective: str, param: str, value: object, allowed: str) -> ConfigError:
+    """A ConfigError such as ``renyi: alpha=1 is not allowed (must be > 0 and != 1)``."""
+    shown = repr(value) if isinstance(value, str) else str(value)
+    return ConfigError(f"{objective}: {param}={shown} is not allowed ({allowed})")
+
+
+def real_param(
+    objective: str,
+    param: str,
+    value: object,
+    *,
+    gt: Optional[float] = None,
+    ge: Optional[float] = None,
+    allowed: Optional[str] = None,
+) -> float:
+    """``value`` as a finite float, optionally checked ``> gt`` or ``>= ge``; ConfigError otherwise."""
+    import math
+    import numbers
+
+    # bool is an int subclass, but ``gp_weight=True`` is a config mistake, not a number.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise bad_value(objective, param, value, allowed or "expected a real number")
+    x = float(value)
+    if not math.isfinite(x):
+        raise bad_value(objective, param, value, allowed or "expected a finite number")
+    if gt is not None and not x > gt:
+        raise bad_value(objective, param, value, allowed or f"must be > {gt:g}")
+    if ge is not None and not x >= ge:
+        raise bad_value(objective, param, value, allowed or f"must be >= {ge:g}")
+    return x
+
+
+def value_with_gradient(value: Tensor, surrogate: Tensor) -> Tensor:
+    """A scalar whose *value* is ``value`` and whose *gradient* is that of ``surrogate``.
+
+    Used where the quantity worth reporting (a divergence estimate) is not the function whose
+    gradient is correct (see :mod:`statgan.objectives.ratio`): returns
+    ``value.detach() + surrogate - surrogate.detach()``.
+    """
+    return value.detach() + (surrogate - surrogate.detach())

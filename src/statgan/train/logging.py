@@ -1,0 +1,68 @@
+"""Run logging: one JSON object per logging step in ``metrics.jsonl``; TensorBoard when installed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+
+class MetricsLog:
+    """Append-only JSONL log that survives resume: records after the resume step are dropped first,
+    so an interrupted run that logged past its last checkpoint does not end up with duplicates."""
+
+    def __init__(self, run_dir: Path, resume_step: Optional[int] = None, tensorboard: Union[bool, str] = "auto") -> None:
+        self.path = Path(run_dir) / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            kept = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash
+                if isinstance(rec, dict) and rec.get("step", 0) <= resume_step:
+                    kept.append(line)
+            self.path.write_text("".join(l + "\n" for l in kept))
+        self._fh = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard is not False:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+            except ImportError:
+                if tensorboard is True:
+                    from ..errors import ConfigError
+
+                    raise ConfigError(
+                        "train.tensorboard=true but TensorBoard is not installed; pip install 'statgan[tensorboard]' or set train.tensorboard=auto"
+                    ) from None
+
+    def log(self, record: Dict[str, Any]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        self._fh.write(json.dumps(clean) + "\n")
+        self._fh.flush()
+        if self._tb is not None:
+            step = int(record["step"])
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: Path) -> list:
+    """All records of a run's metrics.jsonl (skipping a line cut short by a crash)."""
+    out = []
+    p = Path(run_dir) / "metrics.jsonl"
+    if p.exists():
+        for line in p.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out

@@ -1,0 +1,417 @@
+"""The training loop.
+
+One generator step is ``n_critic`` discriminator updates followed by one generator update::
+
+    for k in 1..n_critic:   real ← next batch;  fake ← G(z)
+                            L_D = objective.discriminator_loss(D, real, fake.detach());  step D
+                            objective.after_discriminator_step(D)      (if it has one, e.g. clipping)
+    L_G = objective.generator_loss(D, real, fake);  step G;  EMA update
+
+The loop knows no objective by name: it calls the objective's two hooks and two optional generic
+attributes (``has_discriminator``, ``after_discriminator_step``). The generated batch of the last
+critic step is reused for the generator step (as in the DCGAN reference code), which saves one
+generator forward pass per step.
+
+Reproducibility: weights are initialised from ``run.seed``; latents come from a dedicated CPU
+generator (identical streams on every device, state saved in checkpoints); the data order is a pure
+function of the batch counter (:mod:`statgan.train.batches`); the global RNG (dropout, penalty
+interpolation) is saved and restored. On CPU with ``train.deterministic`` a resumed run is
+bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import Config
+from ..errors import CheckpointError, StatganError
+from ..regularizers.ema import EMA
+from . import checkpoint as ckpt
+from .batches import BatchStream
+from .logging import MetricsLog
+
+StepCallback = Callable[["Trainer", int], None]
+
+
+class TrainingInterrupted(StatganError):
+    """Raised after a checkpoint has been written in response to SIGINT/SIGTERM."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} received: checkpoint written at step {step} ({checkpoint}); continue with: statgan train --resume {checkpoint.parent.parent}")
+
+
+class TrainingDiverged(StatganError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    samples: Optional[Path]
+    checkpoint: Optional[Path]
+    seconds: float
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StatganError(f"run.device={name!r} but CUDA is not available on this machine; use run.device=auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise StatganError("run.device='mps' but Apple MPS is not available on this machine; use run.device=auto or cpu")
+    return torch.device(name)
+
+
+def default_run_name(cfg: Config) -> str:
+    return f"{cfg.data.name}-{cfg.model.arch}-{cfg.objective.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def build_models(cfg: Config, data_shape: Tuple[int, ...]) -> Tuple[nn.Module, nn.Module]:
+    from .. import nets
+
+    G = nets.build_generator(cfg.model.arch, data_shape, cfg.model.latent_dim, **cfg.model.generator)
+    D = nets.build_discriminator(cfg.model.arch, data_shape, **cfg.model.discriminator)
+    return G, D
+
+
+def data_shape_of(data: Any) -> Tuple[int, ...]:
+    if torch.is_tensor(data):
+        return tuple(data.shape[1:])
+    shape = getattr(data, "shape", None)
+    return tuple(shape) if shape is not None else tuple(data[0].shape)
+
+
+class Trainer:
+    """Builds everything in memory from a validated config; :meth:`fit` writes the run directory."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        callbacks: Optional[List[StepCallback]] = None,
+    ) -> None:
+        from .. import data as datasets
+        from .. import objectives
+
+        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self.callbacks = list(callbacks or [])
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.device = select_device(cfg.run.device)
+
+        self.train_data = datasets.load(cfg.data.name, "train", cfg.data.root, **cfg.data.options)
+        self.data_shape = data_shape_of(self.train_data)
+
+        torch.manual_seed(cfg.run.seed)  # weight initialisation
+        G, D = build_models(cfg, self.data_shape)
+        self.G, self.D = G.to(self.device), D.to(self.device)
+        self.objective = objectives.get(cfg.objective.name, **cfg.objective.params)
+        self.has_discriminator = bool(getattr(self.objective, "has_discriminator", True))
+        self._after_d_step = getattr(self.objective, "after_discriminator_step", None)
+        betas = tuple(t.betas)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=betas)
+        self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
+        # latents from a CPU generator: the same stream on every device, and its state is portable
+        self.z_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
+        self.fixed_z = torch.randn(
+            t.grid_size, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.run.seed + 2)
+        ).to(self.device)
+        self.step = 0
+        self.loaded_from: Optional[Path] = None
+        if resume:
+            self._restore()
+        self.batches = BatchStream(self.train_data, t.batch_size, cfg.run.seed, self.device, start=self.step * t.n_critic)
+        self._stop_signal: Optional[int] = None
+
+    # ---- properties ----------------------------------------------------------------------------
+    @property
+    def sampler(self) -> nn.Module:
+        """The network used for samples: the EMA generator when enabled."""
+        return self.ema.module if self.ema is not None else self.G
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    # ---- checkpointing -------------------------------------------------------------------------
+    def state_tensors(self) -> Dict[str, torch.Tensor]:
+        tensors = {**ckpt.pack_module("G", self.G), **ckpt.pack_module("D", self.D)}
+        if self.ema is not None:
+            tensors.update(ckpt.pack_module("G_ema", self.ema.module))
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.latent"] = self.z_gen.get_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        return tensors
+
+    def save_checkpoint(self) -> Path:
+        tensors = self.state_tensors()
+        opt_meta = {}
+        for key, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
+            t, m = ckpt.pack_optimizer(key, opt)
+            tensors.update(t)
+            opt_meta[key] = m
+        meta = {
+            "config": self.cfg.to_dict(),
+            "data_shape": list(self.data_shape),
+            "latent_dim": self.cfg.model.latent_dim,
+            "ema": self.ema is not None,
+            "optimizers": opt_meta,
+            "versions": {"statgan": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        return ckpt.save_checkpoint(self.ckpt_dir, self.step, tensors, meta, self.cfg.train.keep_checkpoints)
+
+    def _restore(self) -> None:
+        path = ckpt.latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            raise CheckpointError(f"nothing to resume: no checkpoint in {str(self.ckpt_dir)!r}")
+        tensors, meta = ckpt.load_checkpoint(path)
+        src = str(path)
+        if tuple(meta.get("data_shape", ())) != tuple(self.data_shape):
+            raise CheckpointError(f"{src}: saved for data of shape {meta.get('data_shape')}, but the dataset gives {list(self.data_shape)}")
+        ckpt.unpack_module("G", self.G, tensors, src)
+        ckpt.unpack_module("D", self.D, tensors, src)
+        if self.ema is not None:
+            if not meta.get("ema"):
+                raise CheckpointError(f"{src}: has no EMA weights but train.ema is on")
+            ckpt.unpack_module("G_ema", self.ema.module, tensors, src)
+        for key, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
+            ckpt.unpack_optimizer(key, opt, tensors, meta["optimizers"][key], src)
+        torch.set_rng_state(tensors["rng.torch"])
+        self.z_gen.set_state(tensors["rng.latent"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.step = int(meta["step"])
+        self.loaded_from = path
+
+    # ---- run directory -------------------------------------------------------------------------
+    def _prepare_run_dir(self) -> None:
+        rd = self.run_dir
+        if not self.resume:
+            if rd.exists() and any(rd.iterdir()):
+                raise StatganError(
+                    f"run directory {str(rd)!r} already exists; continue it with --resume {rd} or choose another run.name"
+                )
+        try:
+            rd.mkdir(parents=True, exist_ok=True)
+            probe = rd / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StatganError(f"cannot write to run directory {str(rd)!r}: {exc.strerror or exc}") from None
+        # a checkpoint holds G, D, the EMA copy and two Adam moments per parameter
+        n_g = sum(p.numel() for p in self.G.parameters())
+        n_d = sum(p.numel() for p in self.D.parameters())
+        per_ckpt = 4 * (4 * n_g + 3 * n_d) + (1 << 20)
+        need = (self.cfg.train.keep_checkpoints + 1) * per_ckpt + (16 << 20)
+        free = shutil.disk_usage(rd).free
+        if free < need:
+            raise StatganError(f"not enough space in {str(rd)!r}: {free >> 20} MiB free, need about {need >> 20} MiB for checkpoints")
+        if not self.resume:
+            ckpt.atomic_write_bytes(rd / "config.yaml", self.cfg.to_yaml().encode())
+
+    # ---- signals -------------------------------------------------------------------------------
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the loop to checkpoint and stop after the current step (what SIGINT/SIGTERM do)."""
+        self._stop_signal = signum
+
+    def _install_handlers(self) -> Dict[int, Any]:
+        previous = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_signal is not None:  # second signal: stop now (checkpoints are atomic)
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                previous[s] = signal.signal(s, handler)
+        return previous
+
+    # ---- one step ------------------------------------------------------------------------------
+    def _set_lr(self) -> float:
+        t = self.cfg.train
+        factor = 1.0 if t.warmup_steps == 0 else min(1.0, 0.01 + 0.99 * self.step / t.warmup_steps)
+        for opt, base in ((self.opt_G, t.lr_g), (self.opt_D, t.lr_d)):
+            for g in opt.param_groups:
+                g["lr"] = base * factor
+        return factor
+
+    def _latents(self) -> torch.Tensor:
+        z = torch.randn(self.cfg.train.batch_size, self.cfg.model.latent_dim, generator=self.z_gen)
+        return z.to(self.device, non_blocking=True)
+
+    def train_step(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One generator step (with its n_critic discriminator steps); returns detached losses."""
+        G, D, obj = self.G, self.D, self.objective
+        d_loss = torch.zeros((), device=self.device)
+        for _ in range(self.cfg.train.n_critic):
+            real = self.batches.next()
+            fake = G(self._latents())
+            if self.has_discriminator:
+                d_loss = obj.discriminator_loss(D, real, fake.detach())
+                self.opt_D.zero_grad(set_to_none=True)
+                d_loss.backward()
+                self.opt_D.step()
+                if self._after_d_step is not None:
+                    self._after_d_step(D)
+        # D's weights need no gradient in the generator step: skipping them saves a third of D's backward
+        D.requires_grad_(False)
+        try:
+            g_loss = obj.generator_loss(D, real, fake)
+            self.opt_G.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            D.requires_grad_(True)
+        self.opt_G.step()
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.step)
+        return d_loss.detach(), g_loss.detach()
+
+    # ---- samples -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        from ..viz import save_samples
+
+        net = self.sampler
+        was_training = net.training
+        net.eval()
+        try:
+            samples = net(self.fixed_z)
+        finally:
+            net.train(was_training)
+        ref = None
+        if samples.dim() == 2:
+            ref = self.train_data[: 2000] if torch.is_tensor(self.train_data) else None
+        return save_samples(samples, self.run_dir / "samples" / f"step-{self.step:06d}.png", reference=ref)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        t = self.cfg.train
+        self._prepare_run_dir()
+        log = MetricsLog(self.run_dir, resume_step=self.step if self.resume else None, tensorboard=t.tensorboard)
+        previous = self._install_handlers()
+        bar = None
+        if t.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+        start_time = time.perf_counter()
+        interval_start, interval_steps = start_time, 0
+        acc_d = torch.zeros((), device=self.device)
+        acc_g = torch.zeros((), device=self.device)
+        last_samples: Optional[Path] = None
+        last_ckpt: Optional[Path] = None
+        samples_step = ckpt_step = -1
+        try:
+            self.G.train()
+            self.D.train()
+            while self.step < t.steps:
+                lr_factor = self._set_lr()
+                d_loss, g_loss = self.train_step()
+                acc_d += d_loss
+                acc_g += g_loss
+                interval_steps += 1
+                step = self.step
+                if step % t.log_every == 0 or step == t.steps:
+                    now = time.perf_counter()
+                    rec = {
+                        "step": step,
+                        "d_loss": (acc_d / interval_steps).item(),
+                        "g_loss": (acc_g / interval_steps).item(),
+                        "lr_g": t.lr_g * lr_factor,
+                        "lr_d": t.lr_d * lr_factor,
+                        "images_per_s": interval_steps * t.batch_size / max(now - interval_start, 1e-9),
+                        "elapsed_s": now - start_time,
+                    }
+                    if not (math.isfinite(rec["d_loss"]) and math.isfinite(rec["g_loss"])):
+                        log.log(rec)
+                        raise TrainingDiverged(
+                            f"training diverged by step {step}: d_loss={rec['d_loss']}, g_loss={rec['g_loss']} "
+                            f"(last good checkpoint: {ckpt.latest_checkpoint(self.ckpt_dir)}); try a lower learning rate"
+                        )
+                    log.log(rec)
+                    if bar is not None:
+                        bar.set_postfix(d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.3f}", refresh=False)
+                    acc_d.zero_()
+                    acc_g.zero_()
+                    interval_start, interval_steps = now, 0
+                if t.sample_every and step % t.sample_every == 0:
+                    last_samples, samples_step = self.save_samples(), step
+                if t.checkpoint_every and step % t.checkpoint_every == 0:
+                    last_ckpt, ckpt_step = self.save_checkpoint(), step
+                if bar is not None:
+                    bar.update(1)
+                for cb in self.callbacks:
+                    cb(self, step)
+                if self._stop_signal is not None:
+                    path = last_ckpt if ckpt_step == step else self.save_checkpoint()
+                    raise TrainingInterrupted(self._stop_signal, step, path)
+            if samples_step != self.step:
+                last_samples = self.save_samples()
+            if ckpt_step != self.step:
+                last_ckpt = self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+            log.close()
+            for s, h in previous.items():
+                signal.signal(s, h)
+        return TrainResult(self.run_dir, self.step, last_samples, last_ckpt, time.perf_counter() - start_time)
+
+
+def read_run_config(run_dir: Path) -> Config:
+    from .. import config as config_mod
+
+    p = Path(run_dir) / "config.yaml"
+    if not p.is_file():
+        raise StatganError(f"{str(run_dir)!r} is not a statgan run directory (no config.yaml)")
+    return config_mod.load(p)
+
+
+def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool = True, device: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
+    """The generator of a run (EMA weights by default) in eval mode, plus the checkpoint metadata."""
+    from .. import config as config_mod
+
+    run_dir = Path(run_dir)
+    path = Path(checkpoint) if checkpoint is not None else ckpt.latest_checkpoint(run_dir / "checkpoints")
+    if path is None:
+        raise CheckpointError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}")
+    tensors, meta = ckpt.load_checkpoint(path)
+    cfg = config_mod.from_dict(meta["config"])
+    G, _ = build_models(cfg, tuple(meta["data_shape"]))
+    prefix = "G_ema" if ema and meta.get("ema") else "G"
+    ckpt.unpack_module(prefix, G, tensors, str(path))
+    return G.to(select_device(device)).eval(), meta

@@ -1,0 +1,64 @@
+"""Pictures of samples: image grids (torchvision) and 2-D scatter plots (matplotlib)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from .train.checkpoint import atomic_write_bytes
+
+
+def _png_bytes_grid(images: torch.Tensor, nrow: Optional[int]) -> bytes:
+    from torchvision.utils import save_image
+
+    n = images.shape[0]
+    nrow = nrow or max(1, int(round(n**0.5)))
+    buf = io.BytesIO()
+    # images are in [-1, 1]; map to [0, 1] without per-image rescaling so contrast is honest
+    save_image(images.detach().float().cpu().add(1).div(2).clamp(0, 1), buf, nrow=nrow, padding=2, format="png")
+    return buf.getvalue()
+
+
+def _png_bytes_scatter(points: torch.Tensor, reference: Optional[torch.Tensor]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    if reference is not None:
+        r = reference.detach().cpu()
+        ax.scatter(r[:, 0], r[:, 1], s=2, c="0.75", label="data")
+    p = points.detach().float().cpu()
+    ax.scatter(p[:, 0], p[:, 1], s=2, c="tab:red", label="generated")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def save_samples(
+    samples: torch.Tensor,
+    path: Union[str, Path],
+    nrow: Optional[int] = None,
+    reference: Optional[torch.Tensor] = None,
+) -> Path:
+    """Write samples as a PNG: a grid for images (B, C, H, W), a scatter plot for 2-D points (B, 2).
+
+    The file is written atomically, so a viewer never sees a half-written image.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if samples.dim() == 4:
+        blob = _png_bytes_grid(samples, nrow)
+    elif samples.dim() == 2 and samples.shape[1] == 2:
+        blob = _png_bytes_scatter(samples, reference)
+    else:
+        raise ValueError(f"cannot draw samples of shape {tuple(samples.shape)}; expected (B,C,H,W) or (B,2)")
+    atomic_write_bytes(path, blob)
+    return path

@@ -1,0 +1,55 @@
+import os
+
+import pytest
+import torch
+
+# Tests run on 2 CPU cores in CI; fix the thread count so timings and reductions are stable.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def toy_overrides(tmp_path, **extra):
+    """A tiny MLP GAN on 8gaussians: a few hundred milliseconds per run."""
+    items = {
+        "run.out_dir": str(tmp_path),
+        "run.name": "toy",
+        "data.name": "8gaussians",
+        "model.arch": "mlp",
+        "model.latent_dim": 4,
+        "model.generator": "{hidden: 16, depth: 2}",
+        "model.discriminator": "{hidden: 16, depth: 2}",
+        "train.steps": 20,
+        "train.batch_size": 32,
+        "train.log_every": 5,
+        "train.sample_every": 10,
+        "train.checkpoint_every": 10,
+        "train.progress": "false",
+        "train.tensorboard": "false",
+    }
+    items.update(extra)
+    return [f"{k}={v}" for k, v in items.items()]
+
+
+def tiny_dcgan_overrides(tmp_path, **extra):
+    """A narrow DCGAN on mnist5k with BatchNorm and dropout (exercises the global RNG)."""
+    items = {
+        "run.out_dir": str(tmp_path),
+        "run.name": "dcgan",
+        "model.latent_dim": 8,
+        "model.generator": "{width: 4, norm: batch, dropout: 0.1}",
+        "model.discriminator": "{width: 4, norm: batch, dropout: 0.2}",
+        "train.steps": 24,
+        "train.batch_size": 16,
+        "train.log_every": 4,
+        "train.sample_every": 0,
+        "train.checkpoint_every": 0,
+        "train.progress": "false",
+        "train.tensorboard": "false",
+        "train.ema_decay": 0.9,
+    }
+    items.update(extra)
+    return [f"{k}={v}" for k, v in items.items()]
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return lambda **extra: toy_overrides(tmp_path, **extra)

@@ -1,0 +1,104 @@
+"""Config: presets, dotted overrides, and one-line errors naming the key and what is allowed."""
+
+from pathlib import Path
+
+import pytest
+
+from statgan import config
+from statgan.errors import ConfigError
+
+
+def test_default_is_the_shipped_preset():
+    cfg = config.load()
+    preset = config.load(config.PRESET_DIR / "mnist5k-dcgan.yaml")
+    assert cfg == preset
+    assert cfg.data.name == "mnist5k" and cfg.objective.name == "ns" and cfg.model.arch == "dcgan"
+
+
+def test_every_shipped_preset_validates():
+    names = config.presets()
+    assert "mnist5k-dcgan" in names
+    for name in names:
+        config.load(name)  # raises on any invalid key
+
+
+def test_repo_configs_folder_points_at_the_presets():
+    repo_configs = Path(__file__).resolve().parents[1] / "configs"
+    assert sorted(p.name for p in repo_configs.glob("*.yaml")) == sorted(f"{n}.yaml" for n in config.presets())
+
+
+def test_overrides_are_typed_from_yaml_scalars():
+    cfg = config.load(None, ["train.steps=2000", "model.latent_dim=64", "train.betas=[0.0, 0.9]",
+                             "train.lr_g=1e-3", "train.ema=false", "run.name=x"])
+    assert cfg.train.steps == 2000 and isinstance(cfg.train.steps, int)
+    assert cfg.model.latent_dim == 64
+    assert cfg.train.betas == [0.0, 0.9]
+    assert cfg.train.lr_g == pytest.approx(1e-3) and isinstance(cfg.train.lr_g, float)
+    assert cfg.train.ema is False
+    assert cfg.run.name == "x"
+
+
+def test_integer_accepted_where_float_expected():
+    assert config.load(None, ["train.lr_d=1"]).train.lr_d == 1.0
+
+
+def test_yaml_roundtrip(tmp_path):
+    cfg = config.load(None, ["train.steps=7", "objective.name=ns", "data.name=8gaussians", "model.arch=mlp",
+                             "model.generator={}", "model.discriminator={hidden: 16}"])
+    p = tmp_path / "c.yaml"
+    cfg.save(p)
+    assert config.load(p) == cfg
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.stepz=5", "unknown key 'train.stepz'; did you mean 'steps'?"),
+        ("trian.steps=5", "unknown section 'trian'"),
+        ("train.steps=abc", "train.steps: expected an integer, got 'abc'"),
+        ("train.steps=0", "train.steps: 0 is out of range; expected ≥ 1"),
+        ("train.steps=true", "train.steps: expected an integer"),
+        ("train.betas=[0.5, 1.0]", "train.betas[1]"),
+        ("train.betas=[0.5]", "train.betas: expected 2 values"),
+        ("train.lr_g=-1", "train.lr_g: -1.0 is out of range; expected > 0"),
+        ("train.tensorboard=maybe", "train.tensorboard: 'maybe' is not allowed"),
+        ("objective.name=nope", "unknown objective 'nope'; expected one of"),
+        ("objective.alpha=0.5", "objective 'ns' has no parameter 'alpha'"),
+        ("data.name=nope", "unknown dataset 'nope'"),
+        ("data.colour=3", "has no parameter 'colour'"),
+        ("model.generator.widht=8", "has no parameter 'widht'"),
+        ("model.arch=resnet9000", "unknown"),
+        ("run.device=tpu", "run.device: 'tpu' is not allowed"),
+        ("steps", "not of the form key=value"),
+    ],
+)
+def test_bad_values_give_one_line_errors(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, [override])
+    msg = str(err.value)
+    assert fragment in msg
+    assert "\n" not in msg
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="neither a YAML file nor a preset"):
+        config.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        config.load(bad)
+    notmap = tmp_path / "list.yaml"
+    notmap.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        config.load(notmap)
+
+
+def test_preset_by_name():
+    assert config.resolve("mnist5k-dcgan") == config.PRESET_DIR / "mnist5k-dcgan.yaml"
+    assert config.resolve("configs/mnist5k-dcgan.yaml").name == "mnist5k-dcgan.yaml"
+
+
+def test_diff_names_changed_keys():
+    a = config.load()
+    b = config.load(None, ["train.steps=10", "objective.name=ns"])
+    assert config.diff(a, b) == [f"train.steps: {a.train.steps!r} -> 10"]
