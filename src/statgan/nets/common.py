@@ -1,0 +1,196 @@
+"""Shared pieces of the network families: registries, parameter checks, init and norm helpers.
+
+The two registries live here (not in ``statgan/nets/__init__.py``) so that ``dcgan.py`` and
+``mlp.py`` can register themselves without a circular import; the package re-exports them.
+
+Every check raises a one-line :class:`~statgan.errors.ConfigError` naming the network, the
+parameter and the offending value, because these values come straight from user configs.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any, Iterable, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+#: factories ``(data_shape, latent_dim, **params) -> nn.Module`` mapping (B, latent_dim) -> (B, *data_shape)
+GENERATORS = Registry("generator")
+#: factories ``(data_shape, **params) -> nn.Module`` mapping (B, *data_shape) -> (B,) raw logits
+DISCRIMINATORS = Registry("discriminator")
+
+#: normalisation choices shared by every family
+NORMS: Tuple[str, ...] = ("batch", "none", "spectral")
+
+#: slope of LeakyReLU everywhere (Radford et al. 2016 use 0.2 in the discriminator)
+LEAKY_SLOPE = 0.2
+
+#: standard deviation of the DCGAN weight initialisation (Radford et al. 2016, section 4)
+INIT_STD = 0.02
+
+
+# --------------------------------------------------------------------------------------------------
+# parameter checks
+# --------------------------------------------------------------------------------------------------
+def check_choice(what: str, key: str, value: Any, choices: Iterable[str]) -> str:
+    """``value`` lower-cased if it is one of ``choices``; ConfigError otherwise."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ConfigError(f"{what}: {key}={value!r} is not one of: {', '.join(choices)}")
+    return value.lower()
+
+
+def check_int(what: str, key: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``. Bools are rejected although they are ints in Python."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
+        raise ConfigError(f"{what}: {key}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+def check_rate(what: str, value: Any, key: str = "dropout") -> float:
+    """A dropout probability ``0 <= p < 1`` (p = 1 would zero every activation)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not (0.0 <= float(value) < 1.0):
+        # ``not (0 <= p < 1)`` also catches NaN
+        raise ConfigError(f"{what}: {key}={value!r} must be a number with 0 <= {key} < 1")
+    return float(value)
+
+
+def check_data_shape(what: str, data_shape: Any) -> Tuple[int, ...]:
+    """``data_shape`` as a non-empty tuple of positive ints (configs may hand over a list)."""
+    try:
+        shape = tuple(data_shape)
+    except TypeError:
+        raise ConfigError(f"{what}: data_shape={data_shape!r} must be a sequence of positive integers") from None
+    if not shape or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in shape):
+        raise ConfigError(f"{what}: data_shape={data_shape!r} must be a sequence of positive integers")
+    return tuple(int(s) for s in shape)
+
+
+def resolve_dropout_slots(
+    what: str, slots: Optional[Sequence[int]], n_hidden: int, default: Sequence[int]
+) -> Tuple[int, ...]:
+    """Validate 1-based hidden-block indices; ``None`` means ``default``. Returned sorted, unique.
+
+    Slots are validated even when the dropout rate is 0 so that a typo in a config is reported
+    on the first run, not only when dropout is switched on later.
+    """
+    if slots is None:
+        return tuple(sorted(default))
+    if isinstance(slots, (str, bytes)) or not isinstance(slots, Iterable):
+        raise ConfigError(f"{what}: dropout_slots={slots!r} must be a list of block indices in 1..{n_hidden}")
+    out = []
+    for s in slots:
+        if isinstance(s, bool) or not isinstance(s, Integral) or not (1 <= s <= n_hidden):
+            raise ConfigError(
+                f"{what}: dropout slot {s!r} is out of range; this network has hidden blocks 1..{n_hidden}"
+            )
+        if int(s) in out:
+            raise ConfigError(f"{what}: dropout slot {s!r} is listed twice in dropout_slots={list(slots)!r}")
+        out.append(int(s))
+    return tuple(sorted(out))
+
+
+# --------------------------------------------------------------------------------------------------
+# layers
+# --------------------------------------------------------------------------------------------------
+_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "elu")
+
+
+def make_activation(what: str, name: str) -> nn.Module:
+    """A fresh activation module. Never ``inplace``: the audit code may hook intermediate
+    activations, and an in-place op downstream would silently overwrite what a hook captured."""
+    name = check_choice(what, "activation", name, _ACTIVATIONS)
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(LEAKY_SLOPE)
+    if name == "tanh":
+        return nn.Tanh()
+    return nn.ELU()
+
+
+def apply_spectral_norm(layers: Iterable[nn.Module]) -> None:
+    """Register ``torch.nn.utils.parametrizations.spectral_norm`` on each layer's ``weight``.
+
+    The parametrization divides the weight by a power-iteration estimate of the largest singular
+    value of the weight reshaped to a matrix (output dimension first; ``dim=1`` for transposed
+    convolutions, torch's default), refreshing the estimate once per forward pass in train mode
+    (Miyato et al. 2018). Call it *after* :func:`init_weights` so the power-iteration vectors that
+    torch warms up at registration belong to the final weights.
+    """
+    for layer in layers:
+        spectral_norm(layer)
+
+
+_CONV_LIKE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _raw_weight(module: nn.Module) -> torch.Tensor:
+    """The trainable weight tensor, looking through a parametrization (e.g. spectral norm)."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original  # type: ignore[union-attr,return-value]
+    return module.weight  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module, std: float = INIT_STD) -> nn.Module:
+    """DCGAN initialisation (Radford et al. 2016; the reference Torch/PyTorch code), in place.
+
+    * (transposed) convolutions: weight ~ N(0, ``std``), bias (if any) = 0;
+    * batch norm: weight ~ N(1, ``std``), bias = 0.
+
+    Other modules (Linear in particular) are left untouched: the N(0, 0.02) scheme was tuned for
+    the DCGAN convolutions and shrinks the signal of a deep narrow MLP, whose PyTorch default
+    (Kaiming-uniform) init is better suited. Works on spectrally normalised layers too (it
+    initialises the unnormalised weight and re-warms the power iteration). Returns ``module``.
+    """
+    for m in module.modules():
+        if isinstance(m, _CONV_LIKE):
+            nn.init.normal_(_raw_weight(m), 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+            _rewarm_spectral_norm(m)
+        elif isinstance(m, _BATCH_NORMS) and m.affine:
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def _rewarm_spectral_norm(m: nn.Module) -> None:
+    """After re-initialising a spectrally normalised weight, redo torch's 15 warm-up power
+    iterations so that the stored singular vectors match the new weight (as at registration)."""
+    if not parametrize.is_parametrized(m, "weight"):
+        return
+    for p in m.parametrizations.weight:  # type: ignore[union-attr]
+        if hasattr(p, "_power_method") and hasattr(p, "_reshape_weight_to_matrix"):
+            p._power_method(p._reshape_weight_to_matrix(_raw_weight(m)), 15)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars (spectral-norm buffers u, v are buffers, not parameters)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+__all__ = [
+    "GENERATORS",
+    "DISCRIMINATORS",
+    "NORMS",
+    "LEAKY_SLOPE",
+    "INIT_STD",
+    "check_choice",
+    "check_int",
+    "check_rate",
+    "check_data_shape",
+    "resolve_dropout_slots",
+    "make_activation",
+    "apply_spectral_norm",
+    "init_weights",
+    "count_parameters",
+]

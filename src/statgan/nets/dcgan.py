@@ -1,0 +1,257 @@
+"""DCGAN generator and discriminator (Radford, Metz & Chintala, ICLR 2016, "Unsupervised
+Representation Learning with Deep Convolutional Generative Adversarial Networks").
+
+Supported images: square, ``data_shape = (C, S, S)`` with S in {28, 32, 64, 128} and any C >= 1
+(1 or 3 in practice). The spatial pyramid starts from ``base`` = 7 for 28 px and 4 otherwise and
+doubles ``n_up = log2(S / base)`` times, so 64 px is exactly the classic architecture:
+
+    generator      z(100) -> 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x64 -> 64x64xC (tanh)
+    discriminator  64x64xC -> 32x32x64 -> 16x16x128 -> 8x8x256 -> 4x4x512 -> 1 (4x4 conv, raw logit)
+
+Hidden blocks
+-------------
+A *hidden block* is one convolution followed by its (optional) normalisation and activation, i.e.
+every convolution except the generator's output convolution (-> C channels, tanh) and the
+discriminator's final 1-channel convolution (-> logit). Both networks have ``n_up`` hidden blocks,
+numbered 1..n_up **from the network's input**:
+
+    generator:      block 1 is the projection z -> base x base, block n_up outputs S/2 x S/2;
+    discriminator:  block 1 is the first S -> S/2 convolution (no batch norm, as in DCGAN),
+                    block n_up outputs base x base.
+
+``dropout_slots`` refers to these indices; an ``nn.Dropout2d(dropout)`` (whole-channel dropout) is
+appended *after the activation* of each listed block. Default slots (``dropout_slots=None``) are
+the middle blocks ``2 .. max(2, n_up - 1)``:
+
+    ====  =====  ======================  =========================================
+    size  n_up   default slots           generator / discriminator resolution after
+    ====  =====  ======================  =========================================
+     28     2    (2,)                    G 14x14 ; D 7x7
+     32     3    (2,)                    G 8x8   ; D 8x8
+     64     4    (2, 3)                  G 8x8, 16x16 ; D 16x16, 8x8   (reference)
+    128     5    (2, 3, 4)               G 8..32 ; D 32..8             (reference)
+    ====  =====  ======================  =========================================
+
+i.e. every hidden block except the first and the last; with only two hidden blocks (28 px) that
+set is empty and the second block is used so that dropout is never silently a no-op.
+
+Biases: a convolution has a bias iff no BatchNorm follows it (BatchNorm subtracts the channel mean,
+making a bias redundant). With ``norm="batch"`` that leaves biases only on the generator's output
+convolution, the discriminator's first convolution and its final convolution; the reference
+PyTorch/Torch code drops those three too (see ``tests/test_nets.py`` for the exact counts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import List, Optional, Sequence, Tuple
+
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .common import (
+    DISCRIMINATORS,
+    GENERATORS,
+    LEAKY_SLOPE,
+    NORMS,
+    apply_spectral_norm,
+    check_choice,
+    check_data_shape,
+    check_int,
+    check_rate,
+    init_weights,
+    resolve_dropout_slots,
+)
+
+#: supported square image sizes
+DCGAN_SIZES: Tuple[int, ...] = (28, 32, 64, 128)
+
+
+def dcgan_geometry(what: str, data_shape: Sequence[int]) -> Tuple[int, int, int, int]:
+    """``(channels, size, base, n_up)`` for a ``(C, S, S)`` image shape; ConfigError otherwise."""
+    shape = check_data_shape(what, data_shape)
+    if len(shape) != 3:
+        raise ConfigError(f"{what}: data_shape={shape!r} must be (channels, height, width)")
+    channels, height, width = shape
+    if height != width:
+        raise ConfigError(f"{what}: image size {height}x{width} is not square; DCGAN needs height == width")
+    if height not in DCGAN_SIZES:
+        raise ConfigError(
+            f"{what}: image size {height} is not supported; allowed sizes: {', '.join(map(str, DCGAN_SIZES))}"
+        )
+    base = 7 if height == 28 else 4
+    n_up = int(round(math.log2(height / base)))
+    return channels, height, base, n_up
+
+
+def default_dropout_slots(n_hidden: int) -> Tuple[int, ...]:
+    """The middle hidden blocks ``2 .. max(2, n_hidden - 1)`` (see the module docstring)."""
+    return tuple(range(2, max(2, n_hidden - 1) + 1))
+
+
+def _check_common(
+    what: str, width: int, norm: str, dropout: float, dropout_slots: Optional[Sequence[int]], n_hidden: int
+) -> Tuple[int, str, float, Tuple[int, ...]]:
+    width = check_int(what, "width", width)
+    norm = check_choice(what, "norm", norm, NORMS)
+    dropout = check_rate(what, dropout)
+    slots = resolve_dropout_slots(what, dropout_slots, n_hidden, default_dropout_slots(n_hidden))
+    if dropout > 0 and not slots:
+        raise ConfigError(f"{what}: dropout={dropout!r} but dropout_slots is empty; set dropout=0 to disable it")
+    return width, norm, dropout, slots
+
+
+@GENERATORS.register("dcgan")
+class DCGANGenerator(nn.Module):
+    """DCGAN generator (Radford et al. 2016): (B, latent_dim) -> (B, C, S, S) in [-1, 1].
+
+    Args:
+        data_shape: ``(C, S, S)`` with S in 28, 32, 64, 128.
+        latent_dim: dimension of z.
+        width: ``ngf``; hidden block ``i`` (1-based from z) has ``width * 2**(n_up - i)`` channels.
+        norm: ``"batch"`` (BatchNorm2d after each hidden convolution, the DCGAN choice),
+            ``"none"``, or ``"spectral"`` (spectral norm on each hidden convolution's weight; the
+            output convolution stays unnormalised so the tanh range is not constrained).
+        dropout: rate p of ``nn.Dropout2d`` after the blocks in ``dropout_slots``; 0 inserts nothing.
+        dropout_slots: 1-based hidden-block indices (module docstring); None = the defaults.
+
+    Attributes: ``latent_dim``, ``data_shape``, ``n_hidden_blocks``, ``dropout_slots`` (the blocks
+    that carry a Dropout2d; empty when dropout == 0), ``net`` (``nn.Sequential`` with children
+    ``block1 .. block{n}`` and ``output``).
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        latent_dim: int,
+        width: int = 64,
+        norm: str = "batch",
+        dropout: float = 0.0,
+        dropout_slots: Optional[Sequence[int]] = None,
+    ) -> None:
+        super().__init__()
+        what = "dcgan generator"
+        channels, size, base, n_up = dcgan_geometry(what, data_shape)
+        latent_dim = check_int(what, "latent_dim", latent_dim)
+        width, norm, dropout, slots = _check_common(what, width, norm, dropout, dropout_slots, n_up)
+
+        self.latent_dim = latent_dim
+        self.data_shape: Tuple[int, ...] = (channels, size, size)
+        self.n_hidden_blocks = n_up
+        self.dropout_slots = slots if dropout > 0 else ()
+        self.norm, self.width, self.dropout = norm, width, dropout
+
+        blocks: "OrderedDict[str, nn.Module]" = OrderedDict()
+        spectral: List[nn.Module] = []
+        in_ch = latent_dim
+        for i in range(1, n_up + 1):
+            out_ch = width * 2 ** (n_up - i)
+            if i == 1:  # project the 1x1 "image" z to base x base
+                conv = nn.ConvTranspose2d(in_ch, out_ch, base, 1, 0, bias=norm != "batch")
+            else:  # 2x upsampling
+                conv = nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=norm != "batch")
+            layers: List[nn.Module] = [conv]
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(out_ch))
+            elif norm == "spectral":
+                spectral.append(conv)
+            layers.append(nn.ReLU())
+            if dropout > 0 and i in slots:
+                layers.append(nn.Dropout2d(dropout))
+            blocks[f"block{i}"] = nn.Sequential(*layers)
+            in_ch = out_ch
+        # no norm on the output layer (Radford et al.: avoids sample oscillation); tanh -> [-1, 1]
+        blocks["output"] = nn.Sequential(nn.ConvTranspose2d(in_ch, channels, 4, 2, 1, bias=True), nn.Tanh())
+        self.net = nn.Sequential(blocks)
+
+        init_weights(self)
+        apply_spectral_norm(spectral)  # after init, so torch's warm-up iterations see final weights
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"dcgan generator expects z of shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+
+    def extra_repr(self) -> str:
+        return (
+            f"data_shape={self.data_shape}, latent_dim={self.latent_dim}, width={self.width}, "
+            f"norm={self.norm!r}, dropout={self.dropout}, dropout_slots={self.dropout_slots}"
+        )
+
+
+@DISCRIMINATORS.register("dcgan")
+class DCGANDiscriminator(nn.Module):
+    """DCGAN discriminator (Radford et al. 2016): (B, C, S, S) -> (B,) raw logits.
+
+    The output is *not* passed through a sigmoid: at the optimum of the standard GAN loss the logit
+    estimates log p_data(x) / p_g(x), which the audit code reads directly.
+
+    Args:
+        data_shape: ``(C, S, S)`` with S in 28, 32, 64, 128.
+        width: ``ndf``; hidden block ``i`` (1-based from the image) has ``width * 2**(i - 1)`` channels.
+        norm: ``"batch"`` (BatchNorm2d on hidden blocks 2..n, none on the input block, as DCGAN),
+            ``"none"``, or ``"spectral"`` (spectral norm on *every* convolution including the first
+            and the final one, as Miyato et al. 2018: the Lipschitz bound needs all layers).
+        dropout: rate p of ``nn.Dropout2d`` after the blocks in ``dropout_slots``; 0 inserts nothing.
+        dropout_slots: 1-based hidden-block indices (module docstring); None = the defaults.
+
+    Attributes: ``data_shape``, ``n_hidden_blocks``, ``dropout_slots`` (the blocks that carry a
+    Dropout2d; empty when dropout == 0), ``net`` (``nn.Sequential`` with children
+    ``block1 .. block{n}`` and ``output``).
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        width: int = 64,
+        norm: str = "batch",
+        dropout: float = 0.0,
+        dropout_slots: Optional[Sequence[int]] = None,
+    ) -> None:
+        super().__init__()
+        what = "dcgan discriminator"
+        channels, size, base, n_up = dcgan_geometry(what, data_shape)
+        width, norm, dropout, slots = _check_common(what, width, norm, dropout, dropout_slots, n_up)
+
+        self.data_shape: Tuple[int, ...] = (channels, size, size)
+        self.n_hidden_blocks = n_up
+        self.dropout_slots = slots if dropout > 0 else ()
+        self.norm, self.width, self.dropout = norm, width, dropout
+
+        blocks: "OrderedDict[str, nn.Module]" = OrderedDict()
+        convs: List[nn.Module] = []
+        in_ch = channels
+        for i in range(1, n_up + 1):
+            out_ch = width * 2 ** (i - 1)
+            batch_norm = norm == "batch" and i > 1  # never on the input block (Radford et al.)
+            conv = nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=not batch_norm)
+            convs.append(conv)
+            layers: List[nn.Module] = [conv]
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+            if dropout > 0 and i in slots:
+                layers.append(nn.Dropout2d(dropout))
+            blocks[f"block{i}"] = nn.Sequential(*layers)
+            in_ch = out_ch
+        final = nn.Conv2d(in_ch, 1, base, 1, 0, bias=True)  # base x base -> 1x1 logit
+        convs.append(final)
+        blocks["output"] = final
+        self.net = nn.Sequential(blocks)
+
+        init_weights(self)
+        if norm == "spectral":
+            apply_spectral_norm(convs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten(1).squeeze(1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"data_shape={self.data_shape}, width={self.width}, norm={self.norm!r}, "
+            f"dropout={self.dropout}, dropout_slots={self.dropout_slots}"
+        )
+
+
+__all__ = ["DCGAN_SIZES", "DCGANGenerator", "DCGANDiscriminator", "dcgan_geometry", "default_dropout_slots"]
