@@ -83,6 +83,9 @@ class BatchStream:
                 batch_sampler=_Sampler(self.order, start),
                 num_workers=num_workers,
                 pin_memory=device.type == "cuda",
+                # its own generator: otherwise creating the iterator draws a worker seed from the
+                # global RNG, which would make a resumed run's dropout masks differ
+                generator=torch.Generator().manual_seed(seed),
             )
             self._iter = iter(loader)
 
