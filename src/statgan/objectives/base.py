@@ -10,6 +10,8 @@ generator step) override the two hooks instead.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Callable, Optional
 
 import torch
@@ -85,13 +87,18 @@ def real_param(
     allowed: Optional[str] = None,
 ) -> float:
     """``value`` as a finite float, optionally checked ``> gt`` or ``>= ge``; ConfigError otherwise."""
-    import math
-    import numbers
-
     # bool is an int subclass, but ``gp_weight=True`` is a config mistake, not a number.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    # Numeric strings are accepted because YAML 1.1 reads ``1e-3`` (no dot) as a string.
+    x: Optional[float] = None
+    if isinstance(value, str):
+        try:
+            x = float(value)
+        except ValueError:
+            pass
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        x = float(value)
+    if x is None:
         raise bad_value(objective, param, value, allowed or "expected a real number")
-    x = float(value)
     if not math.isfinite(x):
         raise bad_value(objective, param, value, allowed or "expected a finite number")
     if gt is not None and not x > gt:
