@@ -102,3 +102,27 @@ def test_diff_names_changed_keys():
     a = config.load()
     b = config.load(None, ["train.steps=10", "objective.name=ns"])
     assert config.diff(a, b) == [f"train.steps: {a.train.steps!r} -> 10"]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["objective.name=rkl"],
+    ["objective.name=renyi", "objective.alpha=0.5"],
+    ["objective.name=fgan", "objective.divergence=pearson"],
+    ["objective.name=wgan-gp", "objective.gp_weight=5"],
+    ["objective.name=gmmn"],
+])
+def test_objectives_selectable_with_parameters(overrides):
+    cfg = config.load(None, overrides)
+    assert cfg.objective.name == overrides[0].split("=")[1]
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["objective.name=renyi", "objective.alpha=1"], "alpha"),
+    (["objective.name=fgan", "objective.divergence=nope"], "nope"),
+    (["objective.name=wgan-gp", "objective.gp_weight=-1"], "gp_weight"),
+    (["objective.name=nonexistent"], "unknown objective 'nonexistent'"),
+])
+def test_invalid_objective_parameters_rejected_before_training(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, overrides)
+    assert fragment in str(err.value) and "\n" not in str(err.value)

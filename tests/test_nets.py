@@ -473,3 +473,20 @@ def test_mlp_dropout_after_every_hidden_layer():
     G = build_generator("mlp", (2,), LATENT, depth=4, dropout=0.25)
     assert dropout_blocks(G) == ["block1", "block2", "block3", "block4"]
     assert all(isinstance(m, nn.Dropout) and m.p == 0.25 for m in G.modules() if isinstance(m, nn.Dropout))
+
+
+@pytest.mark.parametrize("arch, shape", [("dcgan", (1, 28, 28)), ("dcgan", (3, 32, 32)), ("mlp", (2,))])
+def test_discriminator_features_feed_the_logit(arch, shape):
+    """features(x) is the penultimate representation; the logit is a linear read-out of it."""
+    from statgan.nets import build_discriminator
+
+    D = build_discriminator(arch, shape).eval()
+    x = torch.randn(5, *shape)
+    f = D.features(x)
+    assert f.dim() == 2 and f.shape[0] == 5 and f.shape[1] > 1
+    out = D.net[-1]
+    if isinstance(out, torch.nn.Conv2d):  # a full-size conv over the base map is a linear map of the flattened features
+        logit = f @ out.weight.flatten() + out.bias
+    else:
+        logit = out(f).squeeze(1)
+    assert torch.allclose(logit, D(x), atol=1e-5)

@@ -244,6 +244,11 @@ class DCGANDiscriminator(nn.Module):
         if norm == "spectral":
             apply_spectral_norm(convs)
 
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate activations, flattened to (B, F): the learned representation that
+        kernel objectives (MMD-GAN) compare; ``forward`` is a linear read-out of them."""
+        return self.net[:-1](x).flatten(1)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).flatten(1).squeeze(1)
 

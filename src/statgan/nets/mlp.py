@@ -168,6 +168,10 @@ class MLPDiscriminator(nn.Module):
         if norm == "spectral":
             apply_spectral_norm(linears + [final])
 
+    def features(self, x: Tensor) -> Tensor:
+        """Last hidden layer's activations (B, hidden); the input itself when depth == 0."""
+        return self.net[:-1](x.flatten(1))
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1)).squeeze(1)
 
