@@ -51,5 +51,10 @@ def tiny_dcgan_overrides(tmp_path, **extra):
 
 
 @pytest.fixture
-def toy(tmp_path):
-    return lambda **extra: toy_overrides(tmp_path, **extra)
+def one_thread():
+    """Tiny models run fastest on one thread, and timings stay steady on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+

@@ -29,12 +29,8 @@ NAMES = sorted(DIVERGENCES)
 BUILTIN = ["gan", "jensen_shannon", "kl", "neyman", "pearson", "reverse_kl", "squared_hellinger", "total_variation"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny models: one thread is fastest (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ratio(x: torch.Tensor) -> torch.Tensor:

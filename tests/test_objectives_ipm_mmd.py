@@ -18,12 +18,8 @@ from statgan.objectives.mmd import DEFAULT_BANDWIDTHS, mmd2, rbf_mixture_kernel
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny models: one thread is fastest (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Linear(torch.nn.Module):

@@ -35,13 +35,8 @@ P = stats.norm(0.0, 1.0)
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models run faster on one thread, and the test machine is shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny models: one thread is fastest (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def log_ratio(x: torch.Tensor, mu0: float = MU0) -> torch.Tensor:
