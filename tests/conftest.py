@@ -7,6 +7,12 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Tests never write statistics caches into the user's home directory."""
+    monkeypatch.setenv("STATGAN_CACHE", str(tmp_path_factory.getbasetemp() / "statgan-cache"))
+
+
 def toy_overrides(tmp_path, **extra):
     """A tiny MLP GAN on 8gaussians: a few hundred milliseconds per run."""
     items = {

@@ -231,3 +231,39 @@ def test_lazy_dataset_path_trains_and_resumes_identically(tmp_path):
     resumed = Trainer(config.load(tmp_path / "b" / "config.yaml", ["train.steps=6"]), tmp_path / "b", resume=True)
     resumed.fit()
     _assert_identical(_state(straight), _state(resumed))
+
+
+def test_tensorboard_events_when_installed(tmp_path, monkeypatch):
+    """With TensorBoard importable, every logged scalar also goes to a SummaryWriter in RUN_DIR/tensorboard."""
+    import sys
+    import types
+
+    calls = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            calls.append(("init", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, step))
+
+        def close(self):
+            calls.append(("close",))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    cfg = config.load(None, toy_overrides(tmp_path, **{"train.tensorboard": "auto"}))
+    Trainer(cfg, tmp_path / "toy").fit()
+    assert calls[0] == ("init", str(tmp_path / "toy" / "tensorboard"))
+    assert ("d_loss", 5) in calls and ("g_loss", 20) in calls and calls[-1] == ("close",)
+
+
+def test_tensorboard_required_but_missing_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    cfg = config.load(None, toy_overrides(tmp_path, **{"train.tensorboard": "true"}))
+    with pytest.raises(StatganError, match="TensorBoard is not installed"):
+        Trainer(cfg, tmp_path / "toy").fit()
+    assert not (tmp_path / "toy").exists()  # refused before the run directory was made

@@ -2,6 +2,8 @@
 
     statgan train [CONFIG.yaml] [key=value ...] [--resume RUN_DIR [--force]]
     statgan sample RUN_DIR [-n 64] [--out grid.png] [--seed 0] [--no-ema]
+    statgan eval RUN_DIR [--metrics fid,kid,prdc] [--n 10000] [--extractor lenet]
+    statgan eval REFERENCE GENERATED            (image folders, .npz files or data:NAME:SPLIT)
     statgan list [datasets|archs|objectives]
 
 User mistakes end in one line ``statgan: error: ...`` and exit status 2; an interrupted training run
@@ -112,6 +114,28 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .metrics.evaluate import evaluate_paths, evaluate_run, format_table
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if not metrics:
+        raise StatganError("--metrics is empty; give e.g. fid,kid,prdc")
+    if len(args.paths) == 1:
+        result = evaluate_run(args.paths[0], metrics=metrics, n=args.n, extractor=args.extractor,
+                              reference=args.reference, seed=args.seed, batch_size=args.batch_size,
+                              device=args.device, ema=not args.no_ema, checkpoint=args.checkpoint,
+                              cache=not args.no_cache)
+    elif len(args.paths) == 2:
+        result = evaluate_paths(args.paths[0], args.paths[1], metrics=metrics, extractor=args.extractor,
+                                batch_size=args.batch_size, device=args.device, out=args.out)
+    else:
+        raise StatganError(f"eval takes one run directory or two image sets, got {len(args.paths)} paths")
+    print(format_table(result))
+    if "path" in result:
+        print(f"wrote {result['path']}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from . import data, nets, objectives
 
@@ -148,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
     s.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (default cpu)")
     s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", help="sample-quality metrics (FID, KID, PRDC, IS) of a run, or of two image sets")
+    e.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a run directory, or two image sets REFERENCE GENERATED (folders, .npz files or data:NAME:SPLIT)")
+    e.add_argument("--metrics", default="fid,kid,prdc", help="comma-separated: fid, kid, prdc, is (default fid,kid,prdc)")
+    e.add_argument("--n", type=int, default=10_000, help="generated samples (default 10000)")
+    e.add_argument("--extractor", default=None,
+                   help="lenet | inception | pixels (default: lenet for 1-channel images, inception for RGB, pixels for vectors)")
+    e.add_argument("--reference", default="train", choices=("train", "test"), help="dataset split to compare with (default train)")
+    e.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    e.add_argument("--batch-size", type=int, default=500)
+    e.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
+    e.add_argument("--no-ema", action="store_true", help="evaluate the raw generator instead of the EMA weights")
+    e.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
+    e.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
+    e.add_argument("--out", default=None, help="with two image sets: write the JSON result here")
+    e.set_defaults(func=cmd_eval)
 
     ls = sub.add_parser("list", help="list registered datasets, architectures and objectives")
     ls.add_argument("what", nargs="?", choices=("datasets", "archs", "objectives"))

@@ -88,6 +88,10 @@ class TrainSection:
     sample_every: int = _f(500, "steps between sample grids (0 = only at the end)", min=0)
     checkpoint_every: int = _f(1000, "steps between checkpoints (0 = only at the end)", min=0)
     keep_checkpoints: int = _f(3, "checkpoints kept (oldest deleted)", min=1)
+    eval_every: int = _f(0, "steps between FID evaluations logged to metrics.jsonl; the best is kept as checkpoints/best (0 = never)", min=0)
+    eval_n: int = _f(2000, "generated samples per FID evaluation", min=2)
+    eval_extractor: Optional[str] = _f(None, "feature extractor for FID (default: lenet for 1-channel images, inception for RGB, pixels for vectors)")
+    eval_reference: str = _f("train", "dataset split the FID is computed against", choices=("train", "test"))
     grid_size: int = _f(64, "images in each sample grid", min=1, max=1024)
     progress: bool = _f(True, "show a progress bar with ETA")
     # a bool or "auto": YAML 1.1 reads on/off as true/false, so those spellings work as well

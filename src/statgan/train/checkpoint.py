@@ -89,12 +89,20 @@ def _prepare(tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 
 def save_checkpoint(
-    ckpt_dir: Path, step: int, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any], keep: int
+    ckpt_dir: Path, step: int, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any], keep: int,
+    name: Optional[str] = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically and delete all but the newest ``keep``. Returns the JSON path."""
+    """Write checkpoint ``step`` atomically and delete all but the newest ``keep``. Returns the JSON path.
+
+    With ``name`` (e.g. "best") the files are ``name.safetensors`` / ``name.json``, outside the
+    step sequence and never rotated away.
+    """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    st_path, js_path = checkpoint_paths(ckpt_dir, step)
+    if name is not None:
+        st_path, js_path = ckpt_dir / f"{name}.safetensors", ckpt_dir / f"{name}.json"
+    else:
+        st_path, js_path = checkpoint_paths(ckpt_dir, step)
     blob = st_save(_prepare(tensors))
     atomic_write_bytes(st_path, blob)
     record = {
@@ -106,6 +114,8 @@ def save_checkpoint(
         **meta,
     }
     atomic_write_bytes(js_path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    if name is not None:
+        return js_path
     for old_step, old_js in list_checkpoints(ckpt_dir)[:-keep]:
         old_st, _ = checkpoint_paths(ckpt_dir, old_step)
         old_js.unlink(missing_ok=True)

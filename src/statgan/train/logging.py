@@ -8,6 +8,22 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 
+def tensorboard_writer_class(required: bool) -> Optional[type]:
+    """torch's SummaryWriter if TensorBoard is installed; ConfigError if ``required`` and it is not."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter
+    except ImportError:
+        if required:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "train.tensorboard=true but TensorBoard is not installed; pip install 'statgan[tensorboard]' or set train.tensorboard=auto"
+            ) from None
+        return None
+
+
 class MetricsLog:
     """Append-only JSONL log that survives resume: records after the resume step are dropped first,
     so an interrupted run that logged past its last checkpoint does not end up with duplicates."""
@@ -27,17 +43,9 @@ class MetricsLog:
         self._fh = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard is not False:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
-            except ImportError:
-                if tensorboard is True:
-                    from ..errors import ConfigError
-
-                    raise ConfigError(
-                        "train.tensorboard=true but TensorBoard is not installed; pip install 'statgan[tensorboard]' or set train.tensorboard=auto"
-                    ) from None
+            writer = tensorboard_writer_class(required=tensorboard is True)
+            if writer is not None:
+                self._tb = writer(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def log(self, record: Dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}

@@ -125,6 +125,10 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.device = select_device(cfg.run.device)
+        if t.tensorboard is True:  # fail before anything is written, not after the run directory exists
+            from .logging import tensorboard_writer_class
+
+            tensorboard_writer_class(required=True)
 
         self.train_data = datasets.load(cfg.data.name, "train", cfg.data.root, **cfg.data.options)
         self.data_shape = data_shape_of(self.train_data)
@@ -145,6 +149,7 @@ class Trainer:
             t.grid_size, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.run.seed + 2)
         ).to(self.device)
         self.step = 0
+        self.best_fid: Optional[float] = None
         self.loaded_from: Optional[Path] = None
         if resume:
             self._restore()
@@ -172,7 +177,7 @@ class Trainer:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         return tensors
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self, name: Optional[str] = None) -> Path:
         tensors = self.state_tensors()
         opt_meta = {}
         for key, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
@@ -184,11 +189,12 @@ class Trainer:
             "data_shape": list(self.data_shape),
             "latent_dim": self.cfg.model.latent_dim,
             "ema": self.ema is not None,
+            "best_fid": self.best_fid,
             "optimizers": opt_meta,
             "versions": {"statgan": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        return ckpt.save_checkpoint(self.ckpt_dir, self.step, tensors, meta, self.cfg.train.keep_checkpoints)
+        return ckpt.save_checkpoint(self.ckpt_dir, self.step, tensors, meta, self.cfg.train.keep_checkpoints, name=name)
 
     def _restore(self) -> None:
         path = ckpt.latest_checkpoint(self.ckpt_dir)
@@ -211,6 +217,7 @@ class Trainer:
         if self.device.type == "cuda" and "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.step = int(meta["step"])
+        self.best_fid = meta.get("best_fid")
         self.loaded_from = path
 
     # ---- run directory -------------------------------------------------------------------------
@@ -322,6 +329,12 @@ class Trainer:
         t = self.cfg.train
         self._prepare_run_dir()
         log = MetricsLog(self.run_dir, resume_step=self.step if self.resume else None, tensorboard=t.tensorboard)
+        monitor = None
+        if t.eval_every:
+            from ..metrics.monitor import FIDMonitor
+
+            monitor = FIDMonitor(self.cfg.to_dict()["data"], self.data_shape, n=t.eval_n, extractor=t.eval_extractor,
+                                 reference=t.eval_reference, device=str(self.device))
         previous = self._install_handlers()
         bar = None
         if t.progress:
@@ -368,6 +381,14 @@ class Trainer:
                     acc_d.zero_()
                     acc_g.zero_()
                     interval_start, interval_steps = now, 0
+                if monitor is not None and step % t.eval_every == 0:
+                    fid = monitor(self.sampler, self.cfg.model.latent_dim)
+                    improved = self.best_fid is None or fid < self.best_fid
+                    if improved:
+                        self.best_fid = fid
+                    log.log({"step": step, "fid": fid, "fid_extractor": monitor.id, "best_fid": self.best_fid})
+                    if improved:
+                        self.save_checkpoint(name="best")
                 if t.sample_every and step % t.sample_every == 0:
                     last_samples, samples_step = self.save_samples(), step
                 if t.checkpoint_every and step % t.checkpoint_every == 0:
