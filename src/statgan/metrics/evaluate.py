@@ -350,7 +350,8 @@ def _result(specs: List[MetricSpec], values: Dict[str, float], ext: Any, ref: Fe
     return {
         "metrics": values,
         "labels": labels,
-        "extractor": {"name": ext.name, "id": ext.id, "dim": ext.dim, "preprocessing": ext.preprocessing},
+        "extractor": {"name": ext.name, "id": ext.id, "dim": ext.dim, "preprocessing": ext.preprocessing,
+                      "weights_sha256": getattr(ext, "sha256", None)},
         "reference": {"source": ref.source, "n": ref.n, **ref.info},
         "generated": {"source": gen.source, "n": gen.n},
         "versions": {"statgan": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},

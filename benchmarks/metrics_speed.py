@@ -1,0 +1,237 @@
+"""Speed of the sample-quality metrics.
+
+* ``bench_frechet`` — statgan's ``frechet_distance`` (symmetric eigendecompositions, float64) against
+  the classic pytorch-fid formula (``scipy.linalg.sqrtm(Σ1 Σ2)``) on random full-rank 2,048-d
+  statistics, in the same process: times (min and median over repeats), speed-up (target ≥ 5x) and
+  relative difference of the two values (target ≤ 1e-6).
+* ``bench_prdc`` — ``prdc`` on 50,000 real x 50,000 fake 64-d features (three passes of 2.5e9
+  distances each), with its wall time and peak resident memory above the baseline (blocked tiles:
+  a few hundred MB at block_size 4096 where a full distance matrix would take 10 GB). This is the
+  50,000 x 50,000 memory check; the unit test runs the same blocking on 5,000 x 5,000 to stay fast.
+* ``bench_lenet`` — the ``lenet`` extractor's throughput (images/s, target ≥ 2,000 on 2 cores) on
+  10,000 mnist5k-shaped images, against the bare LeNet module called on the same batches under
+  ``torch.inference_mode`` (the extractor's checks, dtype handling and copies cost the ratio - 1).
+* ``bench_eval`` — ``statgan eval RUN --metrics fid,kid,prdc --n 10000`` end to end in a fresh
+  process (interpreter start, imports, checkpoint load, 10,000 generated samples, features, the three
+  metrics, JSON), target ≤ 30 s on 2 cores, for a cold and a warm reference-statistics cache; the
+  same-run reference is the unavoidable part of that work done inline: generating 10,000 samples and
+  extracting their lenet features.
+
+Measured on the 2-core CPU dev machine (idle), scipy 1.17.1, numpy 2.4.6 (OpenBLAS), torch 2.14.1:
+  frechet D = 2048: statgan 1.99 s, sqrtm reference 11.8 s -> 6.0x, relative difference 2.7e-15
+  prdc 50,000 x 50,000 x 64-d: 35.9 s, peak RSS +234 MiB
+
+    python benchmarks/metrics_speed.py                       # everything (~70 s on 2 cores)
+    python benchmarks/metrics_speed.py --only frechet --repeats 3
+    python benchmarks/metrics_speed.py --only prdc --prdc-n 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from statgan.metrics.frechet import frechet_distance
+from statgan.metrics.prdc import prdc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _timed(fn: Callable[[], float], repeats: int) -> Tuple[List[float], float]:
+    times, value = [], float("nan")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - t0)
+    return times, value
+
+
+def fid_sqrtm_reference(mu1, sigma1, mu2, sigma2) -> float:
+    """pytorch-fid's formula: tr sqrtm(Σ1 Σ2) by scipy's (Schur-based, non-symmetric) sqrtm."""
+    covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2))
+    if np.iscomplexobj(covmean):
+        covmean = covmean.real
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def _random_stats(rng: np.random.Generator, d: int, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of n correlated, non-negative-ish samples (like pooled CNN features)."""
+    mix = rng.normal(size=(d, d)) / math.sqrt(d)
+    x = np.abs(rng.normal(size=(n, d)) @ mix + rng.normal(size=d))
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+def bench_frechet(dim: int = 2048, n: int = 4096, repeats: int = 3, ref_repeats: int = 2, seed: int = 0) -> Dict[str, float]:
+    rng = np.random.default_rng(seed)
+    mu1, s1 = _random_stats(rng, dim, n)
+    mu2, s2 = _random_stats(rng, dim, n)
+    print(f"[frechet] D = {dim}, statistics from N = {n} samples each (full rank), float64, "
+          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs")
+    ours_t, ours = _timed(lambda: frechet_distance(mu1, s1, mu2, s2, n=n), repeats)
+    ref_t, ref = _timed(lambda: fid_sqrtm_reference(mu1, s1, mu2, s2), ref_repeats)
+    rel = abs(ours - ref) / abs(ref)
+    speedup = min(ref_t) / min(ours_t)
+    print(f"[frechet] statgan eigh   : min {min(ours_t):7.3f} s  median {statistics.median(ours_t):7.3f} s  value {ours:.10f}")
+    print(f"[frechet] scipy sqrtm ref: min {min(ref_t):7.3f} s  median {statistics.median(ref_t):7.3f} s  value {ref:.10f}")
+    print(f"[frechet] speed-up {speedup:.1f}x (target >= 5x), relative difference {rel:.2e} (target <= 1e-6)")
+    return {"ours_s": min(ours_t), "ref_s": min(ref_t), "speedup": speedup, "rel_diff": rel}
+
+
+class _PeakRSS:
+    """Samples this process's resident memory every 5 ms in a thread (Linux /proc; else ru_maxrss)."""
+
+    def __init__(self) -> None:
+        self.peak = self.base = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> "_PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def bench_prdc(n: int = 50_000, dim: int = 64, block_size: int = 4096, seed: int = 0) -> Dict[str, float]:
+    g = torch.Generator().manual_seed(seed)
+    real = torch.randn(n, dim, generator=g)
+    fake = torch.randn(n, dim, generator=g) * 1.05 + 0.05
+    full_gb = n * n * 4 / 1e9
+    print(f"[prdc] {n} real x {n} fake, D = {dim}, float32, block_size {block_size} "
+          f"(a full distance matrix would be {full_gb:.1f} GB)")
+    with _PeakRSS() as mem:
+        t0 = time.perf_counter()
+        res = prdc(real, fake, k=5, pr_k=3, block_size=block_size)
+        dt = time.perf_counter() - t0
+    extra_mb = (mem.peak - mem.base) / 2**20
+    print(f"[prdc] {dt:.1f} s, peak RSS +{extra_mb:.0f} MiB above the inputs; "
+          + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
+    return {"seconds": dt, "peak_extra_mib": extra_mb, **res}
+
+
+def bench_lenet(n: int = 10_000, batch_size: int = 500, repeats: int = 3) -> Dict[str, float]:
+    from statgan.metrics.features import get_extractor
+
+    ext = get_extractor("lenet")
+    x = torch.rand(n, 1, 28, 28) * 2 - 1
+    net = ext.model  # the bare module, same weights
+    net.eval()
+
+    def bare() -> float:
+        with torch.inference_mode():
+            for b in x.split(batch_size):
+                net.features(b)
+        return 0.0
+
+    def ours() -> float:
+        ext.extract(x, batch_size=batch_size)
+        return 0.0
+
+    ours(), bare()  # warm-up
+    ref_t, _ = _timed(bare, repeats)
+    ours_t, _ = _timed(ours, repeats)
+    rate, ref_rate = n / min(ours_t), n / min(ref_t)
+    print(f"[lenet] {ext.id}: {n} images 1x28x28, batch {batch_size}, {torch.get_num_threads()} torch threads")
+    print(f"[lenet] statgan extractor: {rate:8.0f} images/s (target >= 2,000)")
+    print(f"[lenet] bare module      : {ref_rate:8.0f} images/s; ratio statgan/bare {rate / ref_rate:.3f}")
+    return {"images_per_s": rate, "bare_images_per_s": ref_rate}
+
+
+def _make_eval_run(root: Path) -> Path:
+    """A default-architecture MNIST run (DCGAN, latent 100) with one short training step: evaluation
+    cost does not depend on how well the generator is trained."""
+    from statgan import config
+    from statgan.train.trainer import Trainer
+
+    cfg = config.load(None, ["run.name=bench-eval", "train.steps=1", "train.log_every=1", "train.sample_every=0",
+                             "train.checkpoint_every=1", "train.tensorboard=false"])
+    trainer = Trainer(cfg, root / "bench-eval")
+    trainer.fit()
+    return root / "bench-eval"
+
+
+def bench_eval(n: int = 10_000, threads: int = 2) -> Dict[str, float]:
+    from statgan.metrics.evaluate import generator_batches
+    from statgan.metrics.features import get_extractor
+    from statgan.train.trainer import load_generator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = _make_eval_run(Path(tmp))
+        env = dict(os.environ, STATGAN_CACHE=str(Path(tmp) / "cache"), OMP_NUM_THREADS=str(threads))
+        cmd = [sys.executable, "-m", "statgan", "eval", str(run), "--metrics", "fid,kid,prdc", "--n", str(n)]
+        times = {}
+        for label in ("cold cache", "warm cache"):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            times[label] = time.perf_counter() - t0
+            if out.returncode != 0:
+                raise SystemExit(f"statgan eval failed:\n{out.stderr}")
+        table = out.stdout.strip()
+        G, meta = load_generator(run)
+        ext = get_extractor("lenet")
+        t0 = time.perf_counter()
+        for b in generator_batches(G, int(meta["latent_dim"]), n, 500, seed=0):
+            ext.features(b)
+        inline = time.perf_counter() - t0
+    print(f"[eval] `statgan eval RUN --metrics fid,kid,prdc --n {n}` (fresh process, {threads} threads):")
+    for label, t in times.items():
+        print(f"[eval]   {label}: {t:6.2f} s (target <= 30 s)")
+    print(f"[eval] inline reference (generate {n} + lenet features): {inline:6.2f} s; "
+          f"ratio eval(warm)/reference {times['warm cache'] / inline:.2f}")
+    print("\n".join("[eval]   " + line for line in table.splitlines()))
+    return {"cold_s": times["cold cache"], "warm_s": times["warm cache"], "reference_s": inline}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=["frechet", "prdc", "lenet", "eval"], default=None)
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats of statgan's frechet_distance")
+    p.add_argument("--ref-repeats", type=int, default=2, help="timed repeats of the sqrtm reference")
+    p.add_argument("--dim", type=int, default=2048)
+    p.add_argument("--prdc-n", type=int, default=50_000)
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.only in (None, "frechet"):
+        bench_frechet(dim=args.dim, repeats=args.repeats, ref_repeats=args.ref_repeats)
+    if args.only in (None, "prdc"):
+        bench_prdc(n=args.prdc_n)
+    if args.only in (None, "lenet"):
+        bench_lenet()
+    if args.only in (None, "eval"):
+        bench_eval(threads=args.threads)
+
+
+if __name__ == "__main__":
+    main()
