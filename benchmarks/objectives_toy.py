@@ -114,6 +114,21 @@ def _task(args: tuple) -> Dict:
     return run_one(obj_over, train_over, ds, seed, Path(work), name)
 
 
+def summarise_errors(errors: List[str]) -> List[str]:
+    """Divergences as one "diverged (non-finite loss) by step a, b" entry; other errors as they are."""
+    steps, other = [], set()
+    for e in errors:
+        m = re.search(r"diverged by step (\d+)", e)
+        if m:
+            steps.append(int(m.group(1)))
+        else:
+            other.add(e)
+    out = sorted(other)
+    if steps:
+        out.insert(0, "diverged (non-finite loss) by step " + ", ".join(str(s) for s in sorted(set(steps))))
+    return out
+
+
 def fmt(vals: List[float], digits: int) -> str:
     if not vals:
         return "—"
@@ -145,7 +160,7 @@ def main(argv=None) -> int:
             for ds in DATASETS:
                 res = [results[(label, ds, s)] for s in range(args.seeds)]
                 ok = [r for r in res if r["error"] is None]
-                errors = sorted({r["error"] for r in res if r["error"]})
+                errors = summarise_errors([r["error"] for r in res if r["error"]])
                 k = ok[0]["k"] if ok else (8 if ds == "8gaussians" else 25)
                 row = {
                     "objective": label,
