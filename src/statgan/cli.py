@@ -1,7 +1,7 @@
 """Command line: thin sub-commands over the library.
 
     statgan train [CONFIG.yaml] [key=value ...] [--resume RUN_DIR [--force]]
-    statgan sample RUN_DIR [-n 64] [--out grid.png] [--seed 0] [--no-ema]
+    statgan sample RUN_DIR [-n 64] [--out grid.png] [--seed 0] [--no-ema] [--mc-dropout]
     statgan eval RUN_DIR [--metrics fid,kid,prdc] [--n 10000] [--extractor lenet]
     statgan eval REFERENCE GENERATED            (image folders, .npz files or data:NAME:SPLIT)
     statgan list [datasets|archs|objectives]
@@ -88,6 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    import contextlib
+
     import torch
 
     from .train.trainer import load_generator
@@ -99,7 +101,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(args.seed)
     z = torch.randn(args.n, int(meta["latent_dim"]), generator=gen).to(device)
-    with torch.no_grad():
+    # --mc-dropout: dropout stays on (one fresh mask per image, masks seeded from --seed), BatchNorm in eval
+    mode = contextlib.nullcontext()
+    if args.mc_dropout:
+        from .regularizers.dropout import mc_dropout
+
+        mode = mc_dropout(G, seed=args.seed)
+    with torch.no_grad(), mode:
         x = G(z)
     out = Path(args.out)
     if out.suffix.lower() == ".safetensors":
@@ -110,7 +118,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     else:
         save_samples(x, out, nrow=args.nrow)
     which = "EMA" if (meta.get("ema") and not args.no_ema) else "raw"
-    print(f"wrote {args.n} samples ({which} weights, step {meta['step']}, seed {args.seed}) to {out}")
+    mc = ", MC dropout" if args.mc_dropout else ""
+    print(f"wrote {args.n} samples ({which} weights{mc}, step {meta['step']}, seed {args.seed}) to {out}")
     return 0
 
 
@@ -171,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true", help="use the raw generator instead of the EMA weights")
     s.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
     s.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (default cpu)")
+    s.add_argument("--mc-dropout", action="store_true",
+                   help="keep dropout on at test time (one fresh mask per image; BatchNorm stays in eval mode)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="sample-quality metrics (FID, KID, PRDC, IS) of a run, or of two image sets")

@@ -1,21 +1,24 @@
 """Typed run configuration: a YAML preset plus dotted command-line overrides, validated up front.
 
-A config has five sections::
+A config has six sections::
 
-    run:        name, out_dir, seed, device
-    data:       name (+ the dataset loader's own options, e.g. image_size for ``folder``)
-    model:      arch, latent_dim, generator: {...}, discriminator: {...}
-    objective:  name (+ the objective's own parameters, e.g. alpha for ``renyi``)
-    train:      steps, batch_size, optimizer, EMA, logging/sampling/checkpoint intervals, ...
+    run:           name, out_dir, seed, device
+    data:          name (+ the dataset loader's own options, e.g. image_size for ``folder``)
+    model:         arch, latent_dim, generator: {...}, discriminator: {...}
+    objective:     name (+ the objective's own parameters, e.g. alpha for ``renyi``)
+    train:         steps, batch_size, optimizer, EMA, logging/sampling/checkpoint intervals, ...
+    regularizers:  {name: {parameters}} for each regulariser switched on (default: none)
 
 ``run``, ``train`` and the fixed keys of ``model`` are typed dataclass fields with ranges. ``data``,
 ``objective``, ``model.generator`` and ``model.discriminator`` are *open*: besides their declared
 keys they take whatever parameters the registered factory accepts, checked against its signature.
+``regularizers`` maps registered regulariser names to their parameters (``true`` = defaults,
+``false``/``null`` = off), checked the same way.
 Every problem (unknown key, wrong type, out-of-range value, unknown registry name) raises a
 :class:`~statgan.errors.ConfigError` naming the key and what is allowed — before any training starts.
 
 Overrides use dotted keys and YAML scalars: ``train.steps=2000 train.betas=[0.5,0.99]
-objective.name=renyi objective.alpha=0.5``.
+objective.name=renyi objective.alpha=0.5 regularizers.sam.rho=0.5``.
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ class Config:
     model: ModelSection = field(default_factory=ModelSection)
     objective: ObjectiveSection = field(default_factory=ObjectiveSection)
     train: TrainSection = field(default_factory=TrainSection)
+    # regulariser name -> its parameters; empty = none (the trainer then runs exactly as without)
+    regularizers: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     # ---- conversion --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -251,18 +256,41 @@ def _build_section(cls: type, raw: Mapping[str, Any], section: str) -> Any:
     return cls(**kwargs)
 
 
+def _build_regularizers(raw: Any) -> Dict[str, Dict[str, Any]]:
+    """``regularizers``: name -> parameter mapping; ``true`` means defaults, ``false``/null off.
+    Names and parameters are checked against the registry in :func:`validate`."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"regularizers: expected a mapping of regularizer names to parameters (e.g. regularizers.sam.rho=0.5), got {raw!r}")
+    out: Dict[str, Dict[str, Any]] = {}
+    for name, params in raw.items():
+        name = str(name)
+        if params is None or params is False:
+            continue
+        if params is True:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"regularizers.{name}: expected a mapping of parameters or true/false, got {params!r}")
+        out[name] = {str(k): v for k, v in params.items()}
+    return out
+
+
 _SECTIONS = {"run": RunSection, "data": DataSection, "model": ModelSection, "objective": ObjectiveSection, "train": TrainSection}
+#: every top-level key: the dataclass sections plus the free ``regularizers`` mapping
+_ALL_SECTIONS = [*_SECTIONS, "regularizers"]
 
 
 def from_dict(raw: Optional[Mapping[str, Any]]) -> Config:
     """Build a Config from a nested mapping (YAML layout); type and range checks only."""
     raw = raw or {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"config: expected a mapping with sections {', '.join(_SECTIONS)}, got {type(raw).__name__}")
+        raise ConfigError(f"config: expected a mapping with sections {', '.join(_ALL_SECTIONS)}, got {type(raw).__name__}")
     for k in raw:
-        if k not in _SECTIONS:
-            raise ConfigError(f"unknown section {k!r}{_suggest(str(k), list(_SECTIONS))} (allowed: {', '.join(_SECTIONS)})")
-    return Config(**{name: _build_section(cls, raw.get(name), name) for name, cls in _SECTIONS.items()})
+        if k not in _ALL_SECTIONS:
+            raise ConfigError(f"unknown section {k!r}{_suggest(str(k), _ALL_SECTIONS)} (allowed: {', '.join(_ALL_SECTIONS)})")
+    sections = {name: _build_section(cls, raw.get(name), name) for name, cls in _SECTIONS.items()}
+    return Config(**sections, regularizers=_build_regularizers(raw.get("regularizers")))
 
 
 def parse_override(item: str) -> tuple:
@@ -284,15 +312,15 @@ def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, 
     raw = copy.deepcopy(raw)
     for item in overrides:
         path, value = parse_override(item)
-        if path[0] not in _SECTIONS:
+        if path[0] not in _ALL_SECTIONS:
             raise ConfigError(
-                f"override {item!r}: unknown section {path[0]!r}{_suggest(path[0], list(_SECTIONS))} "
-                f"(allowed: {', '.join(_SECTIONS)})"
+                f"override {item!r}: unknown section {path[0]!r}{_suggest(path[0], _ALL_SECTIONS)} "
+                f"(allowed: {', '.join(_ALL_SECTIONS)})"
             )
         node = raw
         for part in path[:-1]:
             child = node.get(part)
-            if child is None:
+            if child is None or (child is True and path[0] == "regularizers"):  # `sam: true` -> `sam: {rho: …}`
                 child = node[part] = {}
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
@@ -349,10 +377,33 @@ def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ())
     return cfg
 
 
+def _validate_regularizers(cfg: Config, objective: Any) -> Any:
+    """Names and parameter names of ``regularizers`` (with "did you mean"), then their values and
+    their compatibility with the objective; returns the built RegularizerSet."""
+    from . import regularizers
+    from .registry import accepted_params
+
+    known = regularizers.names()
+    for name, params in cfg.regularizers.items():
+        if name not in known:
+            raise ConfigError(f"unknown regularizer 'regularizers.{name}'{_suggest(name, known)} (allowed: {', '.join(known)})")
+        allowed = accepted_params(regularizers.REGULARIZERS[name]) or []
+        for key in params:
+            if key not in allowed:
+                raise ConfigError(
+                    f"unknown key 'regularizers.{name}.{key}'{_suggest(key, allowed)} (allowed: {', '.join(allowed) or '(none)'})"
+                )
+    return regularizers.build(cfg.regularizers, objective)
+
+
 def validate(cfg: Config) -> None:
     """Cross-check names and open-section parameters against the registries (no heavy work)."""
     from . import data, nets, objectives
     from .registry import check_params
+
+    # objective: constructing it validates values too (cheap: no tensors)
+    objective = objectives.get(cfg.objective.name, **cfg.objective.params)
+    regs = _validate_regularizers(cfg, objective)
 
     # dataset name and loader options
     loader = data.DATASETS[cfg.data.name]
@@ -360,15 +411,14 @@ def validate(cfg: Config) -> None:
     reserved = {"split", "root"} & set(cfg.data.options)
     if reserved:
         raise ConfigError(f"data.{sorted(reserved)[0]} cannot be set as a loader option here")
-    # networks
+    # networks (with what the regularisers add, e.g. MC dropout's rate)
     for fam, reg, params in (
         ("generator", nets.GENERATORS, cfg.model.generator),
         ("discriminator", nets.DISCRIMINATORS, cfg.model.discriminator),
     ):
         factory = reg[cfg.model.arch]
-        check_params(factory, dict(params), f"model.{fam} ({cfg.model.arch})", n_positional=2 if fam == "generator" else 1)
-    # objective: constructing it validates values too (cheap: no tensors)
-    objectives.get(cfg.objective.name, **cfg.objective.params)
+        merged = regs.network_params(fam, dict(params))
+        check_params(factory, merged, f"model.{fam} ({cfg.model.arch})", n_positional=2 if fam == "generator" else 1)
     if cfg.run.device not in ("auto", "cpu", "mps", "cuda") and not (
         cfg.run.device.startswith("cuda:") and cfg.run.device[5:].isdigit()
     ):

@@ -1,6 +1,86 @@
-"""Regularisers that compose with every objective (EMA now; relaxation, gradient penalties, SAM and
-MC dropout follow the Bayesian-view issue)."""
+"""Regularisers that compose with every objective: the Bayesian view of GANs in practice
+(Filippone & Linhard 2025), plus the generator EMA.
 
-from .ema import EMA
+Configured in the ``regularizers:`` section of a run config, one entry per regulariser with its
+parameters (an entry is on when present; ``true`` means "with defaults", ``false``/``null`` off)::
 
-__all__ = ["EMA"]
+    regularizers:
+      relaxation: {sigma: 0.1, schedule: linear, decay_steps: 2000}   # relaxation.py
+      param_grad: {weight: 0.01}                                       # gradient.py
+      sam: {rho: 0.5}                                                  # sam.py
+      mc_dropout: {p: 0.1, n_mcd: 2}                                   # dropout.py
+      sharpness: {every: 100}                                          # sharpness.py (a probe)
+
+or from the command line: ``statgan train regularizers.sam.rho=0.5 regularizers.r1.weight=10``.
+The trainer drives them only through the hooks of :class:`~statgan.regularizers.base.Regularizer`
+(see base.py); it knows no regulariser or objective by name. Formulas: docs/regularizers.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+from ..registry import Registry
+
+REGULARIZERS = Registry("regularizer")
+
+from .base import LossContext, ProbeContext, Regularizer, RegularizerSet  # noqa: E402
+from . import dropout, gradient, relaxation, sam, sharpness  # noqa: E402,F401  (register members)
+from .dropout import MCDropout, mc_dropout  # noqa: E402
+from .ema import EMA  # noqa: E402
+from .gradient import InterpolateGradPenalty, ParamGradPenalty, R1Penalty, R2Penalty, SampleGradPenalty  # noqa: E402
+from .relaxation import Relaxation  # noqa: E402
+from .sam import SAM, SharpnessAware  # noqa: E402
+from .sharpness import SharpnessProbe, top_hessian_eigenvalue  # noqa: E402
+
+
+def get(name: str, **params: Any) -> Regularizer:
+    """Build the regulariser registered as ``name``; one-line ConfigError on bad names or values."""
+    reg = REGULARIZERS.build(name, **params)
+    reg.name = REGULARIZERS.canonical(name)
+    return reg
+
+
+def build(section: Optional[Mapping[str, Mapping[str, Any]]], objective: Any = None) -> RegularizerSet:
+    """A :class:`RegularizerSet` from the config's ``regularizers`` mapping (name -> parameters);
+    with ``objective``, each regulariser checks that it can work with it."""
+    regs = RegularizerSet([get(name, **dict(params or {})) for name, params in (section or {}).items()])
+    if objective is not None:
+        regs.check(objective)
+    return regs
+
+
+def network_params(section: Optional[Mapping[str, Mapping[str, Any]]], family: str,
+                   model_params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """``model.<family>`` parameters with the regularisers' additions (e.g. MC dropout's rate)."""
+    return build(section).network_params(family, model_params)
+
+
+def names() -> list:
+    return REGULARIZERS.names()
+
+
+__all__ = [
+    "REGULARIZERS",
+    "Regularizer",
+    "RegularizerSet",
+    "LossContext",
+    "ProbeContext",
+    "get",
+    "build",
+    "network_params",
+    "names",
+    "EMA",
+    "Relaxation",
+    "ParamGradPenalty",
+    "SampleGradPenalty",
+    "R1Penalty",
+    "R2Penalty",
+    "InterpolateGradPenalty",
+    "SAM",
+    "SharpnessAware",
+    "SharpnessProbe",
+    "top_hessian_eigenvalue",
+    "MCDropout",
+    "mc_dropout",
+]

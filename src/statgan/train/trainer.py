@@ -2,21 +2,28 @@
 
 One generator step is ``n_critic`` discriminator updates followed by one generator update::
 
-    for k in 1..n_critic:   real ← next batch;  fake ← G(z)
-                            L_D = objective.discriminator_loss(D, real, fake.detach());  step D
+    for k in 1..n_critic:   real ← next batch;  fake ← G(z);  regularizers.begin_batch(real, fake)
+                            real' ← transform_real(real);  fake' ← transform_fake(fake.detach())
+                            L_D = objective.discriminator_loss(D, real', fake') + Σ penalties;  step D
                             objective.after_discriminator_step(D)      (if it has one, e.g. clipping)
-    L_G = objective.generator_loss(D, real, fake);  step G;  EMA update
+    L_G = objective.generator_loss(D, real', transform_fake(fake)) + Σ penalties;  step G;  EMA update
 
-The loop knows no objective by name: it calls the objective's two hooks and two optional generic
-attributes (``has_discriminator``, ``after_discriminator_step``). The generated batch of the last
-critic step is reused for the generator step (as in the DCGAN reference code), which saves one
-generator forward pass per step.
+The loop knows no objective or regulariser by name: it calls the objective's two hooks, two
+optional generic attributes (``has_discriminator``, ``after_discriminator_step``) and the hooks of
+:class:`statgan.regularizers.RegularizerSet` (observation noise, penalties, Monte-Carlo averaging,
+optimizer wrapping such as SAM, probes). Every update goes through ``optimizer.step(closure)``
+with a closure that zeroes the gradients, evaluates the loss (averaged over
+``regularizers.evaluations(net)`` evaluations) and back-propagates; a plain optimizer calls it
+once, SAM twice. The generated batch of the last critic step is reused for the generator step's
+first evaluation (as in the DCGAN reference code), which saves one generator forward pass per
+step; further evaluations (Monte-Carlo dropout, SAM's perturbed pass) re-run G on the same
+latents. With no regularisers this is exactly the plain loop, operation for operation.
 
 Reproducibility: weights are initialised from ``run.seed``; latents come from a dedicated CPU
 generator (identical streams on every device, state saved in checkpoints); the data order is a pure
 function of the batch counter (:mod:`statgan.train.batches`); the global RNG (dropout, penalty
-interpolation) is saved and restored. On CPU with ``train.deterministic`` a resumed run is
-bit-identical to an uninterrupted one.
+interpolation) is saved and restored, and so are the regularisers' private RNGs (observation
+noise). On CPU with ``train.deterministic`` a resumed run is bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from torch import nn
 from .. import __version__
 from ..config import Config
 from ..errors import CheckpointError, StatganError
+from .. import regularizers
+from ..regularizers import LossContext, ProbeContext
 from ..regularizers.ema import EMA
 from . import checkpoint as ckpt
 from .batches import BatchStream
@@ -88,10 +97,13 @@ def default_run_name(cfg: Config) -> str:
 
 
 def build_models(cfg: Config, data_shape: Tuple[int, ...]) -> Tuple[nn.Module, nn.Module]:
+    """G and D of a config, with the regularisers' network parameters (e.g. MC dropout's rate)."""
     from .. import nets
 
-    G = nets.build_generator(cfg.model.arch, data_shape, cfg.model.latent_dim, **cfg.model.generator)
-    D = nets.build_discriminator(cfg.model.arch, data_shape, **cfg.model.discriminator)
+    g_params = regularizers.network_params(cfg.regularizers, "generator", cfg.model.generator)
+    d_params = regularizers.network_params(cfg.regularizers, "discriminator", cfg.model.discriminator)
+    G = nets.build_generator(cfg.model.arch, data_shape, cfg.model.latent_dim, **g_params)
+    D = nets.build_discriminator(cfg.model.arch, data_shape, **d_params)
     return G, D
 
 
@@ -139,9 +151,14 @@ class Trainer:
         self.objective = objectives.get(cfg.objective.name, **cfg.objective.params)
         self.has_discriminator = bool(getattr(self.objective, "has_discriminator", True))
         self._after_d_step = getattr(self.objective, "after_discriminator_step", None)
+        self.regularizers = regularizers.build(cfg.regularizers, self.objective)
+        self.regularizers.bind(cfg.run.seed, self.device)
         betas = tuple(t.betas)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=betas)
+        # the modules each update's loss runs through (D's loss sees only detached generated samples)
+        self.opt_G = self.regularizers.wrap_optimizer(
+            "generator", torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=betas), (self.G, self.D))
+        self.opt_D = self.regularizers.wrap_optimizer(
+            "discriminator", torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=betas), (self.D,))
         self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
         # latents from a CPU generator: the same stream on every device, and its state is portable
         self.z_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
@@ -149,6 +166,7 @@ class Trainer:
             t.grid_size, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.run.seed + 2)
         ).to(self.device)
         self.step = 0
+        self._last_batch: Optional[Tuple[torch.Tensor, torch.Tensor]] = None  # (real', z) of the last G step
         self.best_fid: Optional[float] = None
         self.loaded_from: Optional[Path] = None
         if resume:
@@ -175,6 +193,7 @@ class Trainer:
         tensors["rng.latent"] = self.z_gen.get_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        tensors.update(self.regularizers.state_tensors())
         return tensors
 
     def save_checkpoint(self, name: Optional[str] = None) -> Path:
@@ -216,6 +235,7 @@ class Trainer:
         self.z_gen.set_state(tensors["rng.latent"])
         if self.device.type == "cuda" and "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.regularizers.load_state_tensors(tensors, src)
         self.step = int(meta["step"])
         self.best_fid = meta.get("best_fid")
         self.loaded_from = path
@@ -279,33 +299,78 @@ class Trainer:
         z = torch.randn(self.cfg.train.batch_size, self.cfg.model.latent_dim, generator=self.z_gen)
         return z.to(self.device, non_blocking=True)
 
+    def _minimise(self, opt: Any, net: str, evaluate: Callable[[int], Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """One update of ``net`` through ``opt.step(closure)``; returns the loss (detached).
+
+        ``evaluate(k)`` gives (objective loss, D's real input, D's generated input) for the k-th
+        evaluation of this update (k counts across closure calls, so k = 0 may reuse cached
+        forward passes). Each closure call averages ``evaluations(net)`` evaluations, each with
+        its penalties, back-propagating them one at a time (one graph alive at a time).
+        """
+        regs = self.regularizers
+        n = regs.evaluations(net)
+        counter = {"calls": 0, "evals": 0}
+
+        def closure() -> torch.Tensor:
+            record = counter["calls"] == 0  # log penalties of the first pass (SAM runs a second)
+            counter["calls"] += 1
+            opt.zero_grad(set_to_none=True)
+            total = None
+            for _ in range(n):
+                loss, real_in, fake_in = evaluate(counter["evals"])
+                counter["evals"] += 1
+                loss = regs.add_penalties(LossContext(net, loss, real_in, fake_in, self.G, self.D, self.step), record)
+                (loss if n == 1 else loss / n).backward()
+                total = loss.detach() if total is None else total + loss.detach()
+            return total if n == 1 else total / n
+
+        return opt.step(closure)
+
     def train_step(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """One generator step (with its n_critic discriminator steps); returns detached losses."""
-        G, D, obj = self.G, self.D, self.objective
+        G, D, obj, regs = self.G, self.D, self.objective, self.regularizers
         d_loss = torch.zeros((), device=self.device)
         for _ in range(self.cfg.train.n_critic):
             real = self.batches.next()
-            fake = G(self._latents())
+            z = self._latents()
+            fake = G(z)
+            regs.begin_batch(real, fake, self.step)
+            real_in = regs.transform_real(real)
             if self.has_discriminator:
-                d_loss = obj.discriminator_loss(D, real, fake.detach())
-                self.opt_D.zero_grad(set_to_none=True)
-                d_loss.backward()
-                self.opt_D.step()
+                fake_in = regs.transform_fake(fake.detach())
+                d_loss = self._minimise(self.opt_D, "discriminator",
+                                        lambda k: (obj.discriminator_loss(D, real_in, fake_in), real_in, fake_in))
                 if self._after_d_step is not None:
                     self._after_d_step(D)
+
+        def generator_evaluation(k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            fake_in = regs.transform_fake(fake if k == 0 else G(z))
+            return obj.generator_loss(D, real_in, fake_in), real_in, fake_in
+
         # D's weights need no gradient in the generator step: skipping them saves a third of D's backward
         D.requires_grad_(False)
         try:
-            g_loss = obj.generator_loss(D, real, fake)
-            self.opt_G.zero_grad(set_to_none=True)
-            g_loss.backward()
+            g_loss = self._minimise(self.opt_G, "generator", generator_evaluation)
         finally:
             D.requires_grad_(True)
-        self.opt_G.step()
+        self._last_batch = (real_in, z)
         self.step += 1
         if self.ema is not None:
             self.ema.update(self.step)
         return d_loss.detach(), g_loss.detach()
+
+    def _probe_context(self) -> ProbeContext:
+        """For the regularisers' probes: the generator loss on the last batch at the current weights."""
+        real_in, z = self._last_batch  # type: ignore[misc]
+
+        def generator_loss() -> torch.Tensor:
+            self.D.requires_grad_(False)
+            try:
+                return self.objective.generator_loss(self.D, real_in, self.regularizers.transform_fake(self.G(z)))
+            finally:
+                self.D.requires_grad_(True)
+
+        return ProbeContext(self.G, self.D, generator_loss, self.cfg.run.seed, self.device)
 
     # ---- samples -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -368,6 +433,7 @@ class Trainer:
                         "lr_d": t.lr_d * lr_factor,
                         "images_per_s": interval_steps * t.batch_size / max(now - interval_start, 1e-9),
                         "elapsed_s": now - start_time,
+                        **self.regularizers.scalars(step),
                     }
                     if not (math.isfinite(rec["d_loss"]) and math.isfinite(rec["g_loss"])):
                         log.log(rec)
@@ -381,6 +447,9 @@ class Trainer:
                     acc_d.zero_()
                     acc_g.zero_()
                     interval_start, interval_steps = now, 0
+                probed = self.regularizers.probe(step, self._probe_context)
+                if probed:
+                    log.log({"step": step, **probed})
                 if monitor is not None and step % t.eval_every == 0:
                     fid = monitor(self.sampler, self.cfg.model.latent_dim)
                     improved = self.best_fid is None or fid < self.best_fid
@@ -427,6 +496,8 @@ def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool =
     from .. import config as config_mod
 
     run_dir = Path(run_dir)
+    if checkpoint is None and not run_dir.is_dir():
+        raise StatganError(f"{str(run_dir)!r} is neither a run directory nor an existing path")
     path = Path(checkpoint) if checkpoint is not None else ckpt.latest_checkpoint(run_dir / "checkpoints")
     if path is None:
         raise CheckpointError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}")
