@@ -1,0 +1,58 @@
+"""Auditing a trained generator as a statistical model (Wu et al. 2017; Friedman & Weiss 2024).
+
+::
+
+    from statgan import audit
+    z, errors = audit.invert(G, x, latent_dim, restarts=4, steps=500)           # InversionResult
+    ll = audit.ais_log_likelihood(G, x, latent_dim, sigma, n_steps=1000)        # (B,) nats, lower bound
+    sel = audit.select_sigma(G, x_valid, latent_dim)                            # SigmaSelection(.sigma, ...)
+    lower, upper = audit.bdmc(G, latent_dim, sigma, n_images=16, n_steps=1000)  # BDMCResult (.gap)
+    res = audit.typicality_test(train_ll, valid_ll, test_ll, batch_size=10)     # TypicalityResult
+    audit.auroc(-ll_in, -ll_out); audit.local_variance(images); audit.bits_per_dim(ll, D)
+
+A generator is any ``nn.Module`` mapping (B, latent_dim) to (B, C, H, W) or (B, D), with a
+standard-normal prior on z unless ``prior`` is passed (AIS/BDMC). Every function runs it in eval
+mode with frozen parameters and restores both afterwards. Results are plain tensors and
+dataclasses, so reports and the CLI build on them without reaching into this package.
+"""
+
+from .ais import (
+    AISResult,
+    BDMCResult,
+    SigmaSelection,
+    ais,
+    ais_log_likelihood,
+    bdmc,
+    bits_per_dim,
+    linear_schedule,
+    select_sigma,
+    sigmoid_schedule,
+)
+from ._common import Prior, StandardNormal
+from .inversion import InversionResult, invert, lenet_feature_fn
+from .ood import Correlation, auroc, correlation, local_variance
+from .typicality import TypicalityResult, typicality_test
+
+__all__ = [
+    "AISResult",
+    "BDMCResult",
+    "Correlation",
+    "InversionResult",
+    "Prior",
+    "StandardNormal",
+    "SigmaSelection",
+    "TypicalityResult",
+    "ais",
+    "ais_log_likelihood",
+    "auroc",
+    "bdmc",
+    "bits_per_dim",
+    "correlation",
+    "invert",
+    "lenet_feature_fn",
+    "linear_schedule",
+    "local_variance",
+    "select_sigma",
+    "sigmoid_schedule",
+    "typicality_test",
+]

@@ -1,0 +1,229 @@
+"""GAN inversion: for each image x find z* = argmin_z  E(G(z), x) + lambda * ||z||^2 / d.
+
+Friedman & Weiss ("Unmasking the GAN manifold", arXiv 2402.14098) invert by Adam with a cosine
+learning-rate schedule and compare inversion errors of training images, generated images and OOD
+images. This implementation:
+
+* optimises all images x restarts as one (B * R, d) latent tensor. Adam's update is element-wise,
+  so this is exactly R independent optimisations per image, in one generator pass per step;
+* uses lr_t = lr * (1 + cos(pi t / steps)) / 2 (cosine annealing to 0, Loshchilov & Hutter 2017);
+* keeps, per restart, the best iterate seen (the objective is evaluated at every iterate anyway),
+  then the best restart per image;
+* losses (per image, all means so that values are comparable across image sizes):
+    "l2":          E = mean_j (G(z)_j - x_j)^2                      (per-pixel MSE)
+    "feature":     E = mean_k (phi(G(z))_k - phi(x)_k)^2            (phi = ``feature_fn``)
+    "l2+feature":  E = l2 + feature_weight * feature
+  ``feature_fn`` is any differentiable callable (N, C, H, W) -> (N, F); :func:`lenet_feature_fn`
+  builds one from statgan's shipped MNIST LeNet (the "lenet" extractor's 128-d features);
+* optional latent-prior penalty lambda * ||z||^2 / d: -log N(z; 0, I) up to a constant, scaled
+  by 2 lambda / d; it keeps z in the region the generator was trained on.
+
+The generator runs in eval mode with frozen parameters; gradients are taken w.r.t. z only.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._common import SeedLike, check_images, check_int, check_positive, frozen, generate, make_rng
+
+__all__ = ["InversionResult", "invert", "lenet_feature_fn", "LOSSES"]
+
+#: Accepted values of ``invert(loss=...)``.
+LOSSES = ("l2", "feature", "l2+feature")
+
+FeatureFn = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class InversionResult:
+    """Output of :func:`invert` for B images; unpacks as ``z, errors = invert(...)``.
+
+    Attributes:
+        z: (B, d) latents of the best restart per image.
+        errors: (B,) reconstruction error E(G(z), x) of that restart (the chosen ``loss``, without
+            the prior penalty).
+        objective: (B,) the minimised objective (error + penalty) at z.
+        mse: (B,) per-pixel mean squared error mean_j (G(z)_j - x_j)^2, whatever the loss.
+        restart_objectives: (B, R) best objective reached by each restart (spread = landscape
+            difficulty).
+        reconstructions: (B, *data_shape) G(z), detached.
+    """
+
+    z: Tensor
+    errors: Tensor
+    objective: Tensor
+    mse: Tensor
+    restart_objectives: Tensor
+    reconstructions: Tensor
+
+    def __iter__(self) -> Iterator[Tensor]:
+        yield self.z
+        yield self.errors
+
+
+def lenet_feature_fn(device: Union[str, torch.device] = "cpu") -> FeatureFn:
+    """Differentiable 128-d penultimate features of statgan's shipped MNIST LeNet.
+
+    Same network and preprocessing as the ``lenet`` feature extractor of
+    :mod:`statgan.metrics.features` (3 channels -> channel mean; other sizes -> antialiased
+    bilinear resize to 28 x 28), but without its ``inference_mode``, so gradients reach the input.
+    The returned callable has ``.model`` and ``.id`` attributes.
+    """
+    from torch.nn import functional as F
+
+    from ..metrics.features import load_lenet
+
+    model, digest = load_lenet(device=device)
+
+    def features(x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"lenet features expect images (N, 1 or 3, H, W), got {tuple(x.shape)}")
+        if x.shape[1] == 3:
+            x = x.mean(dim=1, keepdim=True)
+        if tuple(x.shape[-2:]) != (28, 28):
+            x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False, antialias=True)
+        return model.features(x.to(next(model.parameters()).dtype))
+
+    features.model = model  # type: ignore[attr-defined]
+    features.id = f"lenet-{digest[:8]}"  # type: ignore[attr-defined]
+    return features
+
+
+def _check_features(f: Any, n: int) -> Tensor:
+    if not torch.is_tensor(f) or f.dim() != 2 or f.shape[0] != n:
+        got = tuple(f.shape) if torch.is_tensor(f) else type(f).__name__
+        raise ValueError(f"feature_fn must map N images to an (N, F) tensor, got {got} for N = {n}")
+    return f
+
+
+def _objective(
+    generator: nn.Module, z: Tensor, x3: Tensor, fx: Optional[Tensor], data_shape: Tuple[int, ...],
+    loss: str, feature_fn: Optional[FeatureFn], feature_weight: float, prior_weight: float,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(objective, error, mse, G(z)) for z (B, R, d); the first three are (B, R)."""
+    B, R, d = z.shape
+    out = generate(generator, z.reshape(B * R, d), data_shape)
+    mse = (out.reshape(B, R, -1) - x3).square().mean(-1)
+    if loss == "l2":
+        err = mse
+    else:
+        f = _check_features(feature_fn(out), B * R).reshape(B, R, -1)  # type: ignore[misc]
+        feat = (f - fx).square().mean(-1)
+        err = feat if loss == "feature" else mse + feature_weight * feat
+    obj = err + (prior_weight / d) * z.square().sum(-1) if prior_weight > 0 else err
+    return obj, err, mse, out
+
+
+def invert(
+    generator: nn.Module,
+    x: Tensor,
+    latent_dim: int,
+    restarts: int = 4,
+    steps: int = 500,
+    *,
+    lr: float = 0.05,
+    loss: str = "l2",
+    feature_fn: Optional[FeatureFn] = None,
+    feature_weight: float = 1.0,
+    prior_weight: float = 0.0,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    batch_size: Optional[int] = None,
+    seed: SeedLike = None,
+) -> InversionResult:
+    """Invert ``generator`` at each image of ``x``: Adam + cosine LR, ``restarts`` starts per image.
+
+    Args:
+        generator: module mapping (N, latent_dim) to (N, *x.shape[1:]).
+        x: (B, ...) target images, in the generator's output range.
+        latent_dim: d.
+        restarts: R random starts z ~ N(0, I) per image; the best (lowest objective) is kept.
+        steps: Adam steps per restart.
+        lr: peak learning rate (cosine-annealed to 0 over ``steps``).
+        loss: "l2", "feature" or "l2+feature" (module docstring); the feature losses need
+            ``feature_fn`` (e.g. :func:`lenet_feature_fn` for MNIST-like data).
+        feature_weight: weight of the feature term in "l2+feature".
+        prior_weight: lambda of the penalty lambda * ||z||^2 / d (0 = off).
+        betas: Adam's betas.
+        batch_size: images per chunk (memory: batch_size * restarts generator activations).
+        seed: int, torch.Generator or None (drawn from the global RNG).
+
+    Returns an :class:`InversionResult` (``z, errors = invert(...)`` works).
+    """
+    x = check_images("x", x)
+    latent_dim = check_int("latent_dim", latent_dim)
+    restarts = check_int("restarts", restarts)
+    steps = check_int("steps", steps, minimum=0)
+    lr = check_positive("lr", lr)
+    feature_weight = check_positive("feature_weight", feature_weight, allow_zero=True)
+    prior_weight = check_positive("prior_weight", prior_weight, allow_zero=True)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
+    if loss != "l2" and not callable(feature_fn):
+        raise ValueError(f"loss={loss!r} needs feature_fn, a callable mapping (N, C, H, W) images to (N, F) features; got {feature_fn!r}")
+    if not isinstance(generator, nn.Module):
+        raise ValueError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
+    param = next((p for p in generator.parameters() if p.is_floating_point()), None)
+    device = param.device if param is not None else x.device
+    dtype = param.dtype if param is not None else x.dtype
+    x = x.to(device=device, dtype=dtype)
+    data_shape = tuple(x.shape[1:])
+    rng = make_rng(seed, device)
+    B = x.shape[0]
+    if batch_size is None:
+        chunks = [slice(0, B)]
+    else:
+        batch_size = check_int("batch_size", batch_size)
+        chunks = [slice(i, min(i + batch_size, B)) for i in range(0, B, batch_size)]
+    # lr_t for t = 0 .. steps-1 (python floats: setting them costs no device sync)
+    lrs = [lr * 0.5 * (1.0 + math.cos(math.pi * t / steps)) for t in range(steps)]
+    use_feat = loss != "l2"
+    args = (loss, feature_fn, feature_weight, prior_weight)
+
+    parts: List[Tuple[Tensor, ...]] = []
+    with ExitStack() as stack:
+        stack.enter_context(frozen(generator))
+        if isinstance(feature_fn, nn.Module):
+            stack.enter_context(frozen(feature_fn))
+        for sl in chunks:
+            xb = x[sl]
+            b = xb.shape[0]
+            x3 = xb.reshape(b, 1, -1)
+            fx = None
+            if use_feat:
+                with torch.no_grad():
+                    fx = _check_features(feature_fn(xb), b).reshape(b, 1, -1)  # type: ignore[misc]
+            z = torch.randn(b, restarts, latent_dim, generator=rng, device=device, dtype=dtype).requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
+            best_obj = torch.full((b, restarts), math.inf, device=device, dtype=dtype)
+            best_z = z.detach().clone()
+            for t in range(steps + 1):
+                with torch.set_grad_enabled(t < steps):
+                    obj, _, _, _ = _objective(generator, z, x3, fx, data_shape, *args)
+                    if t < steps:
+                        (g,) = torch.autograd.grad(obj.sum(), z)
+                with torch.no_grad():
+                    # keep each restart's best iterate (obj is at the current z, before the update)
+                    better = obj.detach() < best_obj
+                    best_obj = torch.where(better, obj.detach(), best_obj)
+                    best_z = torch.where(better.unsqueeze(-1), z.detach(), best_z)
+                if t == steps:
+                    break
+                z.grad = g
+                opt.param_groups[0]["lr"] = lrs[t]
+                opt.step()
+            # best restart per image; recompute its error terms and reconstruction (one forward)
+            idx = best_obj.argmin(1)
+            zb = best_z[torch.arange(b, device=device), idx].unsqueeze(1)
+            with torch.no_grad():
+                obj, err, mse, out = _objective(generator, zb, x3, fx, data_shape, *args)
+            parts.append((zb.squeeze(1), err.squeeze(1), obj.squeeze(1), mse.squeeze(1), best_obj, out))
+    cat = [torch.cat([p[i] for p in parts]) for i in range(6)]
+    return InversionResult(z=cat[0], errors=cat[1], objective=cat[2], mse=cat[3], restart_objectives=cat[4],
+                           reconstructions=cat[5].reshape(B, *data_shape))

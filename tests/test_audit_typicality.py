@@ -1,0 +1,86 @@
+"""Typicality test (Nalisnick et al. 2019) on N(0, I_d), whose entropy is (d/2) log(2 pi e)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from statgan import audit
+
+# one torch thread: small models run fastest so, and timings stay steady on a shared machine
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+D = 10
+M = 20  # batch size
+
+
+def gaussian_ll(x: torch.Tensor) -> torch.Tensor:
+    """log N(x; 0, I_d) per row, float64."""
+    return -0.5 * x.double().square().sum(1) - 0.5 * D * math.log(2 * math.pi)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    g = torch.Generator().manual_seed(0)
+    train = gaussian_ll(torch.randn(5000, D, generator=g))
+    valid = gaussian_ll(torch.randn(2000, D, generator=g))
+    test_in = gaussian_ll(torch.randn(400 * M, D, generator=g))
+    test_out = gaussian_ll(1.5 * torch.randn(50 * M, D, generator=g))
+    return train, valid, test_in, test_out
+
+
+def test_entropy_estimate_matches_closed_form(splits):
+    train, valid, test_in, _ = splits
+    res = audit.typicality_test(train, valid, test_in, M, alpha=0.05, n_bootstrap=2000, seed=0)
+    exact = 0.5 * D * math.log(2 * math.pi * math.e)
+    se = math.sqrt(D / 2) / math.sqrt(train.numel())  # Var[-log p] = d/2 under N(0, I_d)
+    assert abs(res.entropy - exact) < 4 * se
+
+
+def test_in_distribution_accepted_at_one_minus_alpha(splits):
+    train, valid, test_in, _ = splits
+    alpha = 0.05
+    res = audit.typicality_test(train, valid, test_in, M, alpha=alpha, n_bootstrap=2000, seed=0)
+    n = res.statistics.numel()
+    assert n == 400 and res.is_ood.dtype == torch.bool and res.bootstrap.shape == (2000,)
+    # binomial(400, 0.05): mean 20, sd 4.4 -> 4 sd band, plus slack for the finite valid set
+    assert abs(res.is_ood.sum().item() - alpha * n) <= 4 * math.sqrt(n * alpha * (1 - alpha)) + 3
+    assert (res.bootstrap > res.epsilon).double().mean() <= alpha
+    assert 0 < res.p_values.min() and res.p_values.max() <= 1
+
+
+def test_wider_gaussian_batches_rejected(splits):
+    train, valid, _, test_out = splits
+    res = audit.typicality_test(train, valid, test_out, M, alpha=0.01, seed=0)
+    assert res.is_ood.all() and res.rejection_rate == 1.0
+    # wider data have *lower* likelihood: -mean log p above the entropy by ~ d (1.5^2 - 1) / 2
+    assert (res.batch_mean_nll - res.entropy).mean() == pytest.approx(D * (1.5**2 - 1) / 2, rel=0.15)
+
+
+def test_pre_batched_input_and_dropped_remainder(splits):
+    train, valid, test_in, _ = splits
+    flat = audit.typicality_test(train, valid, test_in[: 3 * M + 5], M, seed=1)
+    batched = audit.typicality_test(train, valid, test_in[: 3 * M].reshape(3, M), M, seed=1)
+    assert flat.statistics.shape == (3,)
+    assert torch.equal(flat.statistics, batched.statistics) and flat.epsilon == batched.epsilon
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"alpha": 1.5}, r"alpha must be in \(0, 1\), got 1.5"),
+        ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
+        ({"n_bootstrap": 0}, r"n_bootstrap must be an integer >= 1, got 0"),
+        ({"test_ll": torch.zeros(5)}, r"test_ll has 5 values, fewer than batch_size=20"),
+        ({"test_ll": torch.zeros(3, 4)}, r"a 2-D test_ll must be \(n_batches, batch_size=20\)"),
+        ({"train_ll": torch.tensor([1.0, float("nan")])}, r"train_ll contains NaN"),
+        ({"valid_ll": torch.zeros(2, 2)}, r"valid_ll must be a non-empty 1-D tensor .* got shape \(2, 2\)"),
+    ],
+)
+def test_argument_errors(kwargs, message):
+    args = {"train_ll": torch.zeros(10), "valid_ll": torch.zeros(10), "test_ll": torch.zeros(40), "batch_size": M}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        audit.typicality_test(**args)
