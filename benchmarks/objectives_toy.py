@@ -92,7 +92,9 @@ def evaluate(samples: torch.Tensor, dataset: str) -> Dict[str, float]:
 def run_one(obj_over: Sequence[str], train_over: Sequence[str], dataset: str, seed: int, work: Path, name: str) -> Dict:
     overrides = [f"data.name={dataset}", f"run.seed={seed}", f"run.out_dir={work}", f"run.name={name}",
                  "train.progress=false", "train.sample_every=0", "train.checkpoint_every=0",
-                 "train.tensorboard=false", "train.log_every=100", *obj_over, *train_over]
+                 "train.tensorboard=false", "train.log_every=100",
+                 # the study asks whether an objective diverges: no NaN rollback-and-retry
+                 "train.nan_retries=0", *obj_over, *train_over]
     cfg = config.load("toy-8gaussians", overrides)
     t0 = time.perf_counter()
     try:

@@ -108,3 +108,18 @@ def test_module_mismatch_names_source(tmp_path):
     tensors = ckpt.pack_module("G", torch.nn.Linear(3, 2))
     with pytest.raises(CheckpointError, match="src.json: weights for 'G' do not fit"):
         ckpt.unpack_module("G", torch.nn.Linear(4, 2), tensors, "src.json")
+
+
+def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from statgan.train.checkpoint import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+    finally:
+        os.umask(old)
+    # not mkstemp's private 0600: what open() would have made under umask 022
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644

@@ -51,6 +51,9 @@ def test_run_evaluation_writes_json_and_caches_reference(tmp_path):
     assert saved["generated"]["n"] == 400 and saved["generated"]["step"] == 20
     assert saved["reference"]["source"] == "8gaussians:train" and saved["extractor"]["id"] == "pixels-2"
     assert saved["extractor"]["weights_sha256"] is None  # raw pixels: no weights
+    # a second evaluation with other settings gets its own file instead of overwriting the first
+    other = evaluate_run(tmp_path / "toy", metrics=["fid"], n=400, reference="test")
+    assert other["path"] != res["path"] and json.loads(open(res["path"]).read()) == saved
     # FID alone needs only statistics: the second time they come from the cache, same value
     first = evaluate_run(tmp_path / "toy", metrics=["fid"], n=400, write=False)
     again = evaluate_run(tmp_path / "toy", metrics=["fid"], n=400, write=False)

@@ -101,6 +101,13 @@ class TrainSection:
     tensorboard: Union[bool, str] = _f("auto", "TensorBoard events: auto (when installed) | true | false", choices=("auto", True, False))
     deterministic: bool = _f(True, "use deterministic kernels (bit-reproducible on CPU)")
     threads: Optional[int] = _f(None, "torch CPU threads (default: torch's own choice)", min=1)
+    # faults and speed (statgan.train.faults, statgan.train.precision; docs/scaling.md)
+    nan_retries: int = _f(3, "on a NaN/Inf loss or gradient: roll back to the last good state and retry this many times in a row before stopping (0 = stop at once)", min=0)
+    nan_lr_factor: float = _f(0.5, "learning rates are multiplied by this at each rollback", gt=0.0, lt=1.0)
+    precision: str = _f("fp32", "fp32 | bf16 (autocast; CUDA and CPU) | fp16 (autocast + gradient scaling; CUDA only)", choices=("fp32", "bf16", "fp16"))
+    tf32: Optional[bool] = _f(None, "TF32 matmul/convolutions on Ampere+ GPUs: true | false | null (torch's defaults)")
+    channels_last: bool = _f(False, "NHWC memory layout for image networks and batches (faster convolutions on GPUs)")
+    compile: bool = _f(False, "torch.compile G and D (not with double back-propagation: r1, r2, gp, param_grad, sample_grad, sharpness)")
 
 
 @dataclass

@@ -146,14 +146,22 @@ def tensor_batches(data: Any, n: Optional[int], batch_size: int) -> Iterator[tor
     yield from loader
 
 
-def generator_batches(G: torch.nn.Module, latent_dim: int, n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """``n`` samples of G in eval mode from a private latent stream (never the global RNG)."""
+def generator_batches(G: torch.nn.Module, latent_dim: int, n: int, batch_size: int, seed: int,
+                      rows: Optional[Tuple[int, int]] = None) -> Iterator[torch.Tensor]:
+    """``n`` samples of G in eval mode from a private latent stream (never the global RNG).
+
+    With ``rows=(start, stop)`` only samples ``start … stop-1`` are generated (one rank's share);
+    the latents are drawn exactly as for all ``n``, so sample i is the same either way.
+    """
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(seed)
+    lo, hi = rows if rows is not None else (0, n)
     with torch.inference_mode():
-        for i in range(0, n, batch_size):
-            z = torch.randn(min(batch_size, n - i), latent_dim, generator=gen).to(device)
-            yield G(z).float()
+        for i in range(0, min(n, hi), batch_size):
+            z = torch.randn(min(batch_size, n - i), latent_dim, generator=gen)
+            a, b = max(lo - i, 0), min(hi - i, z.shape[0])
+            if a < b:
+                yield G(z[a:b].to(device)).float()
 
 
 # ---- sources ---------------------------------------------------------------------------------------
@@ -299,7 +307,11 @@ def evaluate_run(
     result["generated"].update({"run": str(run_dir), "step": meta["step"], "weights": "EMA" if (ema and meta.get("ema")) else "raw", "seed": seed})
     result["reference"]["split"] = reference
     if write:
-        out = Path(run_dir) / "eval" / f"{ext.id}-{reference}-n{n}-step{meta['step']:06d}.json"
+        # every setting that changes the numbers is in the name, so no evaluation overwrites another
+        ref_tag = reference if any(s.needs_reference for s in specs) else "noref"
+        tag = "-".join(s.name for s in specs)
+        weights = result["generated"]["weights"].lower()
+        out = Path(run_dir) / "eval" / f"{ext.id}-{tag}-{ref_tag}-n{n}-seed{seed}-{weights}-step{meta['step']:06d}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())
         result["path"] = str(out)

@@ -54,10 +54,16 @@ def _weight(what: str, weight: Optional[float], example: str) -> float:
 def parameter_gradient_norm2(loss: Tensor, params: List[Tensor]) -> Tensor:
     r""":math:`\|\nabla_\psi L\|_2^2` over ``params``, differentiable (``create_graph=True``).
 
-    Parameters the loss does not depend on contribute zero.
+    Parameters the loss does not depend on contribute zero. Under torchrun ``loss`` is this rank's
+    share and the gradient is averaged over the ranks first (differentiably), so the penalty is
+    the norm of the *global* batch's gradient, not the mean of the per-rank norms.
     """
+    from ..train.distributed import all_reduce_mean_autograd
+
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-    terms = [g.pow(2).sum() for g in grads if g is not None]
+    grads = [g for g in grads if g is not None]
+    grads = all_reduce_mean_autograd(grads)
+    terms = [g.pow(2).sum() for g in grads]
     return torch.stack(terms).sum() if terms else loss.new_zeros(())
 
 
@@ -102,7 +108,12 @@ class SampleGradPenalty(Regularizer):
     def penalty(self, ctx: LossContext) -> Optional[Tensor]:
         if ctx.net != GENERATOR:
             return None
+        from ..train.distributed import world_size
+
         (grad,) = torch.autograd.grad(ctx.loss, ctx.fake, create_graph=True)
+        w = world_size()
+        if w > 1:  # ∂L/∂x_i of the global loss L = (1/W) Σ_r L_r is (1/W) ∂L_r/∂x_i
+            grad = grad / w
         # NORM_EPS keeps the square root differentiable where a sample's gradient vanishes
         return self.weight * torch.sqrt(squared_gradient_norms(grad) + NORM_EPS).mean()
 

@@ -22,7 +22,9 @@ moved to the device (identical streams on every device, like the trainer's laten
 is checkpointed, so a resumed run draws exactly the noise an uninterrupted one would. The noise is
 drawn once per generated batch and reused for every evaluation of that batch (discriminator and
 generator step, Monte-Carlo dropout repeats, SAM's second pass): the relaxed sample is
-G(z) + σε with a fixed ε, as in the reference code.
+G(z) + σε with a fixed ε, as in the reference code. Under torchrun every rank draws the noise of
+the whole global batch from the shared stream and keeps its own rows (the same ε a single process
+would draw for those samples).
 """
 
 from __future__ import annotations
@@ -97,7 +99,10 @@ class Relaxation(Regularizer):
         self.gen.manual_seed(derived_seed(seed, self.name))
 
     def _draw(self, like: Tensor, sigma: float) -> Tensor:
-        eps = torch.randn(like.shape, generator=self.gen, dtype=like.dtype)
+        from ..train.distributed import shard_randn
+
+        # under torchrun ``like`` holds this rank's rows: draw the global batch's noise, keep ours
+        eps = shard_randn(like.shape, self.gen, like.dtype)
         return eps.mul_(sigma).to(like.device, non_blocking=True)
 
     def begin_batch(self, real: Tensor, fake: Tensor, step: int) -> None:

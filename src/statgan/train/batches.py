@@ -6,11 +6,15 @@ run is slice ``b mod batches_per_epoch`` of epoch ``b // batches_per_epoch``'s p
 incomplete batch of each epoch is dropped so every batch has the same size). There is therefore no
 sampler state to save: resuming at batch ``b`` reproduces exactly the batches an uninterrupted run
 would have drawn.
+
+Several processes (torchrun): ``batch_size`` is the *global* batch; rank ``r`` of ``W`` takes rows
+``r·B/W … (r+1)·B/W`` of each global batch, so the ranks together see exactly the batches one
+process would, and the order is still a pure function of the counter (and independent of W).
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -43,13 +47,14 @@ class BatchOrder:
 
 
 class _Sampler(torch.utils.data.Sampler):
-    def __init__(self, order: BatchOrder, start: int) -> None:
-        self.order, self.start = order, start
+    def __init__(self, order: BatchOrder, start: int, rows: Optional[slice] = None) -> None:
+        self.order, self.start, self.rows = order, start, rows
 
     def __iter__(self) -> Iterator[list]:
         b = self.start
         while True:
-            yield self.order.indices(b).tolist()
+            idx = self.order.indices(b)
+            yield (idx if self.rows is None else idx[self.rows]).tolist()
             b += 1
 
 
@@ -69,10 +74,17 @@ class BatchStream:
         device: torch.device,
         start: int = 0,
         num_workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.order = BatchOrder(len(data), batch_size, seed)
         self.device = device
         self.counter = start
+        if batch_size % world_size:
+            raise ConfigError(f"train.batch_size={batch_size} (the global batch) is not divisible by the {world_size} processes")
+        per = batch_size // world_size
+        # this rank's rows of every global batch (None: all of them, the single-process path)
+        self._rows = slice(rank * per, (rank + 1) * per) if world_size > 1 else None
         if torch.is_tensor(data):
             self._tensor = data.to(device)
             self._iter = None
@@ -80,7 +92,7 @@ class BatchStream:
             self._tensor = None
             loader = DataLoader(
                 data,
-                batch_sampler=_Sampler(self.order, start),
+                batch_sampler=_Sampler(self.order, start, self._rows),
                 num_workers=num_workers,
                 pin_memory=device.type == "cuda",
                 # its own generator: otherwise creating the iterator draws a worker seed from the
@@ -91,7 +103,10 @@ class BatchStream:
 
     def next(self) -> torch.Tensor:
         if self._tensor is not None:
-            batch = self._tensor[self.order.indices(self.counter).to(self._tensor.device)]
+            idx = self.order.indices(self.counter)
+            if self._rows is not None:
+                idx = idx[self._rows]
+            batch = self._tensor[idx.to(self._tensor.device)]
         else:
             batch = next(self._iter).to(self.device, non_blocking=True)
         self.counter += 1

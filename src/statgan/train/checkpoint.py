@@ -33,11 +33,19 @@ FORMAT = "statgan-checkpoint/1"
 _NAME = re.compile(r"^step-(\d+)\.json$")
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the complete new one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; give it the permissions an ordinary open() would (0666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

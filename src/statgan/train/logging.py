@@ -31,21 +31,30 @@ class MetricsLog:
     def __init__(self, run_dir: Path, resume_step: Optional[int] = None, tensorboard: Union[bool, str] = "auto") -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         if resume_step is not None and self.path.exists():
-            kept = []
-            for line in self.path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash
-                if isinstance(rec, dict) and rec.get("step", 0) <= resume_step:
-                    kept.append(line)
-            self.path.write_text("".join(l + "\n" for l in kept))
+            self._truncate(resume_step)
         self._fh = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard is not False:
             writer = tensorboard_writer_class(required=tensorboard is True)
             if writer is not None:
                 self._tb = writer(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def _truncate(self, step: int) -> None:
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if isinstance(rec, dict) and rec.get("step", 0) <= step:
+                kept.append(line)
+        self.path.write_text("".join(l + "\n" for l in kept))
+
+    def rewind(self, step: int) -> None:
+        """Drop the records after ``step`` (a NaN rollback to ``step``: they belong to a discarded path)."""
+        self._fh.close()
+        self._truncate(step)
+        self._fh = open(self.path, "a", encoding="utf-8")
 
     def log(self, record: Dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
@@ -61,6 +70,19 @@ class MetricsLog:
         self._fh.close()
         if self._tb is not None:
             self._tb.close()
+
+
+class NullLog:
+    """What ranks other than 0 log to: nothing."""
+
+    def log(self, record: Dict[str, Any]) -> None:
+        pass
+
+    def rewind(self, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def read_metrics(run_dir: Path) -> list:
