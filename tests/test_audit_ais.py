@@ -132,6 +132,27 @@ def test_bdmc_brackets_the_exact_value_and_the_gap_shrinks():
     assert lo.mean() <= mc_tolerance(lo) and up.mean() >= -mc_tolerance(up)
 
 
+def test_bdmc_on_the_inversion_started_path_brackets_the_exact_value():
+    """init= runs both directions from q = N(invert(x), s^2 I); the bounds still bracket log p(x)."""
+    lin = ppca(2)
+    mvn = exact_marginal(lin)
+    calls = []
+
+    def init(x):
+        calls.append(x.shape)
+        return audit.invert(lin, x, LATENT, restarts=1, steps=100, lr=0.1, seed=0).z
+
+    res = audit.bdmc(lin, LATENT, SIGMA, n_images=12, n_steps=200, n_chains=8, leapfrog=10, init=init,
+                     init_scale=0.1, seed=9)
+    assert calls == [(12, DIM)]
+    exact = mvn.log_prob(res.data)
+    lo, up = res.lower - exact, res.upper - exact
+    assert lo.mean() <= mc_tolerance(lo) and up.mean() >= -mc_tolerance(up)
+    assert res.gap.mean() < 1.0 and lo.abs().max() < 1.5
+    with pytest.raises(ValueError, match=r"init\(x\) must return latents of shape \(12, 5\)"):
+        audit.bdmc(lin, LATENT, SIGMA, n_images=12, n_steps=3, init=lambda x: torch.zeros(3, 5, dtype=x.dtype))
+
+
 def test_select_sigma_finds_the_true_noise_level(model):
     lin, mvn, x = model
     sel = audit.select_sigma(lin, x[:10], LATENT, candidates=(0.1, 0.5, 2.0), n_steps=100, n_chains=4, seed=0)

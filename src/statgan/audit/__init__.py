@@ -10,6 +10,11 @@
     res = audit.typicality_test(train_ll, valid_ll, test_ll, batch_size=10)     # TypicalityResult
     audit.auroc(-ll_in, -ll_out); audit.local_variance(images); audit.bits_per_dim(ll, D)
 
+A whole run is audited by :func:`statgan.audit.run.audit_run` (``statgan audit RUN_DIR``: inversion,
+sigma, AIS, BDMC, typicality, AUROCs and Friedman & Weiss verdicts in a self-contained
+``RUN_DIR/audit/report.html``; see docs/audit.md) and inverted by :func:`statgan.audit.run.invert_split`
+(``statgan invert``); those modules are not imported here, so ``import statgan.audit`` stays light.
+
 A generator is any ``nn.Module`` mapping (B, latent_dim) to (B, C, H, W) or (B, D), with a
 standard-normal prior on z unless ``prior`` is passed (AIS/BDMC). Every function runs it in eval
 mode with frozen parameters and restores both afterwards. Results are plain tensors and

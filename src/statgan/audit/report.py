@@ -1,0 +1,379 @@
+"""The audit report: one self-contained HTML file (CSS inline, plots as base64 PNG data: URIs).
+
+Nothing in the page refers to another file or the network (no scripts, fonts or style sheets), so it
+can be mailed or archived as is. Plots use matplotlib's Agg backend; sample grids use torchvision.
+:func:`render_report` takes the summary dict of :func:`statgan.audit.run.audit_run` (every number in
+the text comes from it) and the per-image arrays for the plots.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["png_data_uri", "render_report"]
+
+_VERDICT_CLASS = {"holds": "holds", "partly holds": "partly", "does not hold": "nothold",
+                  "signal": "nothold", "weak signal": "partly", "no signal": "holds"}
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
+td.l,th.l{text-align:left}
+.meta{color:#555;font-size:.92em}
+.finding{border-left:6px solid #999;padding:.4em .9em;margin:1em 0;background:#fafafa}
+.finding.holds{border-color:#2a7d2a}.finding.partly{border-color:#c98a00}.finding.nothold{border-color:#b22222}
+.badge{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;font-size:.85em;margin-left:.4em}
+.badge.holds{background:#2a7d2a}.badge.partly{background:#c98a00}.badge.nothold{background:#b22222}
+figure{margin:1em 0}figcaption{color:#555;font-size:.9em;max-width:900px}
+img{max-width:100%;image-rendering:pixelated}
+"""
+
+
+# ==== helpers =======================================================================================
+def png_data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` for PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _fig_png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid_png(images: Tensor, nrow: int) -> bytes:
+    from torchvision.utils import save_image
+
+    buf = io.BytesIO()
+    save_image(images.detach().float().cpu().add(1).div(2).clamp(0, 1), buf, nrow=nrow, padding=2, format="png", pad_value=0.5)
+    return buf.getvalue()
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return str(x)
+        if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+            return f"{x:.{digits}e}"
+        return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+    return html.escape(str(x))
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _colors(names: Sequence[str]) -> Dict[str, Any]:
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    return {n: cmap(i % 10) for i, n in enumerate(names)}
+
+
+def _img(png: bytes, alt: str, caption: str) -> str:
+    return (f'<figure><img src="{png_data_uri(png)}" alt="{_e(alt)}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _table(header: List[str], rows: List[List[Any]], left: int = 1) -> str:
+    th = "".join(f'<th class="l">{_e(h)}</th>' if i < left else f"<th>{_e(h)}</th>" for i, h in enumerate(header))
+    body = []
+    for r in rows:
+        tds = "".join(f'<td class="l">{v if isinstance(v, str) else _fmt(v)}</td>' if i < left
+                      else f"<td>{v if isinstance(v, str) else _fmt(v)}</td>" for i, v in enumerate(r))
+        body.append(f"<tr>{tds}</tr>")
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+# ==== plots =========================================================================================
+def _linthresh(values: Any) -> float:
+    """Linear range of a symlog axis for log-likelihoods: ~1 % of the largest magnitude, rounded up to
+    a power of ten (so tick labels near 0 do not crowd), between 10 and 1000 nats."""
+    spread = max(float(v.abs().max()) for v in values) + 1.0
+    return float(10 ** math.ceil(math.log10(max(10.0, min(1000.0, spread / 100)))))
+
+
+def _symlog_ticks(values: Any, linthresh: float) -> List[float]:
+    """0 and +-10^k outside the linear range, within the data: matplotlib's own symlog locator also
+    puts decades inside the linear range, where their labels overlap."""
+    vals = [v.double() for v in values]
+    lo, hi = min(float(v.min()) for v in vals), max(float(v.max()) for v in vals)
+    k0 = int(round(math.log10(linthresh)))
+    ticks = [0.0]
+    for k in range(k0, 12):
+        if 10**k <= hi * 1.5 or k == k0:
+            ticks.append(float(10**k))
+        if -(10**k) >= lo * 1.5 or k == k0:
+            ticks.append(-float(10**k))
+    return sorted(set(ticks))
+
+
+def _plot_inversion(errors: Dict[str, Tensor], unit: str) -> bytes:
+    plt = _plt()
+    names = list(errors)
+    col = _colors(names)
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    vals = {k: torch.log10(v.double().clamp_min(1e-12)) for k, v in errors.items()}
+    lo = min(float(v.min()) for v in vals.values())
+    hi = max(float(v.max()) for v in vals.values())
+    bins = torch.linspace(lo, hi + 1e-9, 41).numpy()
+    for k in names:
+        ax.hist(vals[k].numpy(), bins=bins, histtype="step", lw=1.8 if k in ("train", "test", "generated") else 1.2,
+                color=col[k], label=f"{k} (median {10 ** float(vals[k].median()):.3g})", density=True)
+    ax.set_xlabel(f"log10 inversion error ({unit})")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Distance to the GAN manifold")
+    return _fig_png(fig)
+
+
+def _plot_loglik(ll: Dict[str, Tensor]) -> bytes:
+    plt = _plt()
+    names = list(ll)
+    col = _colors(names)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.4))
+    data = [ll[k].double().numpy() for k in names]
+    import matplotlib
+
+    # "orientation" replaced "vert" in matplotlib 3.10 (and "vert" warns from 3.11)
+    horizontal = ({"orientation": "horizontal"} if tuple(int(p) for p in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+                  else {"vert": False})
+    bp = ax.boxplot(data, showfliers=True, patch_artist=True, widths=0.6, flierprops={"markersize": 2}, **horizontal)
+    for patch, k in zip(bp["boxes"], names):
+        patch.set_facecolor(col[k])
+        patch.set_alpha(0.6)
+    ax.set_yticks(range(1, len(names) + 1))
+    ax.set_yticklabels(names)
+    lt = _linthresh(ll.values())
+    ax.set_xscale("symlog", linthresh=lt)
+    ax.set_xticks(_symlog_ticks(ll.values(), lt))
+    ax.set_xlabel("AIS log-likelihood, nats (symmetric log scale; higher = more likely)")
+    ax.set_title("Log-likelihood under the GAN + Gaussian observation model")
+    ax.grid(axis="x", alpha=0.3)
+    return _fig_png(fig)
+
+
+def _plot_variance(ll: Dict[str, Tensor], lv: Dict[str, Tensor], rho: Any, p: Any) -> bytes:
+    plt = _plt()
+    names = list(lv)
+    col = _colors(names)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k in names:
+        ax.scatter(lv[k].numpy(), ll[k].numpy(), s=9, color=col[k], label=k, alpha=0.75)
+    lt = _linthresh(ll[k] for k in names)
+    ax.set_yscale("symlog", linthresh=lt)
+    ax.set_yticks(_symlog_ticks([ll[k] for k in names], lt))
+    ax.set_xlabel("local variance (mean coefficient of variation of 8x8 patches)")
+    ax.set_ylabel("AIS log-likelihood (nats)")
+    ax.set_title(f"Likelihood vs local variance: Spearman rho = {_fmt(rho)} (p = {_fmt(p)}), pooled over train, test, OOD")
+    ax.legend(fontsize=8, ncol=2)
+    return _fig_png(fig)
+
+
+def _plot_typicality(panels: List[Any]) -> bytes:
+    """panels: (title, TypicalityResult-by-set dict); bootstrap histogram, epsilon, batch statistics."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 3.8), squeeze=False)
+    for ax, (title, results) in zip(axes[0], panels):
+        first = next(iter(results.values()))
+        boot = first.bootstrap.double().numpy()
+        eps = first.epsilon
+        allv = [boot] + [r.statistics.double().numpy() for r in results.values()]
+        hi = max(float(v.max()) for v in allv if v.size) + 1e-9
+        lin = max(eps, 1e-6)
+        ax.set_xscale("symlog", linthresh=lin)
+        import numpy as np
+
+        bins = np.concatenate([np.linspace(0, lin, 15), np.geomspace(lin, max(hi, lin * 1.01), 30)[1:]])
+        ax.hist(boot, bins=bins, color="0.7", label="bootstrap (in-distribution batches)", density=False)
+        ax.axvline(eps, color="k", ls="--", lw=1.2, label=f"epsilon = {eps:.3g}")
+        col = _colors(list(results))
+        ymax = ax.get_ylim()[1]
+        for j, (k, r) in enumerate(results.items()):
+            s = r.statistics.double().numpy()
+            y = ymax * (0.95 - 0.08 * j) * np.ones_like(s)
+            ax.scatter(s, y, marker="|", s=120, color=col[k], label=f"{k}: {r.rejection_rate:.2f} rejected")
+        ax.set_xlabel("|mean batch NLL - H|, nats")
+        ax.set_ylabel("bootstrap batches")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    return _fig_png(fig)
+
+
+def _plot_sigma(sigma: Dict[str, Any]) -> Optional[bytes]:
+    if not sigma.get("candidates"):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot(sigma["candidates"], sigma["mean_log_likelihood"], "o-")
+    ax.axvline(sigma["chosen"], color="k", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=100)
+    ax.set_xlabel("sigma")
+    ax.set_ylabel("mean valid log-lik (nats)")
+    ax.set_title("Observation noise choice", fontsize=10)
+    return _fig_png(fig)
+
+
+# ==== the page ======================================================================================
+def render_report(summary: Dict[str, Any], arrays: Dict[str, Any]) -> str:
+    """The HTML page as a string."""
+    s = summary
+    sp = s["splits"]
+    ood = s["ood_sets"]
+    sets = ["train", "test", "generated", *ood]
+    parts: List[str] = []
+    add = parts.append
+    add("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">")
+    add(f"<title>statgan audit: {_e(s['run'])}</title><style>{_CSS}</style></head><body>")
+    add(f"<h1>Audit of <code>{_e(s['run'])}</code></h1>")
+    m = s["machine"]
+    add(f'<p class="meta">step {s["step"]} ({_e(s["weights"])} weights), dataset {_e(s["dataset"])} '
+        f'{_e(s["data_shape"])}, latent {s["latent_dim"]}; statgan {_e(s["versions"]["statgan"])}, torch '
+        f'{_e(s["versions"]["torch"])}; {s["time"]}; {_fmt(s["seconds"])} s on {_e(m["device"])} with {m["threads"]} '
+        f'thread(s) of {m["cpu_count"]} CPUs.</p>')
+    add("<p>The generator G is read as a density model: z ~ N(0, I), x | z ~ N(G(z), sigma<sup>2</sup> I) "
+        f"with sigma = {_fmt(s['sigma']['chosen'])} ({_e(s['sigma']['method'])}). Inversion finds, per image, the latent "
+        "whose output is nearest; AIS estimates log p(x) (a stochastic lower bound). The verdicts test the findings of "
+        "Friedman &amp; Weiss, <i>Unmasking the GAN manifold</i> (arXiv 2402.14098), with thresholds stated in each "
+        "paragraph and in docs/audit.md.</p>")
+
+    # ---- verdicts
+    add("<h2>Verdicts</h2>")
+    for f in s["findings"]:
+        cls = _VERDICT_CLASS.get(f["verdict"], "")
+        label = f"({f['id']}) " if len(f["id"]) == 1 else ""
+        add(f'<div class="finding {cls}" id="finding-{_e(f["id"])}"><b>{_e(label + f["title"])}</b>'
+            f'<span class="badge {cls}">{_e(f["verdict"])}</span><p>{_e(f["text"])}</p></div>')
+
+    # ---- per-set table
+    add("<h2>Per image set</h2>")
+    rows = []
+    for k in [*sets, "valid", "model_samples"]:
+        v = sp[k]
+        inv = v.get("inversion_error", {})
+        lv = v.get("local_variance", {})
+        rows.append([_e(k), v["n"], inv.get("median"), inv.get("q25"), inv.get("q75"), v["log_likelihood"]["mean"],
+                     v["log_likelihood"]["median"], v["bits_per_dim"]["median"], lv.get("mean"), v.get("ais_acceptance")])
+    add(_table(["set", "n", "inv. error median", "q25", "q75", "log-lik mean", "log-lik median", "bits/dim median",
+                "local var. mean", "HMC accept"], rows))
+    add(f'<p class="meta">Inversion error: {_e(s["error_unit"])}. Log-likelihood: {_e(s["likelihood_unit"])}. '
+        "<i>valid</i>: held-out images used to choose sigma and for the OOD bootstrap; <i>model_samples</i>: "
+        "x = G(z) + sigma eps, the reference for the model's typical set (BDMC forward run). "
+        "<i>generated</i>: noise-free G(z).</p>")
+
+    # ---- inversion
+    add("<h2>Inversion errors</h2>")
+    add(_img(_plot_inversion({k: arrays["errors"][k] for k in sets}, s["error_unit"]),
+             "inversion error histograms",
+             "Distribution of per-image inversion errors (log scale). Finding (a): training vs generated; "
+             "finding (b): test vs OOD sets."))
+    add("<h3>Example reconstructions</h3><p class=\"meta\">For each set: 8 images (top) and G(z*) of their inverted "
+        "latents (bottom).</p><table>")
+    for k in sets:
+        x = arrays["images"][k][:8]
+        r = arrays["reconstructions"][k][:8]
+        png = _grid_png(torch.cat([x, r]), nrow=x.shape[0])
+        add(f'<tr><th class="l">{_e(k)}</th><td class="l"><img src="{png_data_uri(png)}" alt="{_e(k)} reconstructions" '
+            f'style="width:{min(8, x.shape[0]) * 60}px"></td></tr>')
+    add("</table>")
+
+    # ---- likelihood
+    add("<h2>Log-likelihoods</h2>")
+    ll_sets = {k: arrays["log_likelihood"][k] for k in [*sets, "valid"]}
+    ll_sets["model samples"] = arrays["model_ll"]
+    add(_img(_plot_loglik(ll_sets), "log-likelihood distributions",
+             "AIS log-likelihood per image set. Finding (c): do OOD sets score above the training images?"))
+    c = s["correlation"]["pooled"]
+    add(_img(_plot_variance({k: arrays["log_likelihood"][k] for k in arrays["local_variance"]},
+                            {k: arrays["local_variance"][k] for k in arrays["local_variance"] if k != "generated"},
+                            c["r"], c["pvalue"]),
+             "likelihood against local variance",
+             f"Log-likelihood against local image variance. Spearman rho = {_fmt(c['r'])} (p = {_fmt(c['pvalue'])}, "
+             f"n = {c['n']}) pooled over train, test and OOD images (generated images left out of the correlation)."))
+
+    # ---- typicality
+    add("<h2>Typicality tests</h2>")
+    t = s["typicality"]
+    add(_img(_plot_typicality([
+        (f"Model's typical set (H from model samples), batches of {t['batch_size']}", arrays["typicality_model"]),
+        (f"OOD test (H from training images), batches of {t['batch_size']}", arrays["typicality_ood"]),
+    ]), "typicality bootstrap",
+        f"Bootstrap distribution of the typicality statistic (grey), its (1 - alpha) quantile epsilon (alpha = "
+        f"{_fmt(t['alpha'])}), and the statistic of each batch of each set (ticks). A batch right of epsilon is "
+        "outside the typical set. Left: finding (d). Right: Nalisnick et al.'s OOD test."))
+    rows = []
+    for name, block in (("model typical set", t["model_typical_set"]), ("OOD test", t["ood_test"])):
+        for k, v in block.items():
+            if k == "reference":
+                continue
+            rows.append([_e(name), _e(k), v["n_batches"], v["entropy"], v["epsilon"], v["batch_mean_nll"]["median"],
+                         v["rejection_rate"]])
+    add(_table(["test", "batches of", "n batches", "H (nats)", "epsilon", "median batch NLL", "rejected"], rows, left=2))
+
+    # ---- AUROC
+    add("<h2>OOD detection (AUROC)</h2>")
+    rows = [[_e(k), v["auroc_inversion"], v["auroc_likelihood"], v["auroc_likelihood_vs_train"],
+             v["median_ll_minus_train"], v.get("typicality_rejection")] for k, v in s["auroc"].items()]
+    add(_table(["OOD set", "AUROC inversion error", "AUROC -log p (vs test)", "AUROC -log p (vs train)",
+                "median log-lik - train median", f"typicality rejected (M={t['batch_size']})"], rows))
+    add('<p class="meta">AUROC: probability that a random OOD image scores higher (farther from the manifold, or '
+        "less likely) than a random in-distribution image; 0.5 = chance, below 0.5 = OOD images look <i>more</i> "
+        "in-distribution.</p>")
+    mm = s["memorisation"]
+    add("<h3>Train vs held-out</h3>")
+    add(_table(["score", "AUROC (test vs train)", "Mann-Whitney p"],
+               [["inversion error", mm["auroc_inversion"], mm["p_inversion"]],
+                ["-log-likelihood", mm["auroc_likelihood"], mm["p_likelihood"]]]))
+
+    # ---- sigma, BDMC, settings
+    add("<h2>Likelihood estimator checks</h2>")
+    sg = s["sigma"]
+    if sg.get("candidates"):
+        add(_table(["sigma", "mean valid log-lik (nats)"],
+                   [[_fmt(c_), v] for c_, v in zip(sg["candidates"], sg["mean_log_likelihood"])]))
+        png = _plot_sigma(sg)
+        if png:
+            add(_img(png, "sigma selection", f"sigma chosen: {_fmt(sg['chosen'])} ({_e(sg['method'])}, "
+                     f"{sg.get('ais_steps')} AIS steps). Short AIS runs are looser for small sigma, which favours larger sigma."))
+    b = s["bdmc"]
+    add(f"<p>BDMC on {b['n_images']} images simulated from the model, with the audit's own AIS settings. Lower bound "
+        f"(the audit's estimator, started from inverted latents): mean {_fmt(b['lower']['mean'])} nats. Upper bounds "
+        f"from reverse AIS: inversion-started path mean {_fmt(b['upper_inversion_path']['mean'])}, prior path mean "
+        f"{_fmt(b['upper_prior_path']['mean'])} (its forward lower bound: {_fmt(b['lower_prior_path']['mean'])}); "
+        f"the smaller per image is kept. Gap: mean {_fmt(b['gap']['mean'])}, median {_fmt(b['gap']['median'])}, "
+        f"max {_fmt(b['gap']['max'])} nats. The true log p(x) lies (stochastically) between the bounds, so the gap "
+        "bounds the error of the audit's likelihoods on data like the simulated data; on real and OOD images the "
+        "error can be larger. Differences between sets smaller than the gap are not resolved.</p>")
+    add("<h3>Settings</h3>")
+    add(_table(["setting", "value"], [[_e(k), _e(v)] for k, v in s["settings"].items()]))
+    add(_table(["stage", "seconds"], [[_e(k), v] for k, v in s["timing"].items()]))
+    add("</body></html>")
+    return "\n".join(parts)

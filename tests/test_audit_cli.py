@@ -1,0 +1,113 @@
+"""`statgan invert` for every split, the image sets it shares with `statgan audit`, and the
+one-line errors of both commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from statgan.audit.run import load_run, split_images
+from statgan.cli import main
+
+from conftest import tiny_dcgan_overrides, toy_overrides
+
+FAST = ["--n", "4", "--steps", "5", "--restarts", "1", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    n = torch.get_num_threads()
+    root = tmp_path_factory.mktemp("invert")
+    try:
+        assert main(["train", *tiny_dcgan_overrides(root, **{"train.steps": 8})]) == 0
+    finally:
+        torch.set_num_threads(n)
+    return root / "dcgan"
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("split, sets", [
+    ("train", ["train"]), ("test", ["test"]), ("generated", ["generated"]),
+    ("ood", ["glyphs", "noise", "constant", "blurred", "inverted"]), ("Glyphs", ["glyphs"]),
+])
+def test_invert_writes_errors_and_latents_for_each_split(run_dir, split, sets, capsys):
+    assert main(["invert", str(run_dir), "--split", split, *FAST]) == 0
+    out = capsys.readouterr().out
+    key = split.lower()
+    path = run_dir / "audit" / f"invert-{key}-n4-l2.safetensors"
+    tensors = load_file(str(path))
+    summary = json.loads(path.with_suffix(".json").read_text())
+    assert list(summary["sets"]) == sets and summary["split"] == key and summary["step"] == 8
+    for name in sets:
+        assert tensors[f"{name}.z"].shape == (4, 8) and tensors[f"{name}.errors"].shape == (4,)
+        assert tensors[f"{name}.images"].shape == tensors[f"{name}.reconstructions"].shape == (4, 1, 28, 28)
+        # l2 errors are the per-pixel MSE of the reconstruction
+        mse = (tensors[f"{name}.reconstructions"] - tensors[f"{name}.images"]).square().flatten(1).mean(1)
+        assert torch.allclose(mse, tensors[f"{name}.errors"], rtol=1e-4, atol=1e-6)
+        assert summary["sets"][name]["error"]["median"] == pytest.approx(float(tensors[f"{name}.errors"].double().quantile(0.5)), rel=1e-6)
+        assert name in out
+    assert "wrote" in out
+
+
+def test_invert_with_lenet_features_and_custom_out(run_dir, tmp_path, capsys):
+    out = tmp_path / "sub" / "inv.safetensors"
+    assert main(["invert", str(run_dir), "--split", "test", "--loss", "lenet", "--out", str(out), *FAST]) == 0
+    s = json.loads(out.with_suffix(".json").read_text())
+    t = load_file(str(out))
+    assert s["loss"] == "lenet" and s["error_unit"] == "LeNet feature MSE"
+    mse = (t["test.reconstructions"] - t["test.images"]).square().flatten(1).mean(1)
+    assert torch.allclose(t["test.mse"], mse, rtol=1e-4) and not torch.allclose(t["test.errors"], mse)
+
+
+def test_image_sets_are_seeded_and_test_and_valid_are_disjoint(run_dir):
+    run = load_run(run_dir, seed=3)
+    a = split_images(run, "test", 6)["test"]
+    b = split_images(load_run(run_dir, seed=3), "test", 6)["test"]
+    c = split_images(load_run(run_dir, seed=4), "test", 6)["test"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    test, valid = run.test_and_valid(6, 10)
+    assert torch.equal(test, a)  # `statgan invert --split test` sees the audit's test images
+    flat_t, flat_v = test.flatten(1), valid.flatten(1)
+    assert not any(torch.equal(x, y) for x in flat_t for y in flat_v)
+    g1, z1 = run.generated(5)
+    g2, z2 = load_run(run_dir, seed=3).generated(5)
+    assert torch.equal(z1, z2) and torch.allclose(g1, g2)
+
+
+def test_invert_on_toy_data_works_except_for_ood(tmp_path, capsys):
+    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["invert", str(tmp_path / "toy"), "--split", "train", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["invert", str(tmp_path / "toy"), "--split", "ood", *FAST]) == 2
+    assert "OOD sets need image data" in capsys.readouterr().err
+    assert main(["audit", str(tmp_path / "toy"), "--quick"]) == 2
+    assert "needs image data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["invert", "{run}", "--split", "validation"], "unknown split 'validation'"),
+    (["invert", "{run}", "--split", "train", "--n", "0"], "--n must be an integer >= 1"),
+    (["invert", "{run}", "--split", "train", "--out", "x.npz"], "--out must end in .safetensors"),
+    (["invert", "{run}", "--split", "train", "--steps", "-1"], "steps must be an integer >= 0"),
+    (["invert", "{run}", "--split", "train", "--threads", "0"], "--threads must be at least 1"),
+    (["invert", "{missing}", "--split", "train"], "not a statgan run directory"),
+    (["audit", "{missing}"], "not a statgan run directory"),
+    (["audit", "{run}", "--n", "0"], "n must be an integer >= 1"),
+    (["audit", "{run}", "--quick", "--ood", "glyphs,nope"], "unknown OOD set 'nope'"),
+    (["audit", "{run}", "--quick", "--sigma", "-1"], "sigma must be a positive number"),
+    (["audit", "{run}", "--n", "600", "--n-valid", "500"], "must not exceed it"),
+])
+def test_bad_input_is_one_line_error(run_dir, tmp_path, capsys, argv, fragment):
+    argv = [a.format(run=run_dir, missing=tmp_path / "nowhere") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("statgan: error: ") and fragment in err and err.count("\n") == 1, err

@@ -1,0 +1,184 @@
+"""`statgan audit` on a tiny run: the HTML report is self-contained and renders, the summary is
+complete and finite, and the verdicts follow the documented thresholds and quote the summary."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import math
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+from statgan.audit import verdicts
+from statgan.cli import main
+
+from conftest import tiny_dcgan_overrides
+
+TINY_AUDIT = ["--quick", "--n", "8", "--n-valid", "8", "--n-ood", "4", "--ood", "glyphs,noise,inverted",
+              "--steps", "10", "--ais-steps", "6", "--threads", "1"]
+
+
+class _Page(HTMLParser):
+    """Collects tags, their attributes and the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    import torch
+
+    n = torch.get_num_threads()
+    root = tmp_path_factory.mktemp("audit")
+    try:
+        assert main(["train", *tiny_dcgan_overrides(root, **{"train.steps": 8})]) == 0
+        assert main(["audit", str(root / "dcgan"), *TINY_AUDIT]) == 0
+    finally:
+        torch.set_num_threads(n)
+    out = root / "dcgan" / "audit"
+    return out, json.loads((out / "summary.json").read_text()), (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_report_is_self_contained_html_with_decodable_pngs(audited):
+    out, summary, page = audited
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    tags = [t for t, _ in parser.tags]
+    assert tags[0] == "html" and "body" in tags and "script" not in tags and "link" not in tags
+    assert "http://" not in page.replace("arXiv", "") and "https://" not in page and "url(" not in page
+    imgs = [a for t, a in parser.tags if t == "img"]
+    # 4 plots + the sigma plot + one reconstruction grid per set (train, test, generated, 3 OOD)
+    assert len(imgs) == 5 + 6
+    for a in imgs:
+        src = a["src"]
+        assert src.startswith("data:image/png;base64,"), src[:40]
+        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1], validate=True)))
+        assert im.format == "PNG" and im.size[0] > 20 and im.size[1] > 20
+        im.load()  # the whole image decodes
+    assert all(not a.get("href", "").startswith("http") for _, a in parser.tags)
+
+
+def test_summary_has_the_expected_keys_and_finite_numbers(audited):
+    out, s, _ = audited
+    assert {"format", "run", "step", "settings", "sigma", "bdmc", "splits", "auroc", "memorisation", "correlation",
+            "typicality", "findings", "timing", "machine", "seconds", "paths"} <= s.keys()
+    assert s["format"] == "statgan-audit/1" and s["step"] == 8 and s["ood_sets"] == ["glyphs", "noise", "inverted"]
+    assert set(s["splits"]) == {"train", "test", "generated", "glyphs", "noise", "inverted", "valid", "model_samples"}
+    assert s["splits"]["train"]["n"] == 8 and s["splits"]["glyphs"]["n"] == 4 and s["splits"]["valid"]["n"] == 8
+
+    def numbers(obj, path=""):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from numbers(v, f"{path}.{k}")
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                yield from numbers(v, f"{path}[{i}]")
+        elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+            yield path, obj
+
+    core = {k: s[k] for k in ("sigma", "bdmc", "splits", "auroc", "memorisation", "correlation", "typicality")}
+    found = list(numbers(core))
+    assert len(found) > 200 and all(math.isfinite(v) for _, v in found)
+    # None would be a non-finite number turned into JSON null: there must be none in the results
+    assert "null" not in json.dumps(core)
+    assert s["sigma"]["chosen"] in s["sigma"]["candidates"]
+    assert s["bdmc"]["upper"]["mean"] <= min(s["bdmc"]["upper_inversion_path"]["mean"], s["bdmc"]["upper_prior_path"]["mean"]) + 1e-9
+    for name, row in s["auroc"].items():
+        assert 0.0 <= row["auroc_inversion"] <= 1.0 and 0.0 <= row["auroc_likelihood"] <= 1.0
+    from safetensors.torch import load_file
+
+    t = load_file(str(out / "per_image.safetensors"))
+    assert t["train.log_likelihood"].shape == (8,) and t["glyphs.z"].shape == (4, 8)
+    assert float(t["test.errors"].double().quantile(0.5)) == pytest.approx(s["splits"]["test"]["inversion_error"]["median"], rel=1e-6)
+
+
+def test_verdict_paragraphs_are_in_the_page_and_quote_the_summary(audited):
+    _, s, page = audited
+    parser = _Page()
+    parser.feed(page)
+    text = " ".join(parser.text)
+    ids = [f["id"] for f in s["findings"]]
+    assert ids == ["a", "b", "c", "d", "memorisation"]
+    for f in s["findings"]:
+        assert f["verdict"] in ("holds", "partly holds", "does not hold", "signal", "weak signal", "no signal")
+        assert f["text"] in text and f'id="finding-{f["id"]}"' in page
+    a = s["findings"][0]
+    assert verdicts._f(s["inversion"]["train_over_generated"]) in a["text"]
+    assert verdicts._f(s["splits"]["train"]["inversion_error"]["median"]) in a["text"]
+    b = s["findings"][1]
+    for name, row in s["auroc"].items():
+        assert f"{name} {verdicts._f(row['auroc_inversion'])}" in b["text"]
+
+
+@pytest.mark.parametrize("ratio, verdict", [(12.0, "holds"), (10.0, "holds"), (5.0, "partly holds"), (2.9, "does not hold")])
+def test_finding_a_follows_its_thresholds(audited, ratio, verdict):
+    s = copy.deepcopy(audited[1])
+    s["inversion"]["train_over_generated"] = ratio
+    f = verdicts.findings(s)[0]
+    assert f["verdict"] == verdict and verdicts._f(ratio) in f["text"]
+
+
+def test_findings_b_c_d_and_memorisation_follow_their_thresholds(audited):
+    s = copy.deepcopy(audited[1])
+    for row in s["auroc"].values():
+        row["auroc_inversion"] = 0.55
+        row["median_ll_minus_train"] = -5.0
+    s["correlation"]["pooled"].update(r=-0.5, pvalue=1e-6)
+    s["typicality"]["model_typical_set"]["train"]["rejection_rate"] = 0.8
+    s["memorisation"].update(auroc_inversion=0.7, p_inversion=1e-4)
+    got = {f["id"]: f["verdict"] for f in verdicts.findings(s)}
+    assert got == {"a": got["a"], "b": "holds", "c": "partly holds", "d": "holds", "memorisation": "signal"}
+    s["auroc"]["noise"]["auroc_inversion"] = 0.99
+    s["auroc"]["glyphs"]["median_ll_minus_train"] = 3.0
+    s["typicality"]["model_typical_set"]["train"]["rejection_rate"] = 0.05
+    s["memorisation"].update(auroc_inversion=0.55, p_inversion=0.5, auroc_likelihood=0.52, p_likelihood=0.6)
+    got = {f["id"]: f for f in verdicts.findings(s)}
+    assert got["b"]["verdict"] == "partly holds" and "noise" in got["b"]["text"]
+    assert got["c"]["verdict"] == "holds" and got["c"]["numbers"]["higher_than_train"] == ["glyphs"]
+    assert got["d"]["verdict"] == "does not hold"
+    assert got["memorisation"]["verdict"] == "no signal"
+    for row in s["auroc"].values():
+        row["auroc_inversion"] = 0.95
+    s["correlation"]["pooled"].update(r=0.2, pvalue=1e-3)
+    s["auroc"]["glyphs"]["median_ll_minus_train"] = -3.0
+    got = {f["id"]: f["verdict"] for f in verdicts.findings(s)}
+    assert got["b"] == "does not hold" and got["c"] == "does not hold"
+
+
+def _browser():
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.mark.skipif(_browser() is None, reason="no headless Chromium on this machine (docs/audit.md: manual check)")
+def test_report_renders_in_a_headless_browser(audited, tmp_path):
+    out = audited[0]
+    shot = tmp_path / "shot.png"
+    cmd = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,2400",
+           f"--screenshot={shot}", (out / "report.html").resolve().as_uri()]
+    subprocess.run(cmd, check=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    im = Image.open(shot).convert("L")
+    assert im.size == (1100, 2400)
+    # the page drew something: text and plots make dark pixels on the white page, top to bottom
+    top, bottom = im.crop((0, 0, 1100, 300)), im.crop((0, 1200, 1100, 2400))
+    assert top.getextrema()[0] < 80 and bottom.getextrema()[0] < 80
+    hist = im.histogram()
+    assert sum(hist[:200]) > 0.01 * sum(hist)  # not a blank page
