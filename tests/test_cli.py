@@ -43,6 +43,8 @@ def test_resume_refuses_changed_config_unless_forced(tmp_path, capsys):
     assert main(["train", "--resume", rd, "train.lr_g=0.1"]) == 2
     assert "changed config (train.lr_g: 0.0002 -> 0.1)" in capsys.readouterr().err
     assert main(["train", "--resume", rd, "train.steps=25"]) == 0
+    # the sharpness probe only reads the model, so switching it on is not a config change that blocks
+    assert main(["train", "--resume", rd, "train.steps=26", "regularizers.sharpness=true"]) == 0
     assert main(["train", "--resume", rd, "train.lr_g=0.1", "train.steps=30", "--force"]) == 0
     out = capsys.readouterr()
     assert "done: step 30" in out.out and "train.lr_g" in out.err

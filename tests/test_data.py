@@ -46,7 +46,7 @@ def assert_image_tensor(x: torch.Tensor, shape: tuple) -> None:
 
 def test_names_lists_every_dataset():
     expected = {"mnist5k", "mnist", "fashion-mnist", "cifar10", "svhn", "celeba", "folder",
-                "8gaussians", "25gaussians", "ring", "swissroll", "checkerboard"}
+                "8gaussians", "25gaussians", "ring", "swissroll", "checkerboard", "gaussian"}
     assert expected <= set(data.names())
     assert data.names() == data.DATASETS.names()
     assert set(data.labelled()) == {"mnist5k", "mnist", "fashion-mnist", "cifar10", "svhn"}
@@ -619,11 +619,12 @@ def test_folder_errors(tmp_path):
 # toy densities
 # ------------------------------------------------------------------------------------------
 
-TOYS = ["8gaussians", "25gaussians", "ring", "swissroll", "checkerboard"]
+TOYS = ["8gaussians", "25gaussians", "ring", "swissroll", "checkerboard", "gaussian"]
 # Grid step per density: at most half the smallest length scale (std or square side), where a
 # Riemann sum of a smooth density is accurate far beyond the tolerance; checkerboard cell edges
 # fall on grid-cell edges, so its sum is exact.
-GRID_STEP = {"8gaussians": 0.01, "25gaussians": 0.025, "ring": 0.02, "swissroll": 0.05, "checkerboard": 0.05}
+GRID_STEP = {"8gaussians": 0.01, "25gaussians": 0.025, "ring": 0.02, "swissroll": 0.05, "checkerboard": 0.05,
+             "gaussian": 0.05}
 
 
 def grid(density, step):

@@ -1,13 +1,19 @@
 """Command line: thin sub-commands over the library.
 
-    statgan train [CONFIG.yaml] [key=value ...] [--resume RUN_DIR [--force]]
+    statgan train [CONFIG.yaml] [key=value ...] [--resume RUN_DIR [--force] [--use-previous]]
+    torchrun --nproc-per-node N -m statgan train ...   (several processes; docs/scaling.md)
     statgan sample RUN_DIR [-n 64] [--out grid.png] [--seed 0] [--no-ema] [--mc-dropout]
     statgan eval RUN_DIR [--metrics fid,kid,prdc] [--n 10000] [--extractor lenet]
     statgan eval REFERENCE GENERATED            (image folders, .npz files or data:NAME:SPLIT)
     statgan list [datasets|archs|objectives]
+    statgan invert RUN_DIR --split train|test|generated|ood|SET [--n 100] [--loss l2|lenet] [--out F]
+    statgan audit RUN_DIR [--quick] [--n 100] [--seed 0] [--device cpu]   (RUN_DIR/audit/report.html)
+    statgan reproduce NAME [--budget tiny|small|full] [--out DIR] [--jobs N] [--seeds S ...] [--report MD]
+                      [--report-only]
 
 User mistakes end in one line ``statgan: error: ...`` and exit status 2; an interrupted training run
-(Ctrl-C, SIGTERM) writes a checkpoint and exits with 128 + the signal number (130, 143).
+(Ctrl-C, SIGTERM) writes a checkpoint and exits with 128 + the signal number (130, 143). Under
+torchrun only rank 0 prints (other ranks report only errors of their own, prefixed ``[rank R]``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from .errors import StatganError
 
 # keys that may change when a run is resumed without --force (they do not change what is learned)
 RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.tensorboard", "train.threads", "run.device",
-                     "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints")
+                     "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
+                     "regularizers.sharpness",  # a probe: it reads the model, never changes it
+                     # how fast, not what: speed switches and the divergence safety net
+                     "train.tf32", "train.channels_last", "train.compile", "train.nan_retries", "train.nan_lr_factor")
 
 
 def _split_config_and_overrides(items: Sequence[str]) -> tuple:
@@ -45,8 +54,11 @@ def _fmt_seconds(s: float) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import config as config_mod
+    from .train import distributed
     from .train.trainer import Trainer, default_run_name, read_run_config
 
+    main_rank = distributed.env_rank() == 0  # under torchrun only rank 0 talks
+    say = (lambda *a, **k: print(*a, **k)) if main_rank else (lambda *a, **k: None)
     path, overrides = _split_config_and_overrides(args.items)
     if args.resume:
         if path is not None:
@@ -61,29 +73,32 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"resuming {str(run_dir)!r} with a changed config ({'; '.join(blocking)}); add --force to accept"
             )
         for c in changes:
-            print(f"config change on resume: {c}", file=sys.stderr)
-        trainer = Trainer(cfg, run_dir, resume=True)
-        if changes:
+            say(f"config change on resume: {c}", file=sys.stderr)
+        trainer = Trainer(cfg, run_dir, resume=True, use_previous=args.use_previous)
+        if changes and main_rank:
             from .train.checkpoint import atomic_write_bytes
 
             atomic_write_bytes(run_dir / "config.yaml", cfg.to_yaml().encode())
-        print(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps} (from {trainer.loaded_from.name})", file=sys.stderr)
+        say(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps} (from {trainer.loaded_from.name})", file=sys.stderr)
     else:
+        if args.use_previous:
+            raise StatganError("--use-previous goes with --resume RUN_DIR")
         cfg = config_mod.load(path, overrides)
         run_dir = Path(cfg.run.out_dir) / (cfg.run.name or default_run_name(cfg))
         trainer = Trainer(cfg, run_dir)
         n_g = sum(p.numel() for p in trainer.G.parameters())
         n_d = sum(p.numel() for p in trainer.D.parameters())
-        print(
+        procs = f" x {trainer.world.size} processes" if trainer.world.distributed else ""
+        say(
             f"statgan {__version__}: {cfg.data.name} {list(trainer.data_shape)} x {len(trainer.train_data)}, "
             f"{cfg.model.arch} G {n_g/1e6:.2f}M / D {n_d/1e6:.2f}M params, objective {trainer.objective.name}, "
-            f"{cfg.train.steps} steps on {trainer.device} -> {run_dir}",
+            f"{cfg.train.steps} steps on {trainer.device}{procs} -> {run_dir}",
             file=sys.stderr,
         )
     result = trainer.fit()
-    print(f"done: step {result.step} in {_fmt_seconds(result.seconds)}")
-    print(f"samples:    {result.samples}")
-    print(f"checkpoint: {result.checkpoint}")
+    say(f"done: step {result.step} in {_fmt_seconds(result.seconds)}")
+    say(f"samples:    {result.samples}")
+    say(f"checkpoint: {result.checkpoint}")
     return 0
 
 
@@ -159,6 +174,64 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import experiments
+
+    # the report quotes the command that made it, rebuilt from the parsed arguments
+    command = f"statgan reproduce {args.name} --budget {args.budget}"
+    for flag, value in (("--out", args.out), ("--jobs", args.jobs), ("--report", args.report)):
+        if value is not None:
+            command += f" {flag} {value}"
+    if args.seeds is not None:
+        command += " --seeds " + " ".join(map(str, args.seeds))
+    result = experiments.run(args.name, budget=args.budget, out=args.out, jobs=args.jobs, seeds=args.seeds,
+                             report=args.report, command=command, report_only=args.report_only)
+    print(f"{result['finished']} of {result['total']} cells finished; report: {result['report']}")
+    return 0
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise StatganError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cmd_invert(args: argparse.Namespace) -> int:
+    from .audit.run import invert_split
+
+    _set_threads(args.threads)
+    res = invert_split(args.run_dir, args.split, n=args.n, restarts=args.restarts, steps=args.steps, lr=args.lr,
+                       loss=args.loss, out=args.out, seed=args.seed, device=args.device, checkpoint=args.checkpoint,
+                       ema=not args.no_ema)
+    for name, v in res["sets"].items():
+        e = v["error"]
+        print(f"{name:<14} n={v['n']:<5} inversion error ({res['error_unit']}): median {e['median']:.4g} "
+              f"[q25 {e['q25']:.4g}, q75 {e['q75']:.4g}], mean {e['mean']:.4g}")
+    print(f"wrote {res['tensors']} and {res['path']} ({res['seconds']:.1f} s)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit.run import AuditSettings, audit_run
+
+    _set_threads(args.threads)
+    knobs = {k: getattr(args, k) for k in ("n", "n_valid", "n_ood", "restarts", "steps", "loss", "sigma", "ais_steps",
+                                           "chains", "leapfrog", "seed") if getattr(args, k) is not None}
+    if args.ood is not None:
+        knobs["ood"] = tuple(x.strip() for x in args.ood.split(",") if x.strip())
+    settings = AuditSettings.quick(**knobs) if args.quick else AuditSettings(**knobs)
+    summary = audit_run(args.run_dir, settings, checkpoint=args.checkpoint, ema=not args.no_ema, device=args.device,
+                        out_dir=args.out)
+    for f in summary["findings"]:
+        label = f"({f['id']})" if len(f["id"]) == 1 else "(*)"
+        print(f"{label} {f['title']}: {f['verdict']}")
+    print(f"report: {summary['paths']['report']}\nsummary: {summary['paths']['summary']} ({summary['seconds']:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="statgan", description="Train and audit GANs as statistical models.")
     p.add_argument("--version", action="version", version=f"statgan {__version__}")
@@ -169,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a YAML preset (e.g. configs/mnist5k-dcgan.yaml) and dotted overrides (train.steps=2000)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     t.add_argument("--force", action="store_true", help="with --resume: accept a changed config")
+    t.add_argument("--use-previous", action="store_true",
+                   help="with --resume: if the newest checkpoint is corrupt, set it aside and resume from the newest good one")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
@@ -201,9 +276,57 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="with two image sets: write the JSON result here")
     e.set_defaults(func=cmd_eval)
 
+    def run_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("run_dir", metavar="RUN_DIR")
+        q.add_argument("--seed", type=int, default=0, help="seed of the image sets and samplers (default 0)")
+        q.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
+        q.add_argument("--threads", type=int, default=1,
+                       help="torch CPU threads (default 1: the audit's networks are small, and one thread per process "
+                            "is fastest when other jobs share the cores; try 2+ on an idle machine)")
+        q.add_argument("--no-ema", action="store_true", help="use the raw generator instead of the EMA weights")
+        q.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
+
+    iv = sub.add_parser("invert", help="invert the generator on train / test / generated / OOD images")
+    run_options(iv)
+    iv.add_argument("--split", required=True, help="train | test | generated | ood (all OOD sets) | an OOD set name (e.g. glyphs)")
+    iv.add_argument("--n", type=int, default=100, help="images (per OOD set) (default 100)")
+    iv.add_argument("--restarts", type=int, default=2, help="random starts per image (default 2)")
+    iv.add_argument("--steps", type=int, default=300, help="Adam steps per start (default 300)")
+    iv.add_argument("--lr", type=float, default=0.1, help="peak learning rate, cosine-annealed (default 0.1)")
+    iv.add_argument("--loss", default="l2", choices=("l2", "lenet"), help="pixel MSE or LeNet-feature distance (MNIST-like data)")
+    iv.add_argument("--out", default=None, help="output .safetensors (default RUN_DIR/audit/invert-SPLIT-nN-LOSS.safetensors; JSON beside it)")
+    iv.set_defaults(func=cmd_invert)
+
+    au = sub.add_parser("audit", help="audit a run as a statistical model; writes RUN_DIR/audit/report.html")
+    run_options(au)
+    au.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds (numbers mean little)")
+    au.add_argument("--n", type=int, default=None, help="train, test and generated images (default 100)")
+    au.add_argument("--n-valid", type=int, default=None, help="held-out images for sigma and the bootstrap (default 50)")
+    au.add_argument("--n-ood", type=int, default=None, help="images per OOD set (default 50)")
+    au.add_argument("--ood", default=None, help="comma-separated OOD sets (default: glyphs,noise,constant,blurred,inverted + local fashion-mnist/svhn)")
+    au.add_argument("--restarts", type=int, default=None, help="inversion starts per image (default 2)")
+    au.add_argument("--steps", type=int, default=None, help="inversion Adam steps (default 300)")
+    au.add_argument("--loss", default=None, choices=("l2", "lenet"), help="inversion loss (default l2)")
+    au.add_argument("--sigma", type=float, default=None, help="observation noise std (default: chosen on held-out images)")
+    au.add_argument("--ais-steps", type=int, default=None, help="AIS annealing steps (default 200)")
+    au.add_argument("--chains", type=int, default=None, help="AIS chains per image (default 1)")
+    au.add_argument("--leapfrog", type=int, default=None, help="HMC leapfrog steps (default 5)")
+    au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit)")
+    au.set_defaults(func=cmd_audit)
+
     ls = sub.add_parser("list", help="list registered datasets, architectures and objectives")
     ls.add_argument("what", nargs="?", choices=("datasets", "archs", "objectives"))
     ls.set_defaults(func=cmd_list)
+
+    r = sub.add_parser("reproduce", help="rerun a paper's experiments and write a report (e.g. bridging)")
+    r.add_argument("name", metavar="NAME", help="reproduction name (bridging)")
+    r.add_argument("--budget", default="small", help="tiny | small | full (default small)")
+    r.add_argument("--out", default=None, help="output folder: runs and per-cell JSON (default runs/reproduce/NAME-BUDGET)")
+    r.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one torch thread each (default 1)")
+    r.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default: the budget's)")
+    r.add_argument("--report", default=None, help="markdown report path (default OUT/NAME.md)")
+    r.add_argument("--report-only", action="store_true", help="run nothing: write the report from the finished cells")
+    r.set_defaults(func=cmd_reproduce)
     return p
 
 
@@ -215,17 +338,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         # `statgan` alone: the main job is training on the embedded default
         args = parser.parse_args(["train", *(argv or [])])
+    from .train import distributed
+
     try:
         return args.func(args)
     except TrainingInterrupted as exc:
-        print(f"statgan: {exc}", file=sys.stderr)
+        if distributed.env_rank() == 0:
+            print(f"statgan: {exc}", file=sys.stderr)
         return 128 + exc.signum
     except StatganError as exc:
-        print(f"statgan: error: {exc}", file=sys.stderr)
+        # under torchrun: rank 0 reports errors every rank hits (config, or those rank 0 relays);
+        # another rank speaks only for an error of its own (e.g. its data), prefixed with its rank
+        r = distributed.env_rank()
+        if r == 0 or not (isinstance(exc, distributed.PeerFailed) or not distributed.is_initialized()):
+            print(f"statgan: error: {f'[rank {r}] ' if r else ''}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("statgan: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.cleanup()  # leave the process group, if this process joined one
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,8 @@
   as one in-memory tensor (the fast path for training); ``celeba`` and ``folder`` come back as a
   lazily decoded :class:`~statgan.data.images.ImageFiles` dataset whose items are (C, H, W)
   tensors (no labels), with ``.shape`` = (C, H, W) and ``len()``.
-* Toy 2-D densities (``8gaussians``, ``25gaussians``, ``ring``, ``swissroll``, ``checkerboard``):
+* Toy 2-D densities (``8gaussians``, ``25gaussians``, ``ring``, ``swissroll``, ``checkerboard``,
+  ``gaussian``):
   an (n, 2) float32 tensor of fixed-seed samples; the exact density is
   ``statgan.data.toy.get_density(name)``.
 * Labels (digit / class ids, int64, aligned with ``load``'s rows) for mnist5k, mnist,

@@ -38,6 +38,7 @@ ALIASES: Dict[str, Tuple[str, ...]] = {
     "ring": (),
     "swissroll": ("swiss_roll", "swiss-roll"),
     "checkerboard": ("checkers",),
+    "gaussian": ("normal", "standard_normal"),
 }
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -125,6 +126,13 @@ def twentyfive_gaussians() -> GaussianMixture:
     gx, gy = torch.meshgrid(v, v, indexing="ij")
     centers = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     return GaussianMixture("25gaussians", centers, 0.05, ((-4.5, 4.5), (-4.5, 4.5)))
+
+
+@DENSITIES.register("gaussian", aliases=ALIASES["gaussian"])
+def standard_gaussian() -> GaussianMixture:
+    """The standard normal N(0, I_2) (a one-component "mixture"): the toy of Filippone & Linhard,
+    whose fit is scored by the chi-square decile test on squared norms (‖x‖² ~ χ²_2)."""
+    return GaussianMixture("gaussian", torch.zeros(1, 2, dtype=torch.float64), 1.0, ((-6.0, 6.0), (-6.0, 6.0)))
 
 
 class Ring(ToyDensity):

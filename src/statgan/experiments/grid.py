@@ -1,0 +1,209 @@
+"""A small resumable grid runner: run cells (one training run + its evaluation each) in this
+process or in ``jobs`` worker processes, caching each finished cell as JSON.
+
+A :class:`Cell` is a key (``"mnist/ragan/sam/s0"``, also its path under ``OUT/cells/``) and a
+JSON-able ``spec`` that completely describes the run; the runner is a module-level function
+``runner(spec, work_dir) -> dict`` (picklable, so worker processes can call it). A cached result is
+reused only when its stored spec hash matches the cell's, so changing a budget re-runs exactly the
+cells whose definition changed, and an interrupted grid resumes where it stopped: finished cells
+are skipped, an unfinished cell restarts from scratch (its work directory is cleared first).
+
+Cells that fail with a :class:`~statgan.train.trainer.TrainingDiverged` are results too (cached
+with ``"error"``); any other exception is reported and *not* cached, so a rerun tries again.
+Workers use one torch thread each: ``jobs`` processes then share the cores instead of fighting
+over them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+Runner = Callable[[Dict[str, Any], Path], Dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    key: str
+    spec: Dict[str, Any]
+
+    @property
+    def spec_hash(self) -> str:
+        return spec_hash(self.spec)
+
+
+def spec_hash(spec: Dict[str, Any]) -> str:
+    """Content hash of a JSON-able spec (key order does not matter)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def result_path(out: Path, key: str) -> Path:
+    return Path(out) / "cells" / f"{key}.json"
+
+
+def work_dir(out: Path, key: str) -> Path:
+    return Path(out) / "runs" / key
+
+
+def load_result(out: Path, cell: Cell) -> Optional[Dict[str, Any]]:
+    """The cached result of ``cell`` if there is one for this exact spec."""
+    p = result_path(out, cell.key)
+    if not p.is_file():
+        return None
+    try:
+        res = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return res if res.get("spec_hash") == cell.spec_hash else None
+
+
+def _write_json(path: Path, obj: Dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Dict[str, Any]:
+    """Run one cell (in this process or a worker); returns the record, with ``cache`` telling
+    whether it may be stored."""
+    import torch
+
+    from ..train.trainer import TrainingDiverged
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    wd = work_dir(Path(out), cell.key)
+    if wd.exists():
+        shutil.rmtree(wd)  # an unfinished earlier attempt: start the cell again
+    wd.mkdir(parents=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    record: Dict[str, Any] = {"key": cell.key, "spec": cell.spec, "spec_hash": cell.spec_hash}
+    try:
+        record["result"] = runner(cell.spec, wd)
+        record["cache"] = True
+    except TrainingDiverged as exc:
+        record["error"] = f"diverged: {exc}"
+        record["cache"] = True
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 (reported, not cached: a rerun tries again)
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc(limit=8)
+        record["cache"] = False
+    finally:
+        if threads:
+            torch.set_num_threads(previous)
+    record["wall_s"] = round(time.perf_counter() - t0, 2)
+    # CPU time of this process: what the cell costs on an idle core, whatever else the machine runs
+    record["cpu_s"] = round(time.process_time() - c0, 2)
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return record
+
+
+def _init_worker(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_grid(
+    cells: Sequence[Cell],
+    out: Path,
+    runner: Runner,
+    jobs: int = 1,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    on_result: Optional[Callable[[Dict[str, Dict[str, Any]]], None]] = None,
+    threads: Optional[int] = None,
+) -> Dict[str, Dict[str, Any]]:
+    """Run every cell not already cached under ``out``; returns {key: record} of all finished cells
+    (cached and new). ``jobs`` = 1 runs in this process (torch threads untouched); more uses
+    worker processes with one torch thread each. ``on_result(done)`` is called after every newly
+    finished cell (e.g. to rewrite a report, so that a long grid always has an up-to-date one).
+    ``threads``: torch threads for cells run in this process (``jobs`` = 1; default: untouched)."""
+    out = Path(out)
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise ValueError("run_grid: duplicate cell keys")
+    done: Dict[str, Dict[str, Any]] = {}
+    todo: List[Cell] = []
+    for c in cells:
+        res = load_result(out, c)
+        if res is not None:
+            done[c.key] = res
+        else:
+            todo.append(c)
+    log(f"grid: {len(cells)} cells, {len(done)} already finished (skipped), {len(todo)} to run with {jobs} job(s)")
+    total, count, t_start = len(todo), 0, time.perf_counter()
+
+    def finish(rec: Dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        cache = rec.pop("cache", False)
+        status = "ok" if "error" not in rec else rec["error"].splitlines()[0][:160]
+        log(f"[{count}/{total}] {rec['key']}: {status} ({rec['wall_s']:.0f}s wall, {rec['cpu_s']:.0f}s CPU; "
+            f"{time.perf_counter() - t_start:.0f}s elapsed)")
+        if cache:
+            _write_json(result_path(out, rec["key"]), rec)
+            done[rec["key"]] = rec
+            if on_result is not None:
+                on_result(done)
+        elif "traceback" in rec:
+            log(rec["traceback"])
+
+    if jobs <= 1:
+        for c in todo:
+            finish(_execute(runner, c, str(out), threads))
+        return done
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no forked torch state (threads, RNG) in workers
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(1,))
+    previous = _sigterm_as_interrupt()
+    try:
+        pending = {pool.submit(_execute, runner, c, str(out), 1) for c in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                finish(f.result())
+    except BaseException:
+        # Ctrl-C / SIGTERM: stop the workers now (their unfinished cells restart from scratch on the
+        # next run anyway), instead of leaving them to finish or hang on a closed result queue
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    pool.shutdown()
+    return done
+
+
+def _sigterm_as_interrupt() -> Any:
+    """In the main thread: make SIGTERM raise KeyboardInterrupt (so the grid stops its workers);
+    returns the previous handler, or None when it could not be installed."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+__all__ = ["Cell", "spec_hash", "result_path", "work_dir", "load_result", "run_grid"]
