@@ -27,20 +27,21 @@ steps), and ``step(closure)`` — the closure must zero the gradients, evaluate 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, List, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..objectives.base import real_param
 from . import REGULARIZERS
+from ..optim import OptimizerWrapper
 from .base import DISCRIMINATOR, Regularizer, check_bool, check_nets, preserved_buffers, require_discriminator
 
 #: added to ‖T g‖ so that a zero gradient gives a zero perturbation, not NaN (as in the reference code)
 GRAD_NORM_EPS = 1e-12
 
 
-class SAM:
+class SAM(OptimizerWrapper):
     """SAM / ASAM around ``base`` (any torch optimizer).
 
     Args:
@@ -59,24 +60,6 @@ class SAM:
             raise ValueError(f"ASAM eta must be >= 0, got {eta}")
         self.base, self.rho, self.adaptive, self.eta = base, float(rho), bool(adaptive), float(eta)
         self.modules = tuple(modules)
-
-    # ---- the optimizer surface the trainer and checkpoints use --------------------------------------
-    @property
-    def param_groups(self) -> List[Dict[str, Any]]:
-        return self.base.param_groups
-
-    @property
-    def state(self) -> Dict[Any, Any]:
-        return self.base.state
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self.base.state_dict()
-
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self.base.load_state_dict(state_dict)
 
     # ---- SAM ------------------------------------------------------------------------------------------
     def _params_with_grad(self) -> List[Tensor]:

@@ -26,39 +26,22 @@ inf/NaN gradients and adapts the scale exactly once per update.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Dict, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, StatganError
+from ..optim import OptimizerWrapper
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class ScaledOptimizer:
-    """``base`` stepping through a :class:`torch.amp.GradScaler`; the optimizer surface of SAM's
-    wrapper (param_groups, state, zero_grad, state_dict) so checkpoints see the base optimizer."""
+class ScaledOptimizer(OptimizerWrapper):
+    """``base`` stepping through a :class:`torch.amp.GradScaler`; checkpoints see the base optimizer."""
 
     def __init__(self, base: torch.optim.Optimizer, scaler: Any) -> None:
         self.base, self.scaler = base, scaler
-
-    @property
-    def param_groups(self) -> Any:
-        return self.base.param_groups
-
-    @property
-    def state(self) -> Any:
-        return self.base.state
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self.base.state_dict()
-
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self.base.load_state_dict(state_dict)
 
     def step(self, closure: Optional[Callable[[], Tensor]] = None) -> Optional[Tensor]:
         loss = None
