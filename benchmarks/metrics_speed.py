@@ -50,8 +50,6 @@ import torch
 from statgan.metrics.frechet import frechet_distance
 from statgan.metrics.prdc import prdc
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _timed(fn: Callable[[], float], repeats: int) -> Tuple[List[float], float]:
     times, value = [], float("nan")

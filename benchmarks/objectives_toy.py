@@ -106,7 +106,12 @@ def run_one(obj_over: Sequence[str], train_over: Sequence[str], dataset: str, se
             samples = tr.sampler(z)
         return {**evaluate(samples, dataset), "wall": wall, "error": None}
     except Exception as exc:  # reported in the table, not hidden
-        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}", "wall": time.perf_counter() - t0}
+        first = str(exc).splitlines()[0]
+        # TrainingDiverged: "training diverged: d_loss=nan and ... at step N; giving up ...", kept as the
+        # step alone (the quantities can push it past the 80 characters) for summarise_errors
+        m = re.search(r"training diverged\b.*? at step (\d+)", first)
+        error = f"diverged by step {m.group(1)}" if m else f"{type(exc).__name__}: {first[:80]}"
+        return {"error": error, "wall": time.perf_counter() - t0}
 
 
 def _task(args: tuple) -> Dict:

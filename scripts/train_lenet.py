@@ -62,8 +62,6 @@ def safetensors_bytes(tensors: dict, metadata: dict) -> bytes:
     """
     import json
 
-    import numpy as np
-
     dtypes = {torch.float16: ("F16", "<f2"), torch.float32: ("F32", "<f4")}
     header, chunks, offset = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
     for name in sorted(tensors):
@@ -165,13 +163,14 @@ def main(argv=None) -> int:
     tmp.replace(args.out)
 
     # re-read the file and check it reproduces the accuracy
-    loaded = st_load(args.out.read_bytes())
+    written = args.out.read_bytes()
+    loaded = st_load(written)
     assert all(torch.equal(loaded[k], v) for k, v in state16.items()) and loaded.keys() == state16.keys()
     check = LeNet()
     check.load_state_dict({k: v.float() for k, v in loaded.items()})
     acc_file = accuracy(check, x_test, y_test)
     assert acc_file == acc16, (acc_file, acc16)
-    digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    digest = hashlib.sha256(written).hexdigest()
     print(f"training wall time {wall:.0f} s ({args.epochs} epochs, {args.threads} threads)")
     print(f"test accuracy (MNIST 10k): {acc16:.4f} (float16 weights as shipped; float32 before rounding {acc32:.4f})")
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")

@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.trainer import Trainer, default_run_name, read_run_config
 
     main_rank = distributed.env_rank() == 0  # under torchrun only rank 0 talks
-    say = (lambda *a, **k: print(*a, **k)) if main_rank else (lambda *a, **k: None)
+    say = print if main_rank else (lambda *a, **k: None)
     path, overrides = _split_config_and_overrides(args.items)
     if args.resume:
         if path is not None:
@@ -350,7 +350,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # under torchrun: rank 0 reports errors every rank hits (config, or those rank 0 relays);
         # another rank speaks only for an error of its own (e.g. its data), prefixed with its rank
         r = distributed.env_rank()
-        if r == 0 or not (isinstance(exc, distributed.PeerFailed) or not distributed.is_initialized()):
+        if r == 0 or (distributed.is_initialized() and not isinstance(exc, distributed.PeerFailed)):
             print(f"statgan: error: {f'[rank {r}] ' if r else ''}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

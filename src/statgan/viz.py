@@ -11,14 +11,16 @@ import torch
 from .train.checkpoint import atomic_write_bytes
 
 
-def _png_bytes_grid(images: torch.Tensor, nrow: Optional[int]) -> bytes:
+def png_grid(images: torch.Tensor, nrow: Optional[int] = None, pad_value: float = 0.0) -> bytes:
+    """PNG bytes of an image grid; ``images`` in [-1, 1], (B, C, H, W)."""
     from torchvision.utils import save_image
 
     n = images.shape[0]
     nrow = nrow or max(1, int(round(n**0.5)))
     buf = io.BytesIO()
     # images are in [-1, 1]; map to [0, 1] without per-image rescaling so contrast is honest
-    save_image(images.detach().float().cpu().add(1).div(2).clamp(0, 1), buf, nrow=nrow, padding=2, format="png")
+    save_image(images.detach().float().cpu().add(1).div(2).clamp(0, 1), buf, nrow=nrow, padding=2, format="png",
+               pad_value=pad_value)
     return buf.getvalue()
 
 
@@ -55,7 +57,7 @@ def save_samples(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if samples.dim() == 4:
-        blob = _png_bytes_grid(samples, nrow)
+        blob = png_grid(samples, nrow)
     elif samples.dim() == 2 and samples.shape[1] == 2:
         blob = _png_bytes_scatter(samples, reference)
     else:

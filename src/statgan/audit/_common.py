@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Iterator, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,7 @@ __all__ = [
     "check_int",
     "check_positive",
     "check_images",
+    "chunks",
     "frozen",
     "logmeanexp",
     "make_rng",
@@ -65,6 +66,14 @@ def check_images(name: str, x: Any, min_dim: int = 2) -> Tensor:
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
+
+
+def chunks(n: int, batch_size: Optional[int]) -> List[slice]:
+    """Slices of ``range(n)`` of at most ``batch_size`` (one slice for ``None``); batch_size checked."""
+    if batch_size is None:
+        return [slice(0, n)]
+    batch_size = check_int("batch_size", batch_size)
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
 def make_rng(seed: SeedLike, device: Union[str, torch.device] = "cpu") -> torch.Generator:

@@ -64,6 +64,7 @@ from ._common import (
     check_images,
     check_int,
     check_positive,
+    chunks,
     frozen,
     generate,
     logmeanexp,
@@ -78,7 +79,6 @@ __all__ = [
     "ais_log_likelihood",
     "bdmc",
     "bits_per_dim",
-    "gaussian_log_likelihood",
     "select_sigma",
     "sigmoid_schedule",
     "linear_schedule",
@@ -128,11 +128,6 @@ def _resolve_schedule(schedule: Union[str, Tensor, Sequence[float]], n_steps: in
 
 
 # ==== small helpers =================================================================================
-def gaussian_log_likelihood(residual_sq: Tensor, sigma: float, n_dims: int) -> Tensor:
-    """log N(x; G(z), sigma^2 I) = -||x - G(z)||^2 / (2 sigma^2) - (D/2) log(2 pi sigma^2), float64."""
-    return -0.5 * residual_sq.double() / sigma**2 - 0.5 * n_dims * math.log(2 * math.pi * sigma**2)
-
-
 def bits_per_dim(log_px: Union[Tensor, float], n_dims: int, scale: float = 127.5) -> Union[Tensor, float]:
     """Negative log-likelihood in bits per dimension: (-log p(x) + D log(scale)) / (D ln 2).
 
@@ -389,13 +384,6 @@ def _setup(generator: nn.Module, x: Tensor, latent_dim: int) -> Tuple[Tensor, to
     return x.to(device=device, dtype=dtype), device, dtype
 
 
-def _chunks(n: int, batch_size: Optional[int]) -> List[slice]:
-    if batch_size is None:
-        return [slice(0, n)]
-    batch_size = check_int("batch_size", batch_size)
-    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-
-
 def _check_ais_args(sigma: Any, n_steps: Any, n_chains: Any, leapfrog: Any) -> Tuple[float, int, int, int]:
     return (check_positive("sigma", sigma), check_int("n_steps", n_steps), check_int("n_chains", n_chains),
             check_int("leapfrog", leapfrog))
@@ -471,7 +459,7 @@ def ais(
 
     parts: List[Tuple[Tensor, Tensor, Tensor, Tensor]] = []
     with frozen(generator), torch.no_grad():
-        for sl in _chunks(B, batch_size):
+        for sl in chunks(B, batch_size):
             xb = x[sl]
             base = _GaussianBase(init[sl], init_scale) if init is not None else None
             evaluate = _make_evaluator(generator, xb, sigma, prior_, base)
@@ -619,7 +607,7 @@ def bdmc(
     eps_rev = fwd.step_sizes.flip(0)  # transition at beta_t forward <-> same beta backward
     parts = []
     with frozen(generator), torch.no_grad():
-        for sl in _chunks(n_images, batch_size):
+        for sl in chunks(n_images, batch_size):
             base = _GaussianBase(z_init[sl], init_scale) if z_init is not None else None
             evaluate = _make_evaluator(generator, x[sl], sigma, prior_, base)
             z0 = z[sl].unsqueeze(1).expand(-1, n_chains, -1).contiguous()

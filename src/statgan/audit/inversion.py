@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._common import SeedLike, check_images, check_int, check_positive, frozen, generate, make_rng
+from ._common import SeedLike, check_images, check_int, check_positive, chunks, frozen, generate, make_rng
 
 __all__ = ["InversionResult", "invert", "lenet_feature_fn", "LOSSES"]
 
@@ -76,20 +76,14 @@ def lenet_feature_fn(device: Union[str, torch.device] = "cpu") -> FeatureFn:
     bilinear resize to 28 x 28), but without its ``inference_mode``, so gradients reach the input.
     The returned callable has ``.model`` and ``.id`` attributes.
     """
-    from torch.nn import functional as F
-
-    from ..metrics.features import load_lenet
+    from ..metrics.features import to_gray28, load_lenet
 
     model, digest = load_lenet(device=device)
 
     def features(x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"lenet features expect images (N, 1 or 3, H, W), got {tuple(x.shape)}")
-        if x.shape[1] == 3:
-            x = x.mean(dim=1, keepdim=True)
-        if tuple(x.shape[-2:]) != (28, 28):
-            x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False, antialias=True)
-        return model.features(x.to(next(model.parameters()).dtype))
+        return model.features(to_gray28(x, "lenet").to(next(model.parameters()).dtype))
 
     features.model = model  # type: ignore[attr-defined]
     features.id = f"lenet-{digest[:8]}"  # type: ignore[attr-defined]
@@ -176,11 +170,7 @@ def invert(
     data_shape = tuple(x.shape[1:])
     rng = make_rng(seed, device)
     B = x.shape[0]
-    if batch_size is None:
-        chunks = [slice(0, B)]
-    else:
-        batch_size = check_int("batch_size", batch_size)
-        chunks = [slice(i, min(i + batch_size, B)) for i in range(0, B, batch_size)]
+    slices = chunks(B, batch_size)
     # lr_t for t = 0 .. steps-1 (python floats: setting them costs no device sync)
     lrs = [lr * 0.5 * (1.0 + math.cos(math.pi * t / steps)) for t in range(steps)]
     use_feat = loss != "l2"
@@ -191,7 +181,7 @@ def invert(
         stack.enter_context(frozen(generator))
         if isinstance(feature_fn, nn.Module):
             stack.enter_context(frozen(feature_fn))
-        for sl in chunks:
+        for sl in slices:
             xb = x[sl]
             b = xb.shape[0]
             x3 = xb.reshape(b, 1, -1)

@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..viz import png_grid
+
 __all__ = ["png_data_uri", "render_report"]
 
 _VERDICT_CLASS = {"holds": "holds", "partly holds": "partly", "does not hold": "nothold",
@@ -61,14 +63,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _grid_png(images: Tensor, nrow: int) -> bytes:
-    from torchvision.utils import save_image
-
-    buf = io.BytesIO()
-    save_image(images.detach().float().cpu().add(1).div(2).clamp(0, 1), buf, nrow=nrow, padding=2, format="png", pad_value=0.5)
-    return buf.getvalue()
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -300,7 +294,7 @@ def render_report(summary: Dict[str, Any], arrays: Dict[str, Any]) -> str:
     for k in sets:
         x = arrays["images"][k][:8]
         r = arrays["reconstructions"][k][:8]
-        png = _grid_png(torch.cat([x, r]), nrow=x.shape[0])
+        png = png_grid(torch.cat([x, r]), nrow=x.shape[0], pad_value=0.5)
         add(f'<tr><th class="l">{_e(k)}</th><td class="l"><img src="{png_data_uri(png)}" alt="{_e(k)} reconstructions" '
             f'style="width:{min(8, x.shape[0]) * 60}px"></td></tr>')
     add("</table>")

@@ -409,7 +409,6 @@ def audit_run(
     """
     from . import verdicts
     from .ais import ais, bdmc, bits_per_dim, select_sigma
-    from .inversion import invert
     from .ood import auroc, correlation, local_variance
 
     s = (settings or AuditSettings()).validate()
@@ -482,10 +481,9 @@ def audit_run(
 
     # ---- BDMC on simulated data = the model's own samples
     t0 = time.perf_counter()
-    inv_seed = _derived_seed(s.seed, "invert:model-samples")
 
     def init(x: Tensor) -> Tensor:
-        return invert(G, x, d, restarts=s.restarts, steps=s.steps, lr=s.lr, batch_size=128, seed=inv_seed).z
+        return _invert(run, x, s, "model-samples", ("l2", None)).z
 
     bd_seed = _derived_seed(s.seed, "bdmc")
     bd = bdmc(G, d, sigma, n_images=s.bdmc_images, n_steps=s.ais_steps, n_chains=s.chains, leapfrog=s.leapfrog,

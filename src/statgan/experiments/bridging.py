@@ -32,7 +32,6 @@ correlation with its p-value), never typed by hand; see :func:`verdict`.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -220,13 +219,10 @@ def _train(spec: Dict[str, Any], wd: Path) -> Tuple[Any, float]:
 
 
 def _final_sharpness(run_dir: Path) -> Optional[float]:
-    value = None
-    with open(run_dir / "metrics.jsonl") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            if "sharpness" in rec:
-                value = float(rec["sharpness"])
-    return value
+    from ..train.logging import read_metrics
+
+    values = [float(rec["sharpness"]) for rec in read_metrics(run_dir) if "sharpness" in rec]
+    return values[-1] if values else None
 
 
 def run_cell(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
@@ -304,7 +300,6 @@ def _run_toy(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
         "kde_test_ll": kde_log_likelihood(x, test, [h])[0],
         "kde_bandwidth": float(h),
         "train_s": round(train_s, 2),
-        "eval_s": 0.0,
     }
     if spec["density"] == "gaussian":
         out["chi2_rms"] = chi2_decile_rms(x.numpy())

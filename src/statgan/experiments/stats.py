@@ -50,42 +50,23 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
 
 def ranks(x: Sequence[float]) -> np.ndarray:
     """1-based ranks, ties getting the average of the ranks they span."""
-    v = np.asarray(x, dtype=np.float64)
-    order = np.argsort(v, kind="mergesort")
-    r = np.empty(v.size, dtype=np.float64)
-    sv = v[order]
-    i = 0
-    while i < v.size:
-        j = i
-        while j + 1 < v.size and sv[j + 1] == sv[i]:
-            j += 1
-        r[order[i : j + 1]] = 0.5 * (i + j) + 1.0
-        i = j + 1
-    return r
+    from scipy import stats
+
+    return stats.rankdata(np.asarray(x, dtype=np.float64), method="average").astype(np.float64)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
     r"""Spearman's rank correlation ρ (Pearson correlation of average ranks) and its two-sided p-value
     from the t approximation :math:`t = \rho\sqrt{(n-2)/(1-\rho^2)}` with n − 2 degrees of freedom
-    (what ``scipy.stats.spearmanr`` reports). ``nan`` for n < 3 or a constant input."""
+    (``scipy.stats.spearmanr``). ``nan`` for n < 3 or a constant input."""
     from scipy import stats
 
     if len(x) != len(y):
         raise ValueError(f"spearman: x and y differ in length ({len(x)} vs {len(y)})")
-    n = len(x)
-    if n < 3:
+    if len(x) < 3 or np.ptp(np.asarray(x, dtype=np.float64)) == 0 or np.ptp(np.asarray(y, dtype=np.float64)) == 0:
         return math.nan, math.nan
-    rx, ry = ranks(x), ranks(y)
-    rx -= rx.mean()
-    ry -= ry.mean()
-    den = math.sqrt(float((rx**2).sum() * (ry**2).sum()))
-    if den == 0:
-        return math.nan, math.nan
-    rho = float((rx * ry).sum() / den)
-    if abs(rho) >= 1.0:
-        return max(-1.0, min(1.0, rho)), 0.0
-    t = rho * math.sqrt((n - 2) / (1 - rho * rho))
-    return rho, float(2 * stats.t.sf(abs(t), n - 2))
+    res = stats.spearmanr(x, y)
+    return float(res.statistic), float(res.pvalue)
 
 
 def chi2_decile_rms(samples: np.ndarray, bins: int = 10) -> float:

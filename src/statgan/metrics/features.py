@@ -243,7 +243,7 @@ class FeatureExtractor(ABC):
             yield torch.stack(pending)
 
 
-def _to_gray28(x: torch.Tensor, who: str) -> torch.Tensor:
+def to_gray28(x: torch.Tensor, who: str) -> torch.Tensor:
     """(B, 1|3, H, W) in [-1, 1] -> (B, 1, 28, 28): channel mean, then antialiased bilinear resize."""
     if x.shape[1] == 3:
         x = x.mean(dim=1, keepdim=True)
@@ -315,7 +315,7 @@ class LeNetExtractor(FeatureExtractor):
         self.model.eval()
 
     def _forward(self, x: torch.Tensor, logits: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        x = _to_gray28(x, self.name)
+        x = to_gray28(x, self.name)
         if logits:
             return self.model.features_and_logits(x)
         return self.model.features(x), None

@@ -45,7 +45,7 @@ class FIDMonitor:
 
     def __call__(self, G: torch.nn.Module, latent_dim: int) -> float:
         from ..train import distributed
-        from .frechet import frechet_distance
+        from .frechet import frechet_distance_from_stats
         from .stats import FeatureStats
 
         was_training = G.training
@@ -61,8 +61,7 @@ class FIDMonitor:
             G.train(was_training)
         fid = None
         if self.reference is not None:
-            ref = self.reference.stats
-            fid = float(frechet_distance(ref.mean, ref.cov, stats.mean, stats.cov, n=min(self.n, ref.n)))
+            fid = frechet_distance_from_stats(self.reference.stats, stats)
         return float(distributed.broadcast_object(fid))
 
 

@@ -146,6 +146,7 @@ class RegularizerSet:
         self.members: List[Regularizer] = sorted(members, key=lambda r: r.name)
         self._transforms_real = [r for r in self.members if type(r).transform_real is not Regularizer.transform_real]
         self._transforms_fake = [r for r in self.members if type(r).transform_fake is not Regularizer.transform_fake]
+        self._probing = [r for r in self.members if type(r).probe is not Regularizer.probe]
         self._sums: Dict[str, Tensor] = {}
         self._counts: Dict[str, int] = {}
 
@@ -240,10 +241,9 @@ class RegularizerSet:
     def probe(self, step: int, ctx: Callable[[], ProbeContext]) -> Dict[str, float]:
         """Run every member's probe; ``ctx`` is called only if there is a member to use it."""
         out: Dict[str, float] = {}
-        probing = [r for r in self.members if type(r).probe is not Regularizer.probe]
-        if probing:
+        if self._probing:
             context = ctx()
-            for r in probing:
+            for r in self._probing:
                 out.update(r.probe(step, context))
         return out
 

@@ -68,14 +68,14 @@ class SAM(OptimizerWrapper):
     @torch.no_grad()
     def perturbation(self, params: Sequence[Tensor]) -> List[Tensor]:
         r""":math:`e(w) = \rho T_w^2 g / \|T_w g\|` for each parameter (from its current ``.grad``)."""
+        if not params:
+            return []
         if self.adaptive:
             scale = [p.abs() + self.eta for p in params]
             tg = [s * p.grad for s, p in zip(scale, params)]
         else:
             scale, tg = None, [p.grad for p in params]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tg])) if tg else None
-        if norm is None:
-            return []
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tg]))
         factor = self.rho / (norm + GRAD_NORM_EPS)
         if scale is None:
             return [t * factor for t in tg]

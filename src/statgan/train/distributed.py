@@ -171,11 +171,6 @@ def cleanup() -> None:
     _control_group = None
 
 
-def barrier() -> None:
-    if world_size() > 1:
-        _dist().barrier()
-
-
 # ---- collectives ---------------------------------------------------------------------------------
 def _group_for(t: Tensor) -> Any:
     """The gloo control group for CPU tensors when the default backend (nccl) cannot take them."""
@@ -412,7 +407,7 @@ def peer_rng_states(device: torch.device) -> Dict[str, Tensor]:
 
 __all__ = [
     "World", "PeerFailed", "init", "cleanup", "current", "is_initialized", "rank", "world_size", "local_rank",
-    "is_main", "barrier", "env_world_size", "env_rank", "device_for_rank", "all_reduce_", "any_rank",
+    "is_main", "env_world_size", "env_rank", "device_for_rank", "all_reduce_", "any_rank",
     "broadcast_object", "all_gather_object", "all_gather_cat", "shard_range", "shard_rows", "shard_randn",
     "average_gradients", "average_buffers", "broadcast_module", "all_reduce_mean_autograd", "run_on_main",
     "optimizer_params", "peer_rng_states",

@@ -47,7 +47,6 @@ class DivergenceGuard:
     """Records (d_loss, g_loss, ‖∇D‖, ‖∇G‖) per step on the device; :meth:`check` looks at them."""
 
     def __init__(self, device: torch.device, start_step: int, capacity: int = 64) -> None:
-        self.device = device
         self._buf = torch.zeros(max(1, capacity), len(QUANTITIES), dtype=torch.float32, device=device)
         self._n = 0
         self._first_step = start_step + 1  # the step the buffer's first row belongs to

@@ -630,8 +630,9 @@ class Trainer:
                 ckpt_now = bool(t.checkpoint_every) and step % t.checkpoint_every == 0
                 eval_now = monitor is not None and step % t.eval_every == 0
                 # commit point: nothing derived from the weights is kept before this check
-                committed = (log_now or ckpt_now or eval_now) and commit()
-                if (log_now or ckpt_now or eval_now) and not committed:
+                due = log_now or ckpt_now or eval_now
+                committed = due and commit()
+                if due and not committed:
                     continue
                 if log_now:
                     now = time.perf_counter()
