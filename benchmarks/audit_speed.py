@@ -34,7 +34,8 @@ import torch
 
 from statgan import nets
 from statgan.audit import ais, invert
-from statgan.audit._common import StandardNormal, frozen, make_rng
+from statgan.audit._common import StandardNormal, frozen
+from statgan.runtime.seeding import make_rng
 from statgan.audit.ais import _hmc_transition, _make_evaluator
 
 

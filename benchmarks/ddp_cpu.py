@@ -50,7 +50,7 @@ def _run(steps: int, workdir: str, name: str, threads: int) -> float:
 def _rank(rank: int, world: int, port: int, steps: int, workdir: str, name: str, out: str) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    from statgan.train import distributed
+    from statgan.runtime import distributed
 
     seconds = _run(steps, workdir, name, threads=1)
     if rank == 0:

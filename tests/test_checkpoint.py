@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from statgan.errors import CheckpointError
-from statgan.train import checkpoint as ckpt
+from statgan.rundir import checkpoint as ckpt
 
 
 def _tensors():
@@ -114,7 +114,7 @@ def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
     import os
     import stat
 
-    from statgan.train.checkpoint import atomic_write_bytes
+    from statgan.rundir.files import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from statgan import config
-from statgan.train import checkpoint as ckpt
+from statgan.rundir import checkpoint as ckpt
 from statgan.train.logging import read_metrics
-from statgan.train.trainer import Trainer, load_generator
+from statgan.rundir.run import load_generator
+from statgan.train.trainer import Trainer
 
 from conftest import tiny_dcgan_overrides
 

@@ -72,7 +72,7 @@ def _worker(rank, port, tmp):
     from statgan.metrics.features import get_extractor
     from statgan.metrics.monitor import generated_features
     from statgan.nets import build_generator
-    from statgan.train import distributed
+    from statgan.runtime import distributed
 
     def save(name, obj):
         torch.save(obj, tmp / f"{name}.rank{rank}.pt")

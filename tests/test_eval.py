@@ -61,7 +61,7 @@ def test_run_evaluation_writes_json_and_caches_reference(tmp_path):
     assert again["metrics"]["fid"] == pytest.approx(first["metrics"]["fid"], rel=1e-12)
     # and it is the FID of the generated points against the training split, computed independently
     from statgan import data
-    from statgan.train.trainer import load_generator
+    from statgan.rundir.run import load_generator
 
     G, _ = load_generator(tmp_path / "toy")
     gen = torch.Generator().manual_seed(0)

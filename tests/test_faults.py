@@ -9,9 +9,10 @@ from statgan import config, objectives
 from statgan.cli import main
 from statgan.errors import ConfigError, StatganError
 from statgan.objectives.base import Objective
-from statgan.train import checkpoint as ckpt
+from statgan.rundir import checkpoint as ckpt
 from statgan.train.logging import read_metrics
-from statgan.train.trainer import Trainer, TrainingDiverged, load_generator
+from statgan.rundir.run import load_generator
+from statgan.train.trainer import Trainer, TrainingDiverged
 
 from conftest import tiny_dcgan_overrides, toy_overrides
 

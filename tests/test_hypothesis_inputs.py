@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from statgan.cli import main
-from statgan.train import checkpoint as ckpt
+from statgan.rundir import checkpoint as ckpt
 
 from conftest import toy_overrides
 

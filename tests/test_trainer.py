@@ -10,10 +10,11 @@ import torch
 from statgan import config, objectives
 from statgan.errors import CheckpointError, StatganError
 from statgan.objectives.base import Objective
-from statgan.train import checkpoint as ckpt
+from statgan.rundir import checkpoint as ckpt
 from statgan.train.batches import BatchOrder
 from statgan.train.logging import read_metrics
-from statgan.train.trainer import Trainer, TrainingInterrupted, load_generator
+from statgan.rundir.run import load_generator
+from statgan.train.trainer import Trainer, TrainingInterrupted
 
 from conftest import tiny_dcgan_overrides, toy_overrides
 

@@ -54,8 +54,9 @@ def _fmt_seconds(s: float) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import config as config_mod
-    from .train import distributed
-    from .train.trainer import Trainer, default_run_name, read_run_config
+    from .runtime import distributed
+    from .rundir.run import read_run_config, write_run_config
+    from .train.trainer import Trainer, default_run_name
 
     main_rank = distributed.env_rank() == 0  # under torchrun only rank 0 talks
     say = print if main_rank else (lambda *a, **k: None)
@@ -76,9 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             say(f"config change on resume: {c}", file=sys.stderr)
         trainer = Trainer(cfg, run_dir, resume=True, use_previous=args.use_previous)
         if changes and main_rank:
-            from .train.checkpoint import atomic_write_bytes
-
-            atomic_write_bytes(run_dir / "config.yaml", cfg.to_yaml().encode())
+            write_run_config(run_dir, cfg)
         say(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps} (from {trainer.loaded_from.name})", file=sys.stderr)
     else:
         if args.use_previous:
@@ -107,7 +106,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .train.trainer import load_generator
+    from .rundir.run import load_generator
     from .viz import save_samples
 
     if args.n < 1:
@@ -338,7 +337,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         # `statgan` alone: the main job is training on the embedded default
         args = parser.parse_args(["train", *(argv or [])])
-    from .train import distributed
+    from .runtime import distributed
 
     try:
         return args.func(args)

@@ -8,7 +8,7 @@ from typing import Optional, Union
 
 import torch
 
-from .train.checkpoint import atomic_write_bytes
+from .rundir.files import atomic_write_bytes
 
 
 def png_grid(images: torch.Tensor, nrow: Optional[int] = None, pad_value: float = 0.0) -> bytes:

@@ -14,45 +14,27 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from ..runtime.validation import check_int
+
 __all__ = [
     "DistributionPrior",
     "generate",
-    "check_int",
-    "check_positive",
     "check_images",
     "chunks",
     "frozen",
     "logmeanexp",
-    "make_rng",
     "Prior",
     "StandardNormal",
     "as_prior",
 ]
 
-SeedLike = Union[int, torch.Generator, None]
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``; one-line ValueError otherwise (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``); one-line ValueError otherwise."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
-    return v
 
 
 def check_images(name: str, x: Any, min_dim: int = 2) -> Tensor:
@@ -75,21 +57,6 @@ def chunks(n: int, batch_size: Optional[int]) -> List[slice]:
     batch_size = check_int("batch_size", batch_size)
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
-
-def make_rng(seed: SeedLike, device: Union[str, torch.device] = "cpu") -> torch.Generator:
-    """A :class:`torch.Generator` on ``device``: the one passed, one seeded with ``seed``, or, for
-    ``None``, one seeded from the global RNG (so ``torch.manual_seed`` still makes runs repeatable)."""
-    if isinstance(seed, torch.Generator):
-        if seed.device.type != torch.device(device).type:
-            raise ValueError(f"seed is a torch.Generator on {seed.device}, but the computation runs on {device}; pass one on {device} or an int")
-        return seed
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, a torch.Generator or None, got {seed!r}")
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
 
 
 @contextmanager

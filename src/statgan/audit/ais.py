@@ -59,17 +59,15 @@ from torch import Tensor, nn
 
 from ._common import (
     Prior,
-    SeedLike,
     as_prior,
     check_images,
-    check_int,
-    check_positive,
     chunks,
     frozen,
     generate,
     logmeanexp,
-    make_rng,
 )
+from ..runtime.seeding import SeedLike, make_rng
+from ..runtime.validation import check_int, check_positive
 
 __all__ = [
     "AISResult",

@@ -31,7 +31,9 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._common import SeedLike, check_images, check_int, check_positive, chunks, frozen, generate, make_rng
+from ..runtime.seeding import SeedLike, make_rng
+from ..runtime.validation import check_int, check_positive
+from ._common import check_images, chunks, frozen, generate
 
 __all__ = ["InversionResult", "invert", "lenet_feature_fn", "LOSSES"]
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ._common import check_int, check_positive
+from ..runtime.validation import check_int, check_positive
 
 __all__ = ["Correlation", "auroc", "correlation", "local_variance"]
 

@@ -8,7 +8,7 @@
     result = invert_split("runs/default", "test", n=100)       # per-image errors + latents
 
 Like ``statgan eval``, everything comes from the run directory: the generator from its latest
-checkpoint (EMA weights by default, :func:`statgan.train.trainer.load_generator`), the data from the
+checkpoint (EMA weights by default, :func:`statgan.rundir.run.load_generator`), the data from the
 dataset named in the checkpoint's config. The image sets ("splits"):
 
 * ``train``     -- ``n`` random training images;
@@ -150,7 +150,7 @@ class RunData:
 
     def __init__(self, run_dir: Union[str, Path], seed: int = 0, checkpoint: Optional[Union[str, Path]] = None,
                  ema: bool = True, device: str = "cpu") -> None:
-        from ..train.trainer import load_generator
+        from ..rundir.run import load_generator
 
         self.run_dir, self.seed = Path(run_dir), int(seed)
         if checkpoint is None and not (self.run_dir / "config.yaml").is_file() and not (self.run_dir / "checkpoints").is_dir():
@@ -279,7 +279,7 @@ def _describe(values: Union[Tensor, np.ndarray]) -> Dict[str, float]:
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    from ..train.checkpoint import atomic_write_bytes
+    from ..rundir.files import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
 
@@ -287,7 +287,7 @@ def _atomic_json(path: Path, obj: Any) -> None:
 def _atomic_tensors(path: Path, tensors: Dict[str, Tensor], metadata: Optional[Dict[str, str]] = None) -> None:
     from safetensors.torch import save
 
-    from ..train.checkpoint import atomic_write_bytes
+    from ..rundir.files import atomic_write_bytes
 
     blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
     atomic_write_bytes(path, blob)
@@ -615,7 +615,7 @@ def audit_run(
             if name in lv:
                 tensors[f"{name}.local_variance"] = lv[name]
         _atomic_tensors(Path(paths["per_image"]), tensors, {"format": "statgan-audit/1"})
-        from ..train.checkpoint import atomic_write_bytes
+        from ..rundir.files import atomic_write_bytes
 
         atomic_write_bytes(Path(paths["report"]), render_report(summary, arrays).encode("utf-8"))
         summary["timing"]["report"] = round(time.perf_counter() - t0, 2)

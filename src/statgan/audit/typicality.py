@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._common import SeedLike, check_int, make_rng
+from ..runtime.seeding import SeedLike, make_rng
+from ..runtime.validation import check_int
 
 __all__ = ["TypicalityResult", "typicality_test"]
 

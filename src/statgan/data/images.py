@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DatasetError
+from ..runtime.validation import check_int
 from ._common import check_split, dataset, resolve_root, uint8_to_float
 from ._idx import read_idx
 
@@ -50,11 +51,6 @@ def _one_line(exc: BaseException) -> str:
     """``Type: message`` with whitespace collapsed: errors from other libraries may span lines."""
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
-
-def _int_option(name: str, key: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name}: {key} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -633,7 +629,7 @@ def folder(split: str = "train", root: Optional[str] = None, image_size: int = 6
     i.e. 90/10, so that each subfolder contributes to both splits.
     """
     split = check_split("folder", split)
-    image_size = _int_option("folder", "image_size", image_size)
+    image_size = check_int("image_size", image_size, owner="folder")
     if channels not in (1, 3) or isinstance(channels, bool):
         raise ConfigError(f"folder: channels must be 1 or 3, got {channels!r}")
     if root is None:
@@ -674,8 +670,8 @@ def celeba(split: str = "train", root: Optional[str] = None, image_size: int = 6
     ``root`` may also be the ``celeba`` folder itself. Splits: "train", "valid", "test".
     """
     split = check_split("celeba", split, _CELEBA_SPLITS)
-    image_size = _int_option("celeba", "image_size", image_size)
-    crop = _int_option("celeba", "crop", crop)
+    image_size = check_int("image_size", image_size, owner="celeba")
+    crop = check_int("crop", crop, owner="celeba")
     where = resolve_root("celeba", root)
     tv = where / "celeba"  # torchvision's layout; else root is the celeba folder itself
     uses_tv = (tv / "img_align_celeba").is_dir() or (tv / "list_eval_partition.txt").is_file()

@@ -286,8 +286,8 @@ def evaluate_run(
     write: bool = True,
 ) -> Dict[str, Any]:
     """Evaluate a run's generator against its own dataset; writes ``RUN_DIR/eval/<...>.json``."""
-    from ..train.checkpoint import atomic_write_bytes
-    from ..train.trainer import load_generator
+    from ..rundir.files import atomic_write_bytes
+    from ..rundir.run import load_generator
 
     if n < 2:
         raise ConfigError(f"--n must be at least 2, got {n}")
@@ -338,7 +338,7 @@ def evaluate_paths(
     gen = extract(str(generated), tensor_batches(b, None, batch_size), ext, needs)
     result = _result(specs, _compute(specs, ref, gen), ext, ref, gen, time.perf_counter() - t0)
     if out is not None:
-        from ..train.checkpoint import atomic_write_bytes
+        from ..rundir.files import atomic_write_bytes
 
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(Path(out), (json.dumps(result, indent=1) + "\n").encode())

@@ -44,7 +44,7 @@ class FIDMonitor:
         return self.extractor.id
 
     def __call__(self, G: torch.nn.Module, latent_dim: int) -> float:
-        from ..train import distributed
+        from ..runtime import distributed
         from .frechet import frechet_distance_from_stats
         from .stats import FeatureStats
 
@@ -72,7 +72,7 @@ def generated_features(G: torch.nn.Module, latent_dim: int, n: int, batch_size: 
     gathered on every rank, so the result equals one process extracting all ``n`` (up to the float
     rounding of differently sized batches); in a single process it is that extraction.
     """
-    from ..train import distributed
+    from ..runtime import distributed
 
     rows = distributed.shard_range(n)
     local = extractor.extract(generator_batches(G, latent_dim, n, batch_size, seed, rows=rows), batch_size=batch_size)

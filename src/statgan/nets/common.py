@@ -9,7 +9,7 @@ parameter and the offending value, because these values come straight from user 
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any, Iterable, Optional, Sequence, Tuple
 
 import torch
@@ -19,6 +19,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..runtime.validation import check_choice
 
 #: factories ``(data_shape, latent_dim, **params) -> nn.Module`` mapping (B, latent_dim) -> (B, *data_shape)
 GENERATORS = Registry("generator")
@@ -38,27 +39,7 @@ INIT_STD = 0.02
 # --------------------------------------------------------------------------------------------------
 # parameter checks
 # --------------------------------------------------------------------------------------------------
-def check_choice(what: str, key: str, value: Any, choices: Iterable[str]) -> str:
-    """``value`` lower-cased if it is one of ``choices``; ConfigError otherwise."""
-    choices = tuple(choices)
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ConfigError(f"{what}: {key}={value!r} is not one of: {', '.join(choices)}")
-    return value.lower()
 
-
-def check_int(what: str, key: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum``. Bools are rejected although they are ints in Python."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
-        raise ConfigError(f"{what}: {key}={value!r} must be an integer >= {minimum}")
-    return int(value)
-
-
-def check_rate(what: str, value: Any, key: str = "dropout") -> float:
-    """A dropout probability ``0 <= p < 1`` (p = 1 would zero every activation)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not (0.0 <= float(value) < 1.0):
-        # ``not (0 <= p < 1)`` also catches NaN
-        raise ConfigError(f"{what}: {key}={value!r} must be a number with 0 <= {key} < 1")
-    return float(value)
 
 
 def check_data_shape(what: str, data_shape: Any) -> Tuple[int, ...]:
@@ -105,7 +86,7 @@ _ACTIVATIONS = ("relu", "leaky_relu", "tanh", "elu")
 def make_activation(what: str, name: str) -> nn.Module:
     """A fresh activation module. Never ``inplace``: the audit code may hook intermediate
     activations, and an in-place op downstream would silently overwrite what a hook captured."""
-    name = check_choice(what, "activation", name, _ACTIVATIONS)
+    name = check_choice("activation", name, _ACTIVATIONS, owner=what)
     if name == "relu":
         return nn.ReLU()
     if name == "leaky_relu":
@@ -184,9 +165,6 @@ __all__ = [
     "NORMS",
     "LEAKY_SLOPE",
     "INIT_STD",
-    "check_choice",
-    "check_int",
-    "check_rate",
     "check_data_shape",
     "resolve_dropout_slots",
     "make_activation",

@@ -50,16 +50,14 @@ from typing import List, Optional, Sequence, Tuple
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..runtime.validation import check_choice, check_int, check_rate
 from .common import (
     DISCRIMINATORS,
     GENERATORS,
     LEAKY_SLOPE,
     NORMS,
     apply_spectral_norm,
-    check_choice,
     check_data_shape,
-    check_int,
-    check_rate,
     init_weights,
     resolve_dropout_slots,
 )
@@ -93,9 +91,9 @@ def default_dropout_slots(n_hidden: int) -> Tuple[int, ...]:
 def _check_common(
     what: str, width: int, norm: str, dropout: float, dropout_slots: Optional[Sequence[int]], n_hidden: int
 ) -> Tuple[int, str, float, Tuple[int, ...]]:
-    width = check_int(what, "width", width)
-    norm = check_choice(what, "norm", norm, NORMS)
-    dropout = check_rate(what, dropout)
+    width = check_int("width", width, owner=what)
+    norm = check_choice("norm", norm, NORMS, owner=what)
+    dropout = check_rate("dropout", dropout, owner=what)
     slots = resolve_dropout_slots(what, dropout_slots, n_hidden, default_dropout_slots(n_hidden))
     if dropout > 0 and not slots:
         raise ConfigError(f"{what}: dropout={dropout!r} but dropout_slots is empty; set dropout=0 to disable it")
@@ -133,7 +131,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         what = "dcgan generator"
         channels, size, base, n_up = dcgan_geometry(what, data_shape)
-        latent_dim = check_int(what, "latent_dim", latent_dim)
+        latent_dim = check_int("latent_dim", latent_dim, owner=what)
         width, norm, dropout, slots = _check_common(what, width, norm, dropout, dropout_slots, n_up)
 
         self.latent_dim = latent_dim

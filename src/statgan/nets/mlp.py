@@ -28,15 +28,13 @@ from typing import List, Sequence, Tuple
 
 from torch import Tensor, nn
 
+from ..runtime.validation import check_choice, check_int, check_rate
 from .common import (
     DISCRIMINATORS,
     GENERATORS,
     NORMS,
     apply_spectral_norm,
-    check_choice,
     check_data_shape,
-    check_int,
-    check_rate,
     make_activation,
 )
 
@@ -67,11 +65,11 @@ def _hidden_stack(
 def _check(
     what: str, hidden: int, depth: int, activation: str, dropout: float, norm: str
 ) -> Tuple[int, int, str, float, str]:
-    hidden = check_int(what, "hidden", hidden)
-    depth = check_int(what, "depth", depth, minimum=0)
-    activation = check_choice(what, "activation", activation, ("relu", "leaky_relu", "tanh", "elu"))
-    dropout = check_rate(what, dropout)
-    norm = check_choice(what, "norm", norm, NORMS)
+    hidden = check_int("hidden", hidden, owner=what)
+    depth = check_int("depth", depth, minimum=0, owner=what)
+    activation = check_choice("activation", activation, ("relu", "leaky_relu", "tanh", "elu"), owner=what)
+    dropout = check_rate("dropout", dropout, owner=what)
+    norm = check_choice("norm", norm, NORMS, owner=what)
     return hidden, depth, activation, dropout, norm
 
 
@@ -104,9 +102,9 @@ class MLPGenerator(nn.Module):
         super().__init__()
         what = "mlp generator"
         self.data_shape: Tuple[int, ...] = check_data_shape(what, data_shape)
-        self.latent_dim = check_int(what, "latent_dim", latent_dim)
+        self.latent_dim = check_int("latent_dim", latent_dim, owner=what)
         hidden, depth, activation, dropout, norm = _check(what, hidden, depth, activation, dropout, norm)
-        output = check_choice(what, "output", output, _OUTPUTS)
+        output = check_choice("output", output, _OUTPUTS, owner=what)
         self.hidden, self.depth, self.activation = hidden, depth, activation
         self.dropout, self.norm, self.output = dropout, norm, output
         self.n_hidden_blocks = depth

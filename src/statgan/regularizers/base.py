@@ -23,7 +23,6 @@ Every hook has a no-op default, so a regulariser implements only what it needs, 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -263,15 +262,6 @@ class RegularizerSet:
 # --------------------------------------------------------------------------------------------------
 # helpers shared by the regularisers
 # --------------------------------------------------------------------------------------------------
-def derived_seed(seed: int, purpose: str) -> int:
-    """A seed for a private RNG stream, derived from the run seed and a purpose string.
-
-    Hashing (rather than ``seed + k``) keeps the stream distinct from the trainer's own
-    (latents use seed + 1, the fixed sample grid seed + 2) and from other purposes.
-    """
-    digest = hashlib.sha256(f"statgan:{purpose}:{int(seed)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
 
 @contextlib.contextmanager
 def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
@@ -314,12 +304,6 @@ def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
                     b.copy_(s)
 
 
-def check_bool(what: str, key: str, value: Any) -> bool:
-    """``value`` if it is a bool; ConfigError otherwise (``1`` or ``"yes"`` are config mistakes)."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{what}: {key}={value!r} must be true or false")
-    return value
-
 
 def check_nets(what: str, value: Any) -> Tuple[str, ...]:
     """The networks named by a ``nets`` parameter: both, g or d."""
@@ -357,9 +341,7 @@ __all__ = [
     "ProbeContext",
     "Regularizer",
     "RegularizerSet",
-    "derived_seed",
     "preserved_buffers",
-    "check_bool",
     "check_nets",
     "require_discriminator",
     "load_rng_state",

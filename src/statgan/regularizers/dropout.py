@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from ..errors import StatganError
-from ..nets.common import check_int, check_rate
+from ..runtime.seeding import derived_seed
+from ..runtime.validation import check_int, check_rate
 from . import REGULARIZERS
-from .base import DISCRIMINATOR, Regularizer, check_nets, derived_seed, require_discriminator
+from .base import DISCRIMINATOR, Regularizer, check_nets, require_discriminator
 
 #: every torch dropout layer (Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout)
 DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
@@ -84,8 +85,8 @@ class MCDropout(Regularizer):
 
     def __init__(self, p: float = 0.1, n_mcd: int = 1, nets: str = "both") -> None:
         what = "regularizers.mc_dropout"
-        self.p = check_rate(what, p, key="p")
-        self.n_mcd = check_int(what, "n_mcd", n_mcd)
+        self.p = check_rate("p", p, owner=what)
+        self.n_mcd = check_int("n_mcd", n_mcd, owner=what)
         self.nets = check_nets(what, nets)
 
     def check(self, objective: Any) -> None:

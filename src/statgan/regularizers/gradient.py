@@ -58,7 +58,7 @@ def parameter_gradient_norm2(loss: Tensor, params: List[Tensor]) -> Tensor:
     share and the gradient is averaged over the ranks first (differentiably), so the penalty is
     the norm of the *global* batch's gradient, not the mean of the per-rank norms.
     """
-    from ..train.distributed import all_reduce_mean_autograd
+    from ..runtime.distributed import all_reduce_mean_autograd
 
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
     grads = [g for g in grads if g is not None]
@@ -108,7 +108,7 @@ class SampleGradPenalty(Regularizer):
     def penalty(self, ctx: LossContext) -> Optional[Tensor]:
         if ctx.net != GENERATOR:
             return None
-        from ..train.distributed import world_size
+        from ..runtime.distributed import world_size
 
         (grad,) = torch.autograd.grad(ctx.loss, ctx.fake, create_graph=True)
         w = world_size()

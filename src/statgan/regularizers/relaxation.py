@@ -36,10 +36,11 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..nets.common import check_choice, check_int
+from ..runtime.validation import check_bool, check_choice, check_int
 from ..objectives.base import real_param
 from . import REGULARIZERS
-from .base import Regularizer, check_bool, derived_seed, load_rng_state
+from ..runtime.seeding import derived_seed
+from .base import Regularizer, load_rng_state
 
 SCHEDULES = ("constant", "linear", "exponential")
 
@@ -80,12 +81,12 @@ class Relaxation(Regularizer):
     ) -> None:
         what = "regularizers.relaxation"
         self.sigma = real_param(what, "sigma", sigma, ge=0.0)
-        self.schedule = check_choice(what, "schedule", schedule, SCHEDULES)
+        self.schedule = check_choice("schedule", schedule, SCHEDULES, owner=what)
         self.sigma_min = real_param(what, "sigma_min", sigma_min, ge=0.0)
         if self.sigma_min > self.sigma:
             raise ConfigError(f"{what}: sigma_min={self.sigma_min:g} is not allowed (must be <= sigma={self.sigma:g})")
-        self.decay_steps = check_int(what, "decay_steps", decay_steps)
-        self.instance_noise = check_bool(what, "instance_noise", instance_noise)
+        self.decay_steps = check_int("decay_steps", decay_steps, owner=what)
+        self.instance_noise = check_bool("instance_noise", instance_noise, owner=what)
         self.gen = torch.Generator().manual_seed(derived_seed(0, self.name))
         self._fake_noise: Optional[Tensor] = None
         self._real_noise: Optional[Tensor] = None
@@ -99,7 +100,7 @@ class Relaxation(Regularizer):
         self.gen.manual_seed(derived_seed(seed, self.name))
 
     def _draw(self, like: Tensor, sigma: float) -> Tensor:
-        from ..train.distributed import shard_randn
+        from ..runtime.distributed import shard_randn
 
         # under torchrun ``like`` holds this rank's rows: draw the global batch's noise, keep ours
         eps = shard_randn(like.shape, self.gen, like.dtype)

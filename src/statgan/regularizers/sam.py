@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from ..objectives.base import real_param
 from . import REGULARIZERS
 from ..optim import OptimizerWrapper
-from .base import DISCRIMINATOR, Regularizer, check_bool, check_nets, preserved_buffers, require_discriminator
+from ..runtime.validation import check_bool
+from .base import DISCRIMINATOR, Regularizer, check_nets, preserved_buffers, require_discriminator
 
 #: added to ‖T g‖ so that a zero gradient gives a zero perturbation, not NaN (as in the reference code)
 GRAD_NORM_EPS = 1e-12
@@ -123,7 +124,7 @@ class SharpnessAware(Regularizer):
     def __init__(self, rho: float = 0.05, adaptive: bool = True, eta: float = 0.0, nets: str = "both") -> None:
         what = "regularizers.sam"
         self.rho = real_param(what, "rho", rho, gt=0.0)
-        self.adaptive = check_bool(what, "adaptive", adaptive)
+        self.adaptive = check_bool("adaptive", adaptive, owner=what)
         self.eta = real_param(what, "eta", eta, ge=0.0)
         self.nets = check_nets(what, nets)
 

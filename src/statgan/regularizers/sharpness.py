@@ -22,10 +22,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..nets.common import check_int
+from ..runtime.validation import check_int
 from ..objectives.base import real_param
 from . import REGULARIZERS
-from .base import ProbeContext, Regularizer, derived_seed, preserved_buffers
+from ..runtime.seeding import derived_seed
+from .base import ProbeContext, Regularizer, preserved_buffers
 
 
 def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
@@ -99,7 +100,7 @@ class SharpnessProbe(Regularizer):
 
     def __init__(self, every: int = 100, iters: int = 20, tol: float = 1e-3) -> None:
         what = "regularizers.sharpness"
-        self.every, self.iters = check_int(what, "every", every), check_int(what, "iters", iters)
+        self.every, self.iters = check_int("every", every, owner=what), check_int("iters", iters, owner=what)
         self.tol = real_param(what, "tol", tol, ge=0.0)
 
     def probe(self, step: int, ctx: ProbeContext) -> Dict[str, float]:

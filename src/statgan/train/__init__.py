@@ -1,5 +1,5 @@
-"""Training: the loop, checkpoints, batch order and logging."""
+"""Training: the loop, its state, batch order, logging, precision and faults."""
 
-from .trainer import Trainer, TrainResult, TrainingInterrupted, load_generator, select_device
+from .trainer import Trainer, TrainResult, TrainingDiverged, TrainingInterrupted, default_run_name
 
-__all__ = ["Trainer", "TrainResult", "TrainingInterrupted", "load_generator", "select_device"]
+__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "TrainingInterrupted", "default_run_name"]

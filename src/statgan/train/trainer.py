@@ -25,7 +25,7 @@ function of the batch counter (:mod:`statgan.train.batches`); the global RNG (dr
 interpolation) is saved and restored, and so are the regularisers' private RNGs (observation
 noise). On CPU with ``train.deterministic`` a resumed run is bit-identical to an uninterrupted one.
 
-Several processes (``torchrun --nproc-per-node N -m statgan train``, :mod:`statgan.train.distributed`):
+Several processes (``torchrun --nproc-per-node N -m statgan train``, :mod:`statgan.runtime.distributed`):
 ``train.batch_size`` is the global batch; each rank takes its rows of every global batch, of the
 latents and of the observation noise (all drawn from the shared streams), each closure ends with
 one all-reduce that averages the gradients, BatchNorm buffers are averaged after every step, and
@@ -38,7 +38,6 @@ Mixed precision, TF32, channels-last and torch.compile: :mod:`statgan.train.prec
 from __future__ import annotations
 
 import copy
-import json
 import platform
 import shutil
 import signal
@@ -54,11 +53,15 @@ from torch import nn
 from .. import __version__
 from ..config import Config
 from ..errors import CheckpointError, StatganError
+from ..models import build_models, data_shape_of
+from ..rundir import checkpoint as ckpt
+from ..rundir.run import write_run_config
+from ..runtime import distributed
+from ..runtime.device import select_device
+from ..runtime.seeding import derived_seed
 from .. import regularizers
 from ..regularizers import LossContext, ProbeContext
 from ..regularizers.ema import EMA
-from . import checkpoint as ckpt
-from . import distributed
 from .batches import BatchStream
 from .faults import Divergence, DivergenceGuard, grad_norm
 from .logging import MetricsLog, NullLog
@@ -89,42 +92,11 @@ class TrainResult:
     seconds: float
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise StatganError(f"run.device={name!r} but CUDA is not available on this machine; use run.device=auto or cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise StatganError("run.device='mps' but Apple MPS is not available on this machine; use run.device=auto or cpu")
-    return torch.device(name)
-
 
 def default_run_name(cfg: Config) -> str:
     return f"{cfg.data.name}-{cfg.model.arch}-{cfg.objective.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def build_models(cfg: Config, data_shape: Tuple[int, ...]) -> Tuple[nn.Module, nn.Module]:
-    """G and D of a config, with the regularisers' network parameters (e.g. MC dropout's rate)."""
-    from .. import nets
-
-    g_params = regularizers.network_params(cfg.regularizers, "generator", cfg.model.generator)
-    d_params = regularizers.network_params(cfg.regularizers, "discriminator", cfg.model.discriminator)
-    G = nets.build_generator(cfg.model.arch, data_shape, cfg.model.latent_dim, **g_params)
-    D = nets.build_discriminator(cfg.model.arch, data_shape, **d_params)
-    return G, D
-
-
-def data_shape_of(data: Any) -> Tuple[int, ...]:
-    if torch.is_tensor(data):
-        return tuple(data.shape[1:])
-    shape = getattr(data, "shape", None)
-    return tuple(shape) if shape is not None else tuple(data[0].shape)
 
 
 class Trainer:
@@ -175,7 +147,7 @@ class Trainer:
         if self.world.distributed:
             distributed.broadcast_module(self.G, self.D)  # same start everywhere, as DDP does
             if self.world.rank > 0:  # dropout masks and GP weights differ per rank, like their data
-                torch.manual_seed(regularizers.base.derived_seed(cfg.run.seed, f"rank:{self.world.rank}"))
+                torch.manual_seed(derived_seed(cfg.run.seed, f"rank:{self.world.rank}"))
         self.objective = objectives.get(cfg.objective.name, **cfg.objective.params)
         self.has_discriminator = bool(getattr(self.objective, "has_discriminator", True))
         self._after_d_step = getattr(self.objective, "after_discriminator_step", None)
@@ -280,7 +252,7 @@ class Trainer:
         if f"rng.torch{suffix}" in tensors:
             torch.set_rng_state(tensors[f"rng.torch{suffix}"])
         else:  # resumed with more processes than saved it: a fresh per-rank stream
-            torch.manual_seed(regularizers.base.derived_seed(self.cfg.run.seed, f"rank:{rank}:step:{meta['step']}"))
+            torch.manual_seed(derived_seed(self.cfg.run.seed, f"rank:{rank}:step:{meta['step']}"))
         self.z_gen.set_state(tensors["rng.latent"])
         if self.device.type == "cuda" and f"rng.cuda{suffix}" in tensors:
             torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], self.device)
@@ -365,7 +337,7 @@ class Trainer:
         if free < need:
             raise StatganError(f"not enough space in {str(rd)!r}: {free >> 20} MiB free, need about {need >> 20} MiB for checkpoints")
         if not self.resume:
-            ckpt.atomic_write_bytes(rd / "config.yaml", self.cfg.to_yaml().encode())
+            write_run_config(rd, self.cfg)
         return created
 
     # ---- signals -------------------------------------------------------------------------------
@@ -698,30 +670,3 @@ class Trainer:
             for s, h in previous.items():
                 signal.signal(s, h)
         return TrainResult(self.run_dir, self.step, last_samples, last_ckpt, time.perf_counter() - start_time)
-
-
-def read_run_config(run_dir: Path) -> Config:
-    from .. import config as config_mod
-
-    p = Path(run_dir) / "config.yaml"
-    if not p.is_file():
-        raise StatganError(f"{str(run_dir)!r} is not a statgan run directory (no config.yaml)")
-    return config_mod.load(p)
-
-
-def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool = True, device: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
-    """The generator of a run (EMA weights by default) in eval mode, plus the checkpoint metadata."""
-    from .. import config as config_mod
-
-    run_dir = Path(run_dir)
-    if checkpoint is None and not run_dir.is_dir():
-        raise StatganError(f"{str(run_dir)!r} is neither a run directory nor an existing path")
-    path = Path(checkpoint) if checkpoint is not None else ckpt.latest_checkpoint(run_dir / "checkpoints")
-    if path is None:
-        raise CheckpointError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}")
-    tensors, meta = ckpt.load_checkpoint(path)
-    cfg = config_mod.from_dict(meta["config"])
-    G, _ = build_models(cfg, tuple(meta["data_shape"]))
-    prefix = "G_ema" if ema and meta.get("ema") else "G"
-    ckpt.unpack_module(prefix, G, tensors, str(path))
-    return G.to(select_device(device)).eval(), meta

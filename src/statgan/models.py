@@ -1,0 +1,32 @@
+"""The generator and discriminator a config describes.
+
+Used by the trainer (to train them) and by :mod:`statgan.rundir.run` (to rebuild a saved run's
+generator before loading its weights), so both build exactly the same networks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import torch
+from torch import nn
+
+from . import nets, regularizers
+from .config import Config
+
+
+def build_models(cfg: Config, data_shape: Tuple[int, ...]) -> Tuple[nn.Module, nn.Module]:
+    """G and D of a config, with the regularisers' network parameters (e.g. MC dropout's rate)."""
+    g_params = regularizers.network_params(cfg.regularizers, "generator", cfg.model.generator)
+    d_params = regularizers.network_params(cfg.regularizers, "discriminator", cfg.model.discriminator)
+    G = nets.build_generator(cfg.model.arch, data_shape, cfg.model.latent_dim, **g_params)
+    D = nets.build_discriminator(cfg.model.arch, data_shape, **d_params)
+    return G, D
+
+
+def data_shape_of(data: Any) -> Tuple[int, ...]:
+    """The shape of one example of a dataset (a tensor (N, ...) or an indexable dataset)."""
+    if torch.is_tensor(data):
+        return tuple(data.shape[1:])
+    shape = getattr(data, "shape", None)
+    return tuple(shape) if shape is not None else tuple(data[0].shape)
