@@ -1,4 +1,4 @@
-"""The generator and discriminator a config describes.
+"""What a config describes: the generator and discriminator, the objective and the regularisers.
 
 Used by the trainer (to train them) and by :mod:`statgan.rundir.run` (to rebuild a saved run's
 generator before loading its weights), so both build exactly the same networks.
@@ -11,8 +11,10 @@ from typing import Any, Tuple
 import torch
 from torch import nn
 
-from . import nets, regularizers
+from . import nets, objectives, regularizers
 from .config import Config
+from .objectives import Objective
+from .regularizers import RegularizerSet
 
 
 def build_models(cfg: Config, data_shape: Tuple[int, ...]) -> Tuple[nn.Module, nn.Module]:
@@ -30,3 +32,13 @@ def data_shape_of(data: Any) -> Tuple[int, ...]:
         return tuple(data.shape[1:])
     shape = getattr(data, "shape", None)
     return tuple(shape) if shape is not None else tuple(data[0].shape)
+
+
+def build_objective(cfg: Config) -> Objective:
+    """The objective of a config; its constructor validates the parameter values (one-line ConfigError)."""
+    return objectives.get(cfg.objective.name, **cfg.objective.params)
+
+
+def build_regularizers(cfg: Config, objective: Objective) -> RegularizerSet:
+    """The regularisers of a config, each checked against the objective it must work with."""
+    return regularizers.build(cfg.regularizers, objective)

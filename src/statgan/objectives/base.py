@@ -29,8 +29,12 @@ class Objective:
     ``g_loss(fake_logits)``: the generator loss on the raw outputs for generated samples.
     """
 
-    #: short registered name, set by the registry decorator's caller for logging.
+    #: the registered name (``statgan.objectives.get`` passes the canonical one to the instance)
     name: str = "objective"
+
+    #: False for objectives with nothing to train adversarially (``gmmn``): the trainer then skips
+    #: the discriminator step, and regularisers that act on D refuse the objective.
+    has_discriminator: bool = True
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement d_loss")
@@ -46,6 +50,10 @@ class Objective:
     def generator_loss(self, discriminator: Critic, real: Tensor, fake: Tensor) -> Tensor:
         """Loss for one generator update; gradients flow through ``fake`` into the generator."""
         return self.g_loss(discriminator(fake))
+
+    def after_discriminator_step(self, discriminator: torch.nn.Module) -> None:
+        """Called by the trainer after every discriminator update (``wgan`` clips weights here);
+        the default does nothing."""
 
     def extra_repr(self) -> str:
         return ""
