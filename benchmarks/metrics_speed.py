@@ -183,7 +183,7 @@ def _make_eval_run(root: Path) -> Path:
 
 
 def bench_eval(n: int = 10_000, threads: int = 2) -> Dict[str, float]:
-    from statgan.metrics.evaluate import generator_batches
+    from statgan.metrics.sources import generator_batches
     from statgan.metrics.features import get_extractor
     from statgan.rundir.run import load_generator
 

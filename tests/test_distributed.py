@@ -184,7 +184,7 @@ def test_stop_requested_on_one_rank_stops_all_and_resume_is_bit_identical(ranks)
 
 
 def test_sharded_feature_extraction_equals_one_process(ranks):
-    from statgan.metrics.evaluate import generator_batches
+    from statgan.metrics.sources import generator_batches
     from statgan.metrics.features import get_extractor
     from statgan.nets import build_generator
 

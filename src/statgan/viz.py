@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
+from torchvision.utils import save_image
 
 from .rundir.files import atomic_write_bytes
 
 
 def png_grid(images: torch.Tensor, nrow: Optional[int] = None, pad_value: float = 0.0) -> bytes:
     """PNG bytes of an image grid; ``images`` in [-1, 1], (B, C, H, W)."""
-    from torchvision.utils import save_image
-
     n = images.shape[0]
     nrow = nrow or max(1, int(round(n**0.5)))
     buf = io.BytesIO()
@@ -25,6 +24,7 @@ def png_grid(images: torch.Tensor, nrow: Optional[int] = None, pad_value: float 
 
 
 def _png_bytes_scatter(points: torch.Tensor, reference: Optional[torch.Tensor]) -> bytes:
+    # matplotlib is heavy (~0.5 s to import): only 2-D scatter plots need it, so it stays off the start-up path
     import matplotlib
 
     matplotlib.use("Agg")

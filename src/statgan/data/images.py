@@ -25,6 +25,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
+
+try:  # numpy >= 2 (numpy.core is a deprecated shim there)
+    from numpy._core import multiarray as _np_multiarray
+    from numpy._core import numeric as _np_numeric
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray as _np_multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _np_numeric  # type: ignore[no-redef]
 
 from ..errors import ConfigError, DatasetError
 from ..runtime.validation import check_int
@@ -204,7 +212,7 @@ def _find_idx(name: str, split: str, root: Path, which: int, download: bool) -> 
 def _download_idx(name: str, root: Path) -> None:
     """Explicit opt-in download through torchvision (it writes ``root/<MNIST|FashionMNIST>/raw``)."""
     try:
-        import torchvision.datasets as tvd
+        import torchvision.datasets as tvd  # heavy (~2 s: pulls torch._dynamo); only explicit downloads need it
 
         cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
         root.mkdir(parents=True, exist_ok=True)
@@ -266,12 +274,7 @@ _CIFAR_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 def _numpy_globals() -> Dict[Tuple[str, str], Any]:
     """The only globals a CIFAR-10 python batch may reference: numpy's array reconstructors."""
-    try:  # numpy >= 2
-        from numpy._core import multiarray as ma
-        from numpy._core import numeric as nm
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray as ma  # type: ignore[no-redef]
-        from numpy.core import numeric as nm  # type: ignore[no-redef]
+    ma, nm = _np_multiarray, _np_numeric
     allowed: Dict[Tuple[str, str], Any] = {}
     # Both module spellings map to the objects of the installed numpy, so files pickled by numpy 1
     # (the official ones) and numpy 2 load alike, without touching the deprecated numpy.core shim.
@@ -369,6 +372,7 @@ def _download_cifar(root: Path) -> None:
     # Only the archive download/extraction helpers of torchvision are used (not its CIFAR10 class,
     # which would unpickle the batches with a general loader).
     try:
+        # heavy (~2 s: pulls torch._dynamo); only explicit downloads need it
         import torchvision.datasets as tvd
         from torchvision.datasets.utils import download_and_extract_archive
 
@@ -437,6 +441,7 @@ def _svhn_path(split: str, root: Optional[str], download: bool) -> Path:
             return d / fname
     if download:
         try:
+            # heavy (~2 s: pulls torch._dynamo); only explicit downloads need it
             import torchvision.datasets as tvd
             from torchvision.datasets.utils import download_url
 
@@ -456,7 +461,7 @@ def _svhn_path(split: str, root: Optional[str], download: bool) -> Path:
 
 def _svhn_read(path: Path, var: str) -> np.ndarray:
     try:
-        import scipy.io
+        import scipy.io  # heavy; only SVHN's .mat files need it
 
         mat = scipy.io.loadmat(str(path), variable_names=[var])
     except Exception as exc:  # MatReadError, NotImplementedError (v7.3 files), OSError, ValueError...
@@ -514,8 +519,6 @@ def _to_mode(img: Any, mode: str) -> Any:
     images are taken as [0, 1] when their maximum is <= 1, otherwise as 0..255 (clipped). Alpha
     channels are dropped (pixels keep their stored colour).
     """
-    from PIL import Image
-
     if img.mode.startswith("I") or img.mode == "F":
         arr = np.asarray(img).astype(np.float64)
         if img.mode.startswith("I;16") or (img.mode == "I" and arr.size and arr.max() > 255):
@@ -564,8 +567,6 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.files)
 
     def _open(self, path: str) -> Any:
-        from PIL import Image
-
         try:
             with Image.open(path) as im:
                 im.load()  # decode now: PIL is lazy, and a truncated file fails only here
@@ -574,8 +575,6 @@ class ImageFiles(torch.utils.data.Dataset):
             raise DatasetError(f"{self.name}: cannot read image {path}: {_one_line(exc)}") from None
 
     def _transform(self, img: Any) -> Any:
-        from PIL import Image
-
         s = self.image_size
         if self.crop is not None:
             k = min(self.crop, img.width, img.height)
@@ -600,7 +599,7 @@ class ImageFiles(torch.utils.data.Dataset):
         return f"ImageFiles(name={self.name!r}, n={len(self)}, shape={self.shape})"
 
 
-def _list_images(folder: Path) -> List[Path]:
+def list_images(folder: Path) -> List[Path]:
     """All image files under ``folder`` (recursive), sorted by relative POSIX path.
 
     Hidden files and folders (names starting with ".") are skipped: they are metadata such as
@@ -638,13 +637,13 @@ def folder(split: str = "train", root: Optional[str] = None, image_size: int = 6
     if not where.is_dir():
         raise DatasetError(f"folder: {where} is not a folder; pass root=<folder of images>")
     if (where / "train").is_dir() and (where / "test").is_dir():
-        files = _list_images(where / split)
+        files = list_images(where / split)
         if not files:
             raise DatasetError(
                 f"folder: no images in {where / split} (extensions {' '.join(IMAGE_EXTENSIONS)})"
             )
     else:
-        every = _list_images(where)
+        every = list_images(where)
         if not every:
             raise DatasetError(f"folder: no images in {where} (extensions {' '.join(IMAGE_EXTENSIONS)})")
         files = [p for i, p in enumerate(every) if (i % 10 == 9) == (split == "test")]

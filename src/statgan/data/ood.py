@@ -38,9 +38,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import Tensor
+from PIL import Image, ImageDraw, ImageFont, features
 from torch.nn import functional as F
 
 from ..errors import ConfigError, StatganError
+from . import load  # statgan.data's __init__ does not import this module, so no cycle
 
 __all__ = [
     "DEFAULT_EXTERNAL",
@@ -75,15 +77,11 @@ def _pick(reference: Tensor, n: int, rng: torch.Generator) -> Tensor:
 # ==== generators of the built-in sets ==============================================================
 @lru_cache(maxsize=64)
 def _font(size: int):
-    from PIL import ImageFont
-
     return ImageFont.load_default(size=size)
 
 
 def glyphs(shape: Shape, n: int, rng: torch.Generator, chars: str = string.ascii_letters) -> Tensor:
     """``n`` rendered letters (light on dark), float32 (n, C, H, W) in [-1, 1]."""
-    from PIL import Image, ImageDraw, features
-
     if not features.check("freetype2"):
         raise StatganError("OOD set 'glyphs' needs Pillow built with FreeType (ImageFont.load_default(size=...))")
     c, h, w = shape
@@ -175,8 +173,6 @@ def match_shape(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def _external(name: str, shape: Shape, n: int, rng: torch.Generator, root: Optional[str]) -> Tensor:
-    from . import load  # late: statgan.data imports this module's siblings
-
     data = load(name, "test", root=root)
     if not torch.is_tensor(data):
         raise ConfigError(f"OOD set {name!r}: expected an in-memory image tensor from statgan.data.load")

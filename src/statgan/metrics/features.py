@@ -39,10 +39,13 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
 from torch.nn import functional as F
 
 from ..errors import ConfigError, StatganError
 from ..registry import Registry
+from .lenet import FEATURE_DIM, LeNet
 
 __all__ = [
     "EXTRACTORS",
@@ -264,11 +267,6 @@ def _lenet_weights_error(path: Path, what: str) -> StatganError:
 
 def load_lenet(path: Optional[Union[str, Path]] = None, device: Union[str, torch.device] = "cpu"):
     """The trained :class:`~statgan.metrics.lenet.LeNet` in eval mode, after checking its sha256."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
-    from .lenet import LeNet
-
     path = Path(LENET_WEIGHTS if path is None else path)
     try:
         data = path.read_bytes()
@@ -304,8 +302,6 @@ class LeNetExtractor(FeatureExtractor):
 
     def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
         super().__init__(device)
-        from .lenet import FEATURE_DIM
-
         self.model, digest = load_lenet(device=self.device)
         self.sha256 = digest
         self._dim = FEATURE_DIM
@@ -371,6 +367,7 @@ class PixelsExtractor(FeatureExtractor):
 # ==== inception ===============================================================================
 def _import_torch_fidelity():
     try:
+        # torch-fidelity is an optional extra ([inception]): imported only when Inception is asked for
         from torch_fidelity import feature_extractor_inceptionv3 as tfi
     except ImportError as exc:
         raise StatganError(

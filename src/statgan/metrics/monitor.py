@@ -17,7 +17,10 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-from .evaluate import _build_extractor, _reference, default_extractor, extract, generator_batches, metric_specs
+from ..runtime import distributed
+from .frechet import frechet_distance_from_stats
+from .sources import build_extractor, default_extractor, extract, generator_batches, reference_features
+from .stats import FeatureStats
 
 
 class FIDMonitor:
@@ -34,9 +37,9 @@ class FIDMonitor:
         with_reference: bool = True,
     ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.extractor = _build_extractor(extractor or default_extractor(data_shape), data_shape, str(device))
+        self.extractor = build_extractor(extractor or default_extractor(data_shape), data_shape, str(device))
         # under torchrun only rank 0 needs (and computes, and caches) the reference statistics
-        self.reference = (_reference(data_cfg, reference, self.extractor, metric_specs(["fid"]), batch_size, cache=True)
+        self.reference = (reference_features(data_cfg, reference, self.extractor, frozenset({"stats"}), batch_size, cache=True)
                           if with_reference else None)
 
     @property
@@ -44,10 +47,6 @@ class FIDMonitor:
         return self.extractor.id
 
     def __call__(self, G: torch.nn.Module, latent_dim: int) -> float:
-        from ..runtime import distributed
-        from .frechet import frechet_distance_from_stats
-        from .stats import FeatureStats
-
         was_training = G.training
         G.eval()
         try:
@@ -72,8 +71,6 @@ def generated_features(G: torch.nn.Module, latent_dim: int, n: int, batch_size: 
     gathered on every rank, so the result equals one process extracting all ``n`` (up to the float
     rounding of differently sized batches); in a single process it is that extraction.
     """
-    from ..runtime import distributed
-
     rows = distributed.shard_range(n)
     local = extractor.extract(generator_batches(G, latent_dim, n, batch_size, seed, rows=rows), batch_size=batch_size)
     return distributed.all_gather_cat(local)

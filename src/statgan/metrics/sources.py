@@ -1,0 +1,203 @@
+"""Where the images come from, and one pass of them through a feature extractor.
+
+A *source* yields batches of images in [-1, 1]: a trained generator (:func:`generator_batches`, from
+a private latent stream), a dataset split or a tensor (:func:`tensor_batches`), an image folder or an
+``.npz`` file (:func:`load_image_source`). :func:`extract` makes one pass and keeps what the metrics
+need — streaming float64 statistics (FID), the features themselves (KID, PRDC) and class logits (IS).
+:func:`reference_features` does that for a dataset split, caching the statistics by content.
+
+Used by ``statgan eval`` (:mod:`statgan.metrics.evaluate`) and by FID during training
+(:mod:`statgan.metrics.monitor`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import data as datasets
+from ..data.images import ImageFiles, list_images
+from ..errors import ConfigError, StatganError
+from .features import FeatureExtractor, get_extractor
+from .stats import FeatureStats, cached_stats
+
+Batches = Iterable[torch.Tensor]
+
+
+# ---- one pass over a source --------------------------------------------------------------
+@dataclass
+class FeatureSet:
+    """What one pass over a source produced."""
+
+    source: str
+    n: int
+    stats: Any = None  # FeatureStats
+    features: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    info: Dict[str, Any] = field(default_factory=dict)
+
+
+def extract(source: str, batches: Batches, extractor: Any, needs: FrozenSet[str]) -> FeatureSet:
+    """One pass: streaming float64 stats always; features / logits kept only when needed."""
+    if "logits" in needs and not extractor.has_logits:
+        raise ConfigError(f"extractor {extractor.name!r} has no class logits, so the Inception score cannot be computed with it")
+    stats = FeatureStats()
+    feats: List[torch.Tensor] = []
+    logits: List[torch.Tensor] = []
+    n = 0
+    for batch in batches:
+        if "logits" in needs:
+            f, lg = extractor.extract(batch, logits=True)
+            logits.append(lg)
+        else:
+            f = extractor.extract(batch)
+        stats.update(f)
+        if "features" in needs:
+            feats.append(f)
+        n += f.shape[0]
+    if n < 2:
+        raise StatganError(f"{source}: need at least 2 images to compute statistics, got {n}")
+    return FeatureSet(
+        source,
+        n,
+        stats=stats,
+        features=torch.cat(feats) if feats else None,
+        logits=torch.cat(logits) if logits else None,
+    )
+
+
+def tensor_batches(data: Any, n: Optional[int], batch_size: int) -> Iterator[torch.Tensor]:
+    """Batches of the first ``n`` items (all when None) of a tensor or a Dataset."""
+    total = len(data) if n is None else min(n, len(data))
+    if torch.is_tensor(data):
+        for i in range(0, total, batch_size):
+            yield data[i : min(i + batch_size, total)]
+        return
+    # a private generator: creating a DataLoader iterator otherwise draws from the global RNG,
+    # which would perturb a training run that evaluates FID every k steps
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(total)), batch_size=batch_size,
+                                         generator=torch.Generator().manual_seed(0))
+    yield from loader
+
+
+def generator_batches(G: torch.nn.Module, latent_dim: int, n: int, batch_size: int, seed: int,
+                      rows: Optional[Tuple[int, int]] = None) -> Iterator[torch.Tensor]:
+    """``n`` samples of G in eval mode from a private latent stream (never the global RNG).
+
+    With ``rows=(start, stop)`` only samples ``start … stop-1`` are generated (one rank's share);
+    the latents are drawn exactly as for all ``n``, so sample i is the same either way.
+    """
+    device = next(G.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = rows if rows is not None else (0, n)
+    with torch.inference_mode():
+        for i in range(0, min(n, hi), batch_size):
+            z = torch.randn(min(batch_size, n - i), latent_dim, generator=gen)
+            a, b = max(lo - i, 0), min(hi - i, z.shape[0])
+            if a < b:
+                yield G(z[a:b].to(device)).float()
+
+
+# ---- sources ---------------------------------------------------------------------------------------
+def _image_folder(path: Path) -> Any:
+    files = list_images(path)
+    if not files:
+        raise StatganError(f"no images found in folder {str(path)!r}")
+    with Image.open(files[0]) as im:
+        size = min(im.size)
+        channels = 1 if im.mode in ("L", "LA", "I", "I;16", "1") else 3
+    return ImageFiles(files, name=str(path), image_size=size, channels=channels)
+
+
+def _npz_images(path: Path) -> torch.Tensor:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise StatganError(f"{str(path)!r}: expected an array named 'images' (or a single array), found {keys}")
+            arr = z[key]
+    except (OSError, ValueError) as exc:
+        raise StatganError(f"cannot read {str(path)!r} as .npz: {exc}") from None
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4:
+        raise StatganError(f"{str(path)!r}: expected images shaped (N,H,W), (N,H,W,C) or (N,C,H,W), got {arr.shape}")
+    if arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(arr)).float().div(127.5).sub(1.0)
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    if x.numel() and (x.min() < -1.001 or x.max() > 1.001):
+        raise StatganError(f"{str(path)!r}: float images must be in [-1, 1] (found [{x.min():.3g}, {x.max():.3g}]); store uint8 0–255 instead")
+    return x
+
+
+def load_image_source(path: Union[str, Path]) -> Any:
+    """A folder of images, an .npz file, or ``data:NAME:SPLIT`` (a registered dataset's split, e.g.
+    ``data:mnist:test``) as a tensor / Dataset in [-1, 1]."""
+    text = str(path)
+    if text.startswith("data:"):
+        parts = text.split(":")
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise StatganError(f"{text!r}: expected data:NAME:SPLIT, e.g. data:mnist5k:test")
+        return datasets.load(parts[1], parts[2])
+    p = Path(path)
+    if p.is_dir():
+        return _image_folder(p)
+    if p.suffix == ".npz" and p.is_file():
+        return _npz_images(p)
+    raise StatganError(f"{str(p)!r} is neither a run directory, an image folder, an .npz file nor data:NAME:SPLIT")
+
+
+def default_extractor(data_shape: Sequence[int]) -> str:
+    """lenet for one-channel images, inception for RGB, raw pixels for vectors (toy data)."""
+    if len(data_shape) == 3:
+        return "lenet" if data_shape[0] == 1 else "inception"
+    return "pixels"
+
+
+def build_extractor(name: str, data_shape: Sequence[int], device: str) -> FeatureExtractor:
+    """The extractor ``name`` for images (or vectors) of ``data_shape`` on ``device``."""
+    if name == "pixels":
+        return get_extractor("pixels", device=device, shape=tuple(data_shape))
+    return get_extractor(name, device=device)
+
+
+
+# ---- a dataset split as reference --------------------------------------------------------------
+def reference_features(
+    cfg_data: Dict[str, Any], split: str, extractor: Any, needs: FrozenSet[str], batch_size: int, cache: bool
+) -> FeatureSet:
+    """One pass over a split of the dataset a run's ``data`` config section names. When only
+    statistics are needed they are cached by content (extractor, preprocessing, dataset, split, N)."""
+    name, root = cfg_data["name"], cfg_data.get("root")
+    options = {k: v for k, v in cfg_data.items() if k not in ("name", "root")}
+    needs = frozenset(needs) - {"logits"}
+    data = datasets.load(name, split, root, **options)
+    source = f"{name}:{split}"
+    key = {
+        "extractor": extractor.id,
+        "preprocessing": extractor.preprocessing,
+        "dataset": name,
+        "split": split,
+        "root": str(Path(root).expanduser().resolve()) if root else None,
+        "options": options,
+        "n": len(data),
+    }
+    if needs <= {"stats"}:
+        holder: Dict[str, FeatureSet] = {}
+
+        def compute():
+            holder["fs"] = extract(source, tensor_batches(data, None, batch_size), extractor, frozenset({"stats"}))
+            return holder["fs"].stats
+
+        stats = cached_stats(key, compute, cache=cache)
+        return FeatureSet(source, stats.n, stats=stats, info={"cached": "fs" not in holder})
+    fs = extract(source, tensor_batches(data, None, batch_size), extractor, needs)
+    return fs
