@@ -1,10 +1,10 @@
-"""Pictures of samples: image grids (torchvision) and 2-D scatter plots (matplotlib)."""
+"""Pictures: sample grids (torchvision), 2-D scatter plots and loss curves (matplotlib)."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torchvision.utils import save_image
@@ -63,4 +63,53 @@ def save_samples(
     else:
         raise ValueError(f"cannot draw samples of shape {tuple(samples.shape)}; expected (B,C,H,W) or (B,2)")
     atomic_write_bytes(path, blob)
+    return path
+
+
+#: metrics.jsonl keys drawn as curves, one panel each (present ones only); anything else is left out
+CURVE_KEYS = (("d_loss", "discriminator loss"), ("g_loss", "generator loss"), ("fid", "FID"))
+
+
+def loss_curves_png(series: Sequence[Tuple[str, Sequence[Dict[str, Any]]]]) -> bytes:
+    """PNG bytes of the loss curves (and FID, when evaluated) of one or more runs, overlaid.
+
+    ``series`` holds ``(label, records)`` with the records of a run's metrics.jsonl. Each panel
+    has its own y axis; runs share colours across panels.
+    """
+    # matplotlib is heavy (~0.5 s to import): only pictures need it, so it stays off the start-up path
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(k, title) for k, title in CURVE_KEYS
+              if any(isinstance(r.get(k), (int, float)) for _, recs in series for r in recs)]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.2), dpi=100, squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        for i, (label, recs) in enumerate(series):
+            pts = [(r["step"], r[key]) for r in recs if isinstance(r.get(key), (int, float)) and "step" in r]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, color=f"C{i % 10}", lw=1.2, marker="o" if key == "fid" else None, ms=3, label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    if not panels:
+        axes[0][0].text(0.5, 0.5, "no logged steps yet", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    elif len(series) > 1:
+        axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def save_loss_curves(path: Union[str, Path], series: Sequence[Tuple[str, Sequence[Dict[str, Any]]]]) -> Path:
+    """Write :func:`loss_curves_png` atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, loss_curves_png(series))
     return path

@@ -4,13 +4,18 @@ Everything after training (``statgan sample``, ``eval``, ``invert``, ``audit``, 
 a run through this module and never imports the trainer::
 
     runs/NAME/config.yaml            the resolved config   (read_run_config / write_run_config)
+    runs/NAME/status.json            what the run is doing or how it ended   (read_status / write_status)
+    runs/NAME/metrics.jsonl          one JSON object per log step            (read_metrics)
     runs/NAME/checkpoints/*.json     checkpoints           (statgan.rundir.checkpoint)
 """
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from torch import nn
 
@@ -20,9 +25,14 @@ from ..errors import CheckpointError, StatganError
 from ..models import build_models
 from ..runtime.device import select_device
 from . import checkpoint as ckpt
-from .files import atomic_write_text
+from .files import atomic_write_json, atomic_write_text
 
 CONFIG_FILE = "config.yaml"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+
+#: the states a run can be in; ``failed`` and ``diverged`` runs without a checkpoint may be reused
+RUN_STATES = ("running", "finished", "interrupted", "diverged", "failed")
 
 
 def config_path(run_dir: Path) -> Path:
@@ -60,3 +70,47 @@ def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool =
     prefix = "G_ema" if ema and meta.get("ema") else "G"
     ckpt.unpack_module(prefix, G, tensors, str(path))
     return G.to(select_device(device)).eval(), meta
+
+
+def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
+    """All records of a run's metrics.jsonl (skipping a line cut short by a crash)."""
+    out = []
+    p = Path(run_dir) / METRICS_FILE
+    if p.exists():
+        for line in p.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What ``status.json`` records: the state, at which step, and for a failure the one-line reason."""
+
+    state: str
+    step: int
+    message: str = ""
+    time: str = ""
+
+
+def write_status(run_dir: Path, state: str, step: int, message: str = "") -> RunStatus:
+    """Record the run's state atomically (the trainer calls this at start, at the end and on failure)."""
+    if state not in RUN_STATES:
+        raise ValueError(f"run state {state!r} is not one of: {', '.join(RUN_STATES)}")
+    status = RunStatus(state, int(step), message, time.strftime("%Y-%m-%dT%H:%M:%S"))
+    atomic_write_json(Path(run_dir) / STATUS_FILE, asdict(status))
+    return status
+
+
+def read_status(run_dir: Path) -> Optional[RunStatus]:
+    """The recorded :class:`RunStatus`, or None for runs made before status files (or a damaged one)."""
+    try:
+        rec = json.loads((Path(run_dir) / STATUS_FILE).read_text())
+        status = RunStatus(str(rec["state"]), int(rec["step"]), str(rec.get("message", "")), str(rec.get("time", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return status if status.state in RUN_STATES else None
