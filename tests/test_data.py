@@ -604,8 +604,12 @@ def test_folder_errors(tmp_path):
     buf = Path(imgs / "c_good.jpg")
     Image.new("RGB", (64, 64), (9, 9, 9)).save(buf, quality=95)
     (imgs / "d_truncated.jpg").write_bytes(buf.read_bytes()[:200])
-    ds = data.load("folder", root=imgs, image_size=8)
-    assert len(ds) == 4  # listing is by extension; decoding happens per item
+    # every file is decoded up front: the first bad one is named, with the count of bad ones
+    with pytest.raises(DatasetError, match="cannot read image") as err:
+        data.load("folder", root=imgs, image_size=8)
+    assert str(imgs / "b_corrupt.png") in str(err.value) and "2 of 4 files are unreadable" in str(err.value)
+    ds = data.load("folder", root=imgs, image_size=8, verify=False)
+    assert len(ds) == 4  # listing is by extension; without verify, decoding happens per item
     assert_image_tensor(ds[0], (3, 8, 8))
     for i, name in ((1, "b_corrupt.png"), (3, "d_truncated.jpg")):
         with pytest.raises(DatasetError, match="cannot read image") as err:
@@ -613,6 +617,24 @@ def test_folder_errors(tmp_path):
         assert str(imgs / name) in str(err.value)
     with pytest.raises(DatasetError, match="split 'test' .* is empty"):  # 4 images < 10
         data.load("folder", "test", root=imgs)
+    with pytest.raises(ConfigError, match="folder: verify='yes' must be true or false"):
+        data.load("folder", root=imgs, verify="yes")
+
+
+def test_folder_verification_is_remembered_until_a_file_changes(tmp_path, monkeypatch):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        Image.new("L", (8, 8), i).save(imgs / f"{i}.png")
+    data.load("folder", root=imgs, image_size=8, channels=1)  # decodes all three, remembers the listing
+    calls = []
+    real_open = data.ImageFiles._open
+    monkeypatch.setattr(data.ImageFiles, "_open", lambda self, path: calls.append(path) or real_open(self, path))
+    data.load("folder", root=imgs, image_size=8, channels=1)
+    assert calls == []  # same files, sizes and times: not decoded again
+    (imgs / "1.png").write_bytes(b"not a png any more")
+    with pytest.raises(DatasetError, match="1.png"):
+        data.load("folder", root=imgs, image_size=8, channels=1)
 
 
 # ------------------------------------------------------------------------------------------

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import importlib.util
 import io
 import os
 import pickle
+import sys
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 try:  # numpy >= 2 (numpy.core is a deprecated shim there)
     from numpy._core import multiarray as _np_multiarray
@@ -35,7 +39,8 @@ except ImportError:  # numpy 1.x
     from numpy.core import numeric as _np_numeric  # type: ignore[no-redef]
 
 from ..errors import ConfigError, DatasetError
-from ..runtime.validation import check_int
+from ..runtime.cache import cache_home
+from ..runtime.validation import check_bool, check_int
 from ._common import check_split, dataset, resolve_root, uint8_to_float
 from ._idx import read_idx
 
@@ -598,6 +603,56 @@ class ImageFiles(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return f"ImageFiles(name={self.name!r}, n={len(self)}, shape={self.shape})"
 
+    def verify(self, progress: bool = True) -> None:
+        """Decode every file now; DatasetError naming the first bad one (and how many are bad).
+
+        Training reads a folder lazily, so without this a truncated PNG or a text file named
+        ``.png`` would stop a run hours in. Decoding runs on a thread pool (PIL releases the GIL
+        while decoding); a progress bar is shown for folders of more than ``_VERIFY_BAR_FROM``
+        files. A listing that verified before — same files, sizes and modification times — is
+        remembered under ``$STATGAN_CACHE/verified/`` and not decoded again.
+        """
+        stamp = _listing_stamp(self.files)
+        marker = cache_home() / "verified" / f"{stamp}.ok"
+        if marker.is_file():
+            return
+        bad: List[Tuple[str, str]] = []
+
+        def check(path: str) -> None:
+            try:
+                self._open(path)
+            except DatasetError as exc:
+                bad.append((path, str(exc)))
+
+        bar = tqdm(total=len(self.files), desc=f"checking {self.name} images", unit="img", file=sys.stderr,
+                   disable=not progress or len(self.files) < _VERIFY_BAR_FROM, mininterval=1.0)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for _ in pool.map(check, self.files):
+                bar.update(1)
+        bar.close()
+        if bad:
+            bad.sort()
+            more = f" ({len(bad)} of {len(self.files)} files are unreadable)" if len(bad) > 1 else ""
+            raise DatasetError(bad[0][1] + more)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{len(self.files)} files\n")
+        except OSError:  # a read-only cache only costs the check next time
+            pass
+
+
+#: folders with at least this many files get a progress bar while they are checked
+_VERIFY_BAR_FROM = 2000
+
+
+def _listing_stamp(files: Sequence[str]) -> str:
+    """A digest of (path, size, mtime) of every file: changes whenever any file does."""
+    h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{os.path.abspath(f)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
 
 def list_images(folder: Path) -> List[Path]:
     """All image files under ``folder`` (recursive), sorted by relative POSIX path.
@@ -618,7 +673,7 @@ def list_images(folder: Path) -> List[Path]:
 
 @dataset("folder", aliases=("imagefolder", "image_folder"))
 def folder(split: str = "train", root: Optional[str] = None, image_size: int = 64,
-           channels: int = 3) -> ImageFiles:
+           channels: int = 3, verify: bool = True) -> ImageFiles:
     """Any folder of images (recursive; png/jpg/jpeg/bmp/gif/webp/tif/tiff), lazily decoded.
 
     Items are (channels, image_size, image_size) in [-1, 1]; ``channels`` 1 converts to grey "L",
@@ -626,8 +681,12 @@ def folder(split: str = "train", root: Optional[str] = None, image_size: int = 6
     ``root/test`` both exist they are the splits; otherwise the sorted file list is split
     deterministically by index, every 10th file (sorted index i with i % 10 == 9) going to test,
     i.e. 90/10, so that each subfolder contributes to both splits.
+
+    With ``verify`` (default) every image is decoded once up front (:meth:`ImageFiles.verify`), so
+    a broken file is reported before a run directory exists rather than mid-training.
     """
     split = check_split("folder", split)
+    verify = check_bool("verify", verify, owner="folder")
     image_size = check_int("image_size", image_size, owner="folder")
     if channels not in (1, 3) or isinstance(channels, bool):
         raise ConfigError(f"folder: channels must be 1 or 3, got {channels!r}")
@@ -652,7 +711,10 @@ def folder(split: str = "train", root: Optional[str] = None, image_size: int = 6
                 f"folder: split {split!r} of {where} is empty: it has only {len(every)} image(s) "
                 f"and every 10th sorted file goes to test; add images or use train/ and test/ subfolders"
             )
-    return ImageFiles(files, name="folder", image_size=image_size, channels=int(channels))
+    images = ImageFiles(files, name="folder", image_size=image_size, channels=int(channels))
+    if verify:
+        images.verify()
+    return images
 
 
 _CELEBA_SPLITS = ("train", "valid", "test")

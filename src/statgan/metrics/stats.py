@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, Optional, Union
 import numpy as np
 import torch
 
+from ..runtime.cache import cache_home
 from ..errors import ConfigError, StatganError
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
@@ -237,9 +238,7 @@ def cache_dir() -> Path:
     Never inside the installed package (site-packages may be read-only and is shared between users).
     The folder is not created here; :func:`cached_stats` creates it when it writes.
     """
-    root = os.environ.get("STATGAN_CACHE", "").strip()
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "statgan"
-    return base / "stats"
+    return cache_home() / "stats"
 
 
 def _json_default(obj: Any) -> Any:
