@@ -131,3 +131,46 @@ def test_lenet_eval_of_two_dataset_splits_names_the_weights_and_matches_scipy(tm
     assert res["metrics"]["fid"] == pytest.approx(_reference_fid(fa, fb), rel=1e-5)
     # real digits from ten balanced classes: the classifier is confident and diverse, IS near 10
     assert 8.0 < res["metrics"]["is"] <= 10.0
+
+
+def test_sample_counts_are_checked_for_every_metric_before_any_work(tmp_path, capsys, monkeypatch):
+    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    capsys.readouterr()
+    import statgan.metrics.evaluate as ev
+
+    monkeypatch.setattr(ev, "extract", lambda *a, **k: pytest.fail("features were extracted before the counts were checked"))
+    assert main(["eval", str(tmp_path / "toy"), "--metrics", "fid,prdc,is", "--n", "3", "--extractor", "pixels"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("statgan: error:") and "\n" not in err
+    assert "prdc needs at least 4 generated samples, got 3" in err and "is needs at least 10 generated samples" in err
+    assert "fid" not in err.split("error:")[1].split(";")[0]  # fid is fine with 3
+
+
+def test_a_failing_metric_keeps_the_others_and_warns(tmp_path, capsys, monkeypatch):
+    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    capsys.readouterr()
+    import statgan.metrics.evaluate as ev
+    from statgan.errors import ConfigError
+
+    def broken(ref, gen):
+        raise ConfigError("prdc: something only the computation finds")
+
+    spec = ev.METRICS["prdc"]()
+    monkeypatch.setitem(ev.METRICS._items, "prdc", lambda: ev.MetricSpec(**{**spec.__dict__, "compute": broken}))
+    assert main(["eval", str(tmp_path / "toy"), "--metrics", "fid,prdc,kid", "--n", "300"]) == 0
+    out, err = capsys.readouterr()
+    assert "FID (pixels-2)" in out and "KID (pixels-2)" in out
+    assert "statgan: warning: prdc was not computed (the other metrics were kept): prdc: something only the computation finds" in err.splitlines()
+    saved = json.loads(open(out.split("wrote ")[1].strip()).read())
+    assert set(saved["metrics"]) == {"fid", "kid", "kid_std"}
+    assert saved["failures"] == {"prdc": "prdc: something only the computation finds"}
+
+
+def test_python_warnings_are_statgan_warning_lines(tmp_path, capsys):
+    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    capsys.readouterr()
+    # 2 samples of 2-D points: singular covariances, which the Fréchet distance warns about
+    assert main(["eval", str(tmp_path / "toy"), "--metrics", "fid", "--n", "2"]) == 0
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert lines and all(l.startswith("statgan: warning: ") for l in lines), err

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from . import __version__
 from .errors import StatganError
@@ -154,6 +155,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         raise StatganError(f"eval takes one run directory or two image sets, got {len(args.paths)} paths")
     print(format_table(result))
+    for name, why in result["failures"].items():
+        print(f"statgan: warning: {name} was not computed (the other metrics were kept): {why}", file=sys.stderr)
     if "path" in result:
         print(f"wrote {result['path']}")
     return 0
@@ -329,11 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message: Warning | str, category: type, filename: str, lineno: int, file: Any = None,
+                      line: Optional[str] = None) -> None:
+    """Python warnings (ours and the libraries') as ``statgan: warning: ...`` lines, like every other message."""
+    print(f"statgan: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .train.trainer import TrainingInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _one_line_warning
     if args.command is None:
         # `statgan` alone: the main job is training on the embedded default
         args = parser.parse_args(["train", *(argv or [])])

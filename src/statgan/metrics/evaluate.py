@@ -16,13 +16,13 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, StatganError
 from ..registry import Registry
 from ..rundir.files import atomic_write_json
 from ..rundir.run import load_generator
@@ -37,6 +37,7 @@ from .sources import (
     extract,
     generator_batches,
     load_image_source,
+    reference_data,
     reference_features,
     tensor_batches,
 )
@@ -52,14 +53,17 @@ class MetricSpec:
     needs: FrozenSet[str]  # subset of {"stats", "features", "logits"}
     compute: Callable[[FeatureSet, FeatureSet], Dict[str, float]]
     needs_reference: bool = True
+    min_reference: int = 2  # the fewest reference / generated samples the metric is defined for
+    min_generated: int = 2
 
 
 METRICS = Registry("metric")
 
 
-def _metric(name: str, label: str, needs: Sequence[str], needs_reference: bool = True):
+def _metric(name: str, label: str, needs: Sequence[str], needs_reference: bool = True, min_reference: int = 2,
+            min_generated: int = 2):
     def deco(fn: Callable[[FeatureSet, FeatureSet], Dict[str, float]]):
-        spec = MetricSpec(name, label, frozenset(needs), fn, needs_reference)
+        spec = MetricSpec(name, label, frozenset(needs), fn, needs_reference, min_reference, min_generated)
         METRICS.register(name)(lambda: spec)
         return fn
 
@@ -77,15 +81,22 @@ def _kid(ref: FeatureSet, gen: FeatureSet) -> Dict[str, float]:
     return {"kid": mean, "kid_std": std}
 
 
-@_metric("prdc", "PRDC", ["features"])
+#: neighbours: improved precision/recall at k = 3 (Kynkäänniemi et al. 2019), density/coverage at k = 5 (Naeem et al. 2020)
+PRDC_K, PR_K = 5, 3
+
+
+@_metric("prdc", "PRDC", ["features"], min_reference=PRDC_K + 1, min_generated=PR_K + 1)
 def _prdc(ref: FeatureSet, gen: FeatureSet) -> Dict[str, float]:
-    # improved precision/recall at k = 3 (Kynkäänniemi et al. 2019), density/coverage at k = 5 (Naeem et al. 2020)
-    return {k: float(v) for k, v in prdc(ref.features, gen.features, k=5, pr_k=3).items()}
+    return {k: float(v) for k, v in prdc(ref.features, gen.features, k=PRDC_K, pr_k=PR_K).items()}
 
 
-@_metric("is", "IS", ["logits"], needs_reference=False)
+#: the Inception score's splits (Salimans et al. 2016)
+IS_SPLITS = 10
+
+
+@_metric("is", "IS", ["logits"], needs_reference=False, min_generated=IS_SPLITS)
 def _is(ref: FeatureSet, gen: FeatureSet) -> Dict[str, float]:
-    mean, std = inception_score(gen.logits)
+    mean, std = inception_score(gen.logits, splits=IS_SPLITS)
     return {"is": mean, "is_std": std}
 
 
@@ -93,40 +104,19 @@ def metric_specs(names: Sequence[str]) -> List[MetricSpec]:
     return [METRICS[n]() for n in names]
 
 
+def check_sample_counts(specs: Sequence[MetricSpec], n_reference: int, n_generated: int) -> None:
+    """Before any work: one ConfigError listing every requested metric the sample counts cannot support."""
+    short = []
+    for spec in specs:
+        if spec.needs_reference and n_reference < spec.min_reference:
+            short.append(f"{spec.name} needs at least {spec.min_reference} reference samples, got {n_reference}")
+        if n_generated < spec.min_generated:
+            short.append(f"{spec.name} needs at least {spec.min_generated} generated samples, got {n_generated}")
+    if short:
+        raise ConfigError("; ".join(short) + "; drop those metrics (--metrics) or use more samples")
+
+
 # ---- the whole evaluation --------------------------------------------------------------------------
-def _reference(
-    cfg_data: Dict[str, Any], split: str, extractor: Any, specs: List[MetricSpec], batch_size: int, cache: bool
-) -> FeatureSet:
-    from .. import data as datasets
-    from .stats import cached_stats
-
-    name, root = cfg_data["name"], cfg_data.get("root")
-    options = {k: v for k, v in cfg_data.items() if k not in ("name", "root")}
-    needs = frozenset().union(*(s.needs for s in specs if s.needs_reference)) - {"logits"}
-    data = datasets.load(name, split, root, **options)
-    source = f"{name}:{split}"
-    key = {
-        "extractor": extractor.id,
-        "preprocessing": extractor.preprocessing,
-        "dataset": name,
-        "split": split,
-        "root": str(Path(root).expanduser().resolve()) if root else None,
-        "options": options,
-        "n": len(data),
-    }
-    if needs <= {"stats"}:
-        holder: Dict[str, FeatureSet] = {}
-
-        def compute():
-            holder["fs"] = extract(source, tensor_batches(data, None, batch_size), extractor, frozenset({"stats"}))
-            return holder["fs"].stats
-
-        stats = cached_stats(key, compute, cache=cache)
-        return FeatureSet(source, stats.n, stats=stats, info={"cached": "fs" not in holder})
-    fs = extract(source, tensor_batches(data, None, batch_size), extractor, needs)
-    return fs
-
-
 def evaluate_run(
     run_dir: Union[str, Path],
     metrics: Sequence[str] = ("fid", "kid", "prdc"),
@@ -148,16 +138,20 @@ def evaluate_run(
     specs = metric_specs(metrics)
     G, meta = load_generator(Path(run_dir), checkpoint, ema=ema, device=device)
     data_shape = tuple(meta["data_shape"])
-    ext = build_extractor(extractor or default_extractor(data_shape), data_shape, device)
     if any(s.needs_reference for s in specs):
+        ref_data = reference_data(meta["config"]["data"], reference)
+        check_sample_counts(specs, len(ref_data), n)
+        ext = build_extractor(extractor or default_extractor(data_shape), data_shape, device)
         ref_needs = frozenset().union(*(s.needs for s in specs if s.needs_reference))
-        ref = reference_features(meta["config"]["data"], reference, ext, ref_needs, batch_size, cache)
+        ref = reference_features(meta["config"]["data"], reference, ext, ref_needs, batch_size, cache, data=ref_data)
     else:
+        check_sample_counts(specs, 0, n)
+        ext = build_extractor(extractor or default_extractor(data_shape), data_shape, device)
         ref = FeatureSet("none", 0)
     gen_needs = frozenset().union(*(s.needs for s in specs))
     gen = extract(f"{run_dir} (step {meta['step']})", generator_batches(G, int(meta["latent_dim"]), n, batch_size, seed), ext, gen_needs)
-    values = _compute(specs, ref, gen)
-    result = _result(specs, values, ext, ref, gen, time.perf_counter() - t0)
+    values, failures = _compute(specs, ref, gen)
+    result = _result(values, failures, ext, ref, gen, time.perf_counter() - t0)
     result["generated"].update({"run": str(run_dir), "step": meta["step"], "weights": "EMA" if (ema and meta.get("ema")) else "raw", "seed": seed})
     result["reference"]["split"] = reference
     if write:
@@ -185,12 +179,13 @@ def evaluate_paths(
     t0 = time.perf_counter()
     specs = metric_specs(metrics)
     a, b = load_image_source(reference), load_image_source(generated)
+    check_sample_counts(specs, len(a), len(b))
     shape_a = tuple(a.shape[1:]) if torch.is_tensor(a) else tuple(a.shape)
     ext = build_extractor(extractor or default_extractor(shape_a), shape_a, device)
     needs = frozenset().union(*(s.needs for s in specs))
     ref = extract(str(reference), tensor_batches(a, None, batch_size), ext, needs - {"logits"})
     gen = extract(str(generated), tensor_batches(b, None, batch_size), ext, needs)
-    result = _result(specs, _compute(specs, ref, gen), ext, ref, gen, time.perf_counter() - t0)
+    result = _result(*_compute(specs, ref, gen), ext, ref, gen, time.perf_counter() - t0)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(out), result)
@@ -198,22 +193,32 @@ def evaluate_paths(
     return result
 
 
-def _compute(specs: List[MetricSpec], ref: FeatureSet, gen: FeatureSet) -> Dict[str, float]:
+def _compute(specs: List[MetricSpec], ref: FeatureSet, gen: FeatureSet) -> Tuple[Dict[str, float], Dict[str, str]]:
+    """Every metric that can be computed, and for each one that cannot, its one-line reason: a
+    failing metric never throws away the others (their features took the time)."""
     values: Dict[str, float] = {}
+    failures: Dict[str, str] = {}
     for spec in specs:
-        values.update({k: float(v) for k, v in spec.compute(ref, gen).items()})
-    return values
+        try:
+            values.update({k: float(v) for k, v in spec.compute(ref, gen).items()})
+        except (StatganError, ValueError) as exc:
+            failures[spec.name] = str(exc)
+    if not values:
+        raise StatganError("no metric could be computed: " + "; ".join(f"{k}: {v}" for k, v in failures.items()))
+    return values, failures
 
 
 _LABELS = {"fid": "FID", "kid": "KID", "kid_std": "KID std", "is": "IS", "is_std": "IS std",
            "precision": "precision (k=3)", "recall": "recall (k=3)", "density": "density (k=5)", "coverage": "coverage (k=5)"}
 
 
-def _result(specs: List[MetricSpec], values: Dict[str, float], ext: Any, ref: FeatureSet, gen: FeatureSet, seconds: float) -> Dict[str, Any]:
+def _result(values: Dict[str, float], failures: Dict[str, str], ext: Any, ref: FeatureSet, gen: FeatureSet,
+            seconds: float) -> Dict[str, Any]:
     labels = {k: f"{_LABELS.get(k, k)} ({ext.id})" for k in values}
     return {
         "metrics": values,
         "labels": labels,
+        "failures": failures,
         "extractor": {"name": ext.name, "id": ext.id, "dim": ext.dim, "preprocessing": ext.preprocessing,
                       "weights_sha256": getattr(ext, "sha256", None)},
         "reference": {"source": ref.source, "n": ref.n, **ref.info},

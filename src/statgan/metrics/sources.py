@@ -171,15 +171,24 @@ def build_extractor(name: str, data_shape: Sequence[int], device: str) -> Featur
 
 
 # ---- a dataset split as reference --------------------------------------------------------------
+def reference_data(cfg_data: Dict[str, Any], split: str) -> Any:
+    """The split of the dataset a run's ``data`` config section names."""
+    options = {k: v for k, v in cfg_data.items() if k not in ("name", "root")}
+    return datasets.load(cfg_data["name"], split, cfg_data.get("root"), **options)
+
+
 def reference_features(
-    cfg_data: Dict[str, Any], split: str, extractor: Any, needs: FrozenSet[str], batch_size: int, cache: bool
+    cfg_data: Dict[str, Any], split: str, extractor: Any, needs: FrozenSet[str], batch_size: int, cache: bool,
+    data: Any = None,
 ) -> FeatureSet:
-    """One pass over a split of the dataset a run's ``data`` config section names. When only
-    statistics are needed they are cached by content (extractor, preprocessing, dataset, split, N)."""
+    """One pass over a split of the dataset a run's ``data`` config section names (``data``: that
+    split, if already loaded). When only statistics are needed they are cached by content
+    (extractor, preprocessing, dataset, split, N)."""
     name, root = cfg_data["name"], cfg_data.get("root")
     options = {k: v for k, v in cfg_data.items() if k not in ("name", "root")}
     needs = frozenset(needs) - {"logits"}
-    data = datasets.load(name, split, root, **options)
+    if data is None:
+        data = reference_data(cfg_data, split)
     source = f"{name}:{split}"
     key = {
         "extractor": extractor.id,
