@@ -19,13 +19,21 @@ torchrun only rank 0 prints (other ranks report only errors of their own, prefix
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+import torch
+from safetensors.torch import save as save_safetensors
+
 from . import __version__
 from .errors import StatganError
+from .regularizers.dropout import mc_dropout
+from .rundir.files import atomic_write_bytes
+from .rundir.run import load_generator
+from .viz import save_samples
 
 # keys that may change when a run is resumed without --force (they do not change what is learned)
 RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.tensorboard", "train.threads", "run.device",
@@ -102,36 +110,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what ``statgan sample --out`` can write, by suffix
+SAMPLE_FORMATS = (".png", ".safetensors")
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    import contextlib
-
-    import torch
-
-    from .rundir.run import load_generator
-    from .viz import save_samples
-
+    out = Path(args.out)
+    if out.suffix.lower() not in SAMPLE_FORMATS:
+        raise StatganError(f"--out {args.out!r}: expected a file ending in {' or '.join(SAMPLE_FORMATS)} "
+                           "(a .png grid or .safetensors tensors)")
     if args.n < 1:
         raise StatganError(f"-n must be at least 1, got {args.n}")
-    G, meta = load_generator(Path(args.run_dir), args.checkpoint, ema=not args.no_ema, device=args.device)
+    if args.scale < 1:
+        raise StatganError(f"--scale must be an integer >= 1, got {args.scale}")
+    G, meta = load_generator(Path(args.run_dir), args.checkpoint, ema=not args.no_ema, device=args.device,
+                             use_previous=args.use_previous)
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(args.seed)
     z = torch.randn(args.n, int(meta["latent_dim"]), generator=gen).to(device)
     # --mc-dropout: dropout stays on (one fresh mask per image, masks seeded from --seed), BatchNorm in eval
-    mode = contextlib.nullcontext()
-    if args.mc_dropout:
-        from .regularizers.dropout import mc_dropout
-
-        mode = mc_dropout(G, seed=args.seed)
+    mode = mc_dropout(G, seed=args.seed) if args.mc_dropout else contextlib.nullcontext()
     with torch.no_grad(), mode:
         x = G(z)
-    out = Path(args.out)
     if out.suffix.lower() == ".safetensors":
-        from safetensors.torch import save_file
-
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"samples": x.cpu().contiguous(), "z": z.cpu()}, str(out))
+        atomic_write_bytes(out, save_safetensors({"samples": x.cpu().contiguous(), "z": z.cpu()}))
     else:
-        save_samples(x, out, nrow=args.nrow)
+        save_samples(x, out, nrow=args.nrow, scale=args.scale)
     which = "EMA" if (meta.get("ema") and not args.no_ema) else "raw"
     mc = ", MC dropout" if args.mc_dropout else ""
     print(f"wrote {args.n} samples ({which} weights{mc}, step {meta['step']}, seed {args.seed}) to {out}")
@@ -251,12 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    s.add_argument("--out", default="samples.png", help="output .png (grid) or .safetensors (tensors)")
+    s.add_argument("--out", default="samples.png", help="output .png (grid) or .safetensors (tensors) (default samples.png)")
     s.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     s.add_argument("--nrow", type=int, default=None, help="images per grid row")
     s.add_argument("--no-ema", action="store_true", help="use the raw generator instead of the EMA weights")
     s.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
     s.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (default cpu)")
+    s.add_argument("--scale", type=int, default=1, help="enlarge each pixel of a .png grid to SCALE x SCALE (default 1)")
+    s.add_argument("--use-previous", action="store_true",
+                   help="if the newest checkpoint is corrupt, use the newest good one (with a warning)")
     s.add_argument("--mc-dropout", action="store_true",
                    help="keep dropout on at test time (one fresh mask per image; BatchNorm stays in eval mode)")
     s.set_defaults(func=cmd_sample)

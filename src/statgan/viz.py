@@ -12,8 +12,11 @@ from torchvision.utils import save_image
 from .rundir.files import atomic_write_bytes
 
 
-def png_grid(images: torch.Tensor, nrow: Optional[int] = None, pad_value: float = 0.0) -> bytes:
-    """PNG bytes of an image grid; ``images`` in [-1, 1], (B, C, H, W)."""
+def png_grid(images: torch.Tensor, nrow: Optional[int] = None, pad_value: float = 0.0, scale: int = 1) -> bytes:
+    """PNG bytes of an image grid; ``images`` in [-1, 1], (B, C, H, W); ``scale`` enlarges every
+    pixel to a ``scale`` x ``scale`` block (nearest neighbour: no blur is invented)."""
+    if scale > 1:
+        images = torch.nn.functional.interpolate(images.detach().float(), scale_factor=scale, mode="nearest")
     n = images.shape[0]
     nrow = nrow or max(1, int(round(n**0.5)))
     buf = io.BytesIO()
@@ -49,6 +52,7 @@ def save_samples(
     path: Union[str, Path],
     nrow: Optional[int] = None,
     reference: Optional[torch.Tensor] = None,
+    scale: int = 1,
 ) -> Path:
     """Write samples as a PNG: a grid for images (B, C, H, W), a scatter plot for 2-D points (B, 2).
 
@@ -57,7 +61,7 @@ def save_samples(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if samples.dim() == 4:
-        blob = png_grid(samples, nrow)
+        blob = png_grid(samples, nrow, scale=scale)
     elif samples.dim() == 2 and samples.shape[1] == 2:
         blob = _png_bytes_scatter(samples, reference)
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -56,20 +57,39 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool = True, device: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
-    """The generator of a run (EMA weights by default) in eval mode, plus the checkpoint metadata."""
+def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool = True, device: str = "cpu",
+                   use_previous: bool = False) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The generator of a run (EMA weights by default) in eval mode, plus the checkpoint metadata.
+
+    With ``use_previous``, a latest checkpoint that is corrupt is skipped (with a warning) for the
+    newest one that loads; without it, a corrupt checkpoint is a one-line CheckpointError.
+    """
     run_dir = Path(run_dir)
     if checkpoint is None and not run_dir.is_dir():
         raise StatganError(f"{str(run_dir)!r} is neither a run directory nor an existing path")
-    path = Path(checkpoint) if checkpoint is not None else ckpt.latest_checkpoint(checkpoint_dir(run_dir))
-    if path is None:
-        raise CheckpointError(f"no checkpoint in {str(checkpoint_dir(run_dir))!r}")
-    tensors, meta = ckpt.load_checkpoint(path)
-    cfg = config_mod.from_dict(meta["config"])
-    G, _ = build_models(cfg, tuple(meta["data_shape"]))
-    prefix = "G_ema" if ema and meta.get("ema") else "G"
-    ckpt.unpack_module(prefix, G, tensors, str(path))
-    return G.to(select_device(device)).eval(), meta
+    if checkpoint is not None:
+        candidates = [Path(checkpoint)]
+    else:
+        candidates = [p for _, p in reversed(ckpt.list_checkpoints(checkpoint_dir(run_dir)))]
+        if not candidates:
+            raise CheckpointError(f"no checkpoint in {str(checkpoint_dir(run_dir))!r}")
+        if not use_previous:
+            candidates = candidates[:1]
+    for i, path in enumerate(candidates):
+        try:
+            tensors, meta = ckpt.load_checkpoint(path)
+        except CheckpointError as exc:
+            if i + 1 == len(candidates):
+                hint = "" if use_previous or checkpoint is not None else "; --use-previous falls back to the newest good one"
+                raise CheckpointError(f"{exc}{hint}") from None
+            warnings.warn(f"{exc}; using the previous checkpoint {candidates[i + 1].name}")
+            continue
+        cfg = config_mod.from_dict(meta["config"])
+        G, _ = build_models(cfg, tuple(meta["data_shape"]))
+        prefix = "G_ema" if ema and meta.get("ema") else "G"
+        ckpt.unpack_module(prefix, G, tensors, str(path))
+        return G.to(select_device(device)).eval(), meta
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
