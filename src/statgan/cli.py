@@ -19,21 +19,27 @@ torchrun only rank 0 prints (other ranks report only errors of their own, prefix
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from safetensors.torch import save as save_safetensors
 
-from . import __version__
+from . import __version__, data, experiments, nets, objectives, regularizers
+from . import config as config_mod
 from .errors import StatganError
+from .metrics.evaluate import METRICS
+from .metrics.features import EXTRACTORS
+from .rundir.catalog import (RunInfo, compare_runs, comparison_html, describe_run, find_runs, format_comparison,
+                             format_runs_table)
+from .rundir.files import atomic_write_bytes, atomic_write_text
 from .regularizers.dropout import mc_dropout
-from .rundir.files import atomic_write_bytes
-from .rundir.run import load_generator
-from .viz import save_samples
+from .rundir.run import CURVES_FILE, load_generator, read_metrics
+from .viz import loss_curves_png, save_loss_curves, save_samples
 
 # keys that may change when a run is resumed without --force (they do not change what is learned)
 RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.tensorboard", "train.threads", "run.device",
@@ -167,17 +173,70 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from . import data, nets, objectives
-
-    groups = {
+def _catalogue() -> Dict[str, List[str]]:
+    """Every registered name a user can type, by what it is (``statgan list``)."""
+    return {
+        "presets": config_mod.presets(),
         "datasets": data.names(),
         "archs": nets.GENERATORS.names(),
         "objectives": objectives.names(),
+        "regularizers": regularizers.names(),
+        "extractors": EXTRACTORS.names(),
+        "metrics": METRICS.names(),
+        "reproductions": experiments.names(),
     }
-    for name, items in groups.items():
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name, items in _catalogue().items():
         if args.what in (None, name):
             print(f"{name}: {', '.join(items)}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    path, overrides = _split_config_and_overrides(args.items)
+    cfg = config_mod.load(path, overrides)
+    print(cfg.to_yaml(), end="")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    print(format_runs_table(find_runs(Path(args.dir))))
+    return 0
+
+
+def _pictures(run: RunInfo) -> Dict[str, str]:
+    """data: URIs of a run's loss curves and last sample grid, for the compare page."""
+    out = {f"{run.name}/curves": "data:image/png;base64," + base64.b64encode(
+        loss_curves_png([(run.name, read_metrics(run.path))])).decode()}
+    grids = sorted((run.path / "samples").glob("step-*.png"))
+    if grids:
+        out[f"{run.name}/samples"] = "data:image/png;base64," + base64.b64encode(grids[-1].read_bytes()).decode()
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    comparison = compare_runs([Path(p) for p in args.runs])
+    print(format_comparison(comparison))
+    if args.html:
+        pictures: Dict[str, str] = {}
+        for run in comparison.runs:
+            pictures.update(_pictures(run))
+        out = Path(args.html)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, comparison_html(comparison, pictures))
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    runs = [describe_run(Path(p)) for p in args.runs]
+    out = Path(args.out) if args.out else runs[0].path / CURVES_FILE
+    if out.suffix.lower() != ".png":
+        raise StatganError(f"--out {args.out!r}: expected a .png file")
+    save_loss_curves(out, [(r.name, read_metrics(r.path)) for r in runs])
+    print(f"wrote {out}")
     return 0
 
 
@@ -324,9 +383,29 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit)")
     au.set_defaults(func=cmd_audit)
 
-    ls = sub.add_parser("list", help="list registered datasets, architectures and objectives")
-    ls.add_argument("what", nargs="?", choices=("datasets", "archs", "objectives"))
+    ls = sub.add_parser("list", help="list presets, datasets, architectures, objectives, regularizers, extractors, "
+                                     "metrics and reproductions")
+    ls.add_argument("what", nargs="?", choices=tuple(_catalogue()))
     ls.set_defaults(func=cmd_list)
+
+    cf = sub.add_parser("config", help="print a resolved config: statgan config show [PRESET|FILE] [key=value ...]")
+    cf.add_argument("action", choices=("show",))
+    cf.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]", help="a preset or YAML file and dotted overrides")
+    cf.set_defaults(func=cmd_config)
+
+    rn = sub.add_parser("runs", help="a table of the runs in a folder: status, step, latest eval")
+    rn.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="folder holding run directories (default runs)")
+    rn.set_defaults(func=cmd_runs)
+
+    cp = sub.add_parser("compare", help="config differences and results of several runs, side by side")
+    cp.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    cp.add_argument("--html", default=None, metavar="FILE", help="also write a page with loss curves and last sample grids")
+    cp.set_defaults(func=cmd_compare)
+
+    pl = sub.add_parser("plot", help="draw loss curves (and FID) of one or more runs, overlaid")
+    pl.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    pl.add_argument("--out", default=None, help=f"output .png (default: RUN_DIR/{CURVES_FILE} of the first run)")
+    pl.set_defaults(func=cmd_plot)
 
     r = sub.add_parser("reproduce", help="rerun a paper's experiments and write a report (e.g. bridging)")
     r.add_argument("name", metavar="NAME", help="reproduction name (bridging)")

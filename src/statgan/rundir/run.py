@@ -31,6 +31,7 @@ from .files import atomic_write_json, atomic_write_text
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"  # loss curves, redrawn as training goes
 
 #: the states a run can be in; ``failed`` and ``diverged`` runs without a checkpoint may be reused
 RUN_STATES = ("running", "finished", "interrupted", "diverged", "failed")
