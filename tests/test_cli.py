@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from safetensors.torch import load_file
+
 from statgan.cli import main
 
 from conftest import toy_overrides
@@ -17,8 +19,6 @@ def test_train_then_sample(tmp_path, capsys):
     assert grid.read_bytes()[:4] == b"\x89PNG"
     tensors = tmp_path / "s.safetensors"
     assert main(["sample", str(tmp_path / "toy"), "-n", "5", "--out", str(tensors)]) == 0
-    from safetensors.torch import load_file
-
     s = load_file(str(tensors))
     assert s["samples"].shape == (5, 2) and s["z"].shape == (5, 4)
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from statgan import config
+from statgan import config, models
+from statgan.cli import main
 from statgan.errors import ConfigError
 
 
@@ -117,12 +118,38 @@ def test_objectives_selectable_with_parameters(overrides):
 
 
 @pytest.mark.parametrize("overrides, fragment", [
-    (["objective.name=renyi", "objective.alpha=1"], "alpha"),
-    (["objective.name=fgan", "objective.divergence=nope"], "nope"),
-    (["objective.name=wgan-gp", "objective.gp_weight=-1"], "gp_weight"),
-    (["objective.name=nonexistent"], "unknown objective 'nonexistent'"),
+    (["objective.name=renyi", "objective.alpha=1"], "renyi: alpha=1 is not allowed"),
+    (["objective.name=fgan", "objective.divergence=nope"], "fgan: divergence='nope'"),
+    (["objective.name=wgan-gp", "objective.gp_weight=-1"], "wgan-gp: gp_weight=-1"),
 ])
-def test_invalid_objective_parameters_rejected_before_training(overrides, fragment):
+def test_invalid_objective_values_rejected_when_built(overrides, fragment):
+    cfg = config.load(None, overrides)  # names are fine: values are checked where the objective is built
     with pytest.raises(ConfigError) as err:
-        config.load(None, overrides)
+        models.build_objective(cfg)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_objective_and_misspelt_parameter_rejected_at_load():
+    with pytest.raises(ConfigError, match="unknown objective 'nonexistent'"):
+        config.load(None, ["objective.name=nonexistent"])
+    with pytest.raises(ConfigError, match="objective 'renyi' has no parameter 'alpah'; did you mean 'alpha'"):
+        config.load(None, ["objective.name=renyi", "objective.alpah=0.3"])
+
+
+def test_invalid_values_rejected_before_the_run_directory_exists(tmp_path, capsys):
+    for i, bad in enumerate(["objective.gp_weight=-1", "regularizers.sam.rho=0", "model.generator.width=0"]):
+        name = f"bad{i}"
+        extra = ["objective.name=wgan-gp"] if bad.startswith("objective.") else []
+        assert main(["train", *extra, bad, f"run.out_dir={tmp_path}", f"run.name={name}"]) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("statgan: error: ") and "\n" not in err and bad.split("=")[0].split(".")[-1] in err
+        assert not (tmp_path / name).exists()
+
+
+def test_resume_blockers_follow_the_declarations():
+    saved = config.load()
+    new = config.load(None, ["train.steps=10", "train.progress=false", "regularizers.sharpness.every=5",
+                             "train.lr_g=0.1", "regularizers.sam=true"])
+    blockers = config.resume_blockers(saved, new)
+    # steps/progress are marked resumable and sharpness is a probe (changes_training = False)
+    assert blockers == ["regularizers.sam: None -> {}", f"train.lr_g: {saved.train.lr_g!r} -> 0.1"]

@@ -27,13 +27,17 @@ def tiny_run(tmp_path_factory):
 def test_tiny_writes_report_and_finite_cells(tiny_run):
     rc, out = tiny_run
     assert rc == 0
-    keys = [c.key for c in bridging.cells("tiny")]
-    assert len(keys) == 8
-    for key in keys:
+    cells = bridging.cells("tiny")
+    assert len(cells) == 9 and cells[0].key == bridging.FLOOR_KEY  # the FID floor, then 8 training cells
+    for cell in cells:
+        key = cell.key
         rec = json.loads(grid.result_path(out, key).read_text())
         assert "error" not in rec, rec.get("error")
         res = rec["result"]
-        if key.startswith("mnist/"):
+        if cell.spec["kind"] == "floor":
+            assert 0 < res["fid"] < 20 and res["fid_extractor"].startswith("lenet-")
+            continue
+        if cell.spec["kind"] == "mnist":
             assert math.isfinite(res["fid"]) and res["fid"] > 0
             assert res["sharpness"] is not None and math.isfinite(res["sharpness"])
             assert res["fid_extractor"].startswith("lenet-")
@@ -45,8 +49,12 @@ def test_tiny_writes_report_and_finite_cells(tiny_run):
     assert "statgan reproduce bridging --budget tiny" in text
     assert "## The paper's claims, checked" in text
     assert "MC dropout helps on small data" in text and "Flatter minima" in text
-    assert "cells finished: 8 of 8" in text and "Missing cells" not in text
+    assert "cells finished: 9 of 9" in text and "Missing cells" not in text
     assert "| χ² RMS |" in text
+    # measured, not typed: the floor from its cell, the image counts from the data
+    floor = json.loads(grid.result_path(out, bridging.FLOOR_KEY).read_text())["result"]["fid"]
+    assert f"the floor (data:mnist5k:test (n=1000) vs data:mnist5k:train (n=4000), measured) is {floor:.2f}" in text
+    assert "the 4,000-image training split" in text
 
 
 def test_tiny_resume_skips_finished_cells(tiny_run, capsys):
@@ -58,7 +66,7 @@ def test_tiny_resume_skips_finished_cells(tiny_run, capsys):
     capsys.readouterr()
     assert main(["reproduce", "bridging", "--budget", "tiny", "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "7 already finished (skipped), 1 to run" in err
+    assert "8 already finished (skipped), 1 to run" in err
     for p, t in before.items():
         if p != victim:
             assert p.stat().st_mtime_ns == t, p  # untouched
@@ -75,7 +83,7 @@ def test_report_only_marks_missing_cells(tiny_run, tmp_path):
     finally:
         (tmp_path / "aside.json").rename(grid.result_path(out, "mnist/ragan/mcd/s0"))
     text = report.read_text()
-    assert "cells finished: 7 of 8" in text and "**missing: 1**" in text
+    assert "cells finished: 8 of 9" in text and "**missing: 1**" in text
     assert "- `mnist/ragan/mcd/s0`" in text
 
 
@@ -97,10 +105,12 @@ def test_small_grid_is_complete_and_seed_major():
     assert len(mnist) == 3 * 8 * 3
     assert {c.spec["objective"] for c in mnist} == {"wgan-div", "ragan", "gmmn"}
     # the cells the claims compare come first for every seed, then the toys, then the rest (seed-major)
+    assert cells[0].spec["kind"] == "floor"
+    cells = cells[1:]
     groups = [c.spec.get("cell") in bridging.PRIORITY_CELLS for c in cells]
     n_first = sum(groups)
     assert n_first == 3 * 4 * 3 and all(groups[:n_first]) and not any(groups[n_first:])
-    for part in (cells[:n_first], [c for c in cells[n_first:] if c.key.startswith("mnist/")]):
+    for part in (cells[:n_first], [c for c in cells[n_first:] if c.spec["kind"] == "mnist"]):
         assert [c.spec["seed"] for c in part] == sorted(c.spec["seed"] for c in part)
     by = {c.key: c.spec["config"] for c in mnist}
     base, small, large = (by[f"mnist/ragan/{k}/s0"]["train"] for k in ("baseline", "batch_small", "batch_large"))

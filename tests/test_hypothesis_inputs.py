@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from statgan.cli import main
 from statgan.rundir import checkpoint as ckpt
@@ -118,8 +119,6 @@ SIZES = [(1, 1), (2, 3), (5, 1), (33, 17), (64, 64), (600, 400)]
 
 
 def _write_image(path: Path, mode: str, size, seed: int) -> None:
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     w, h = size
     if mode == "P+transparency":
@@ -182,8 +181,6 @@ def test_odd_image_folders_end_in_a_run_or_one_error_line(tmp_path, capsys, one_
 
 
 def test_decompression_bomb_is_one_line_naming_the_file(tmp_path, capsys, one_thread, monkeypatch):
-    from PIL import Image
-
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(4):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from statgan.errors import ConfigError
-from statgan.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
+from statgan.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator, init_weights
 
 SIZES = (28, 32, 64, 128)
 NORMS = ("batch", "none", "spectral")
@@ -240,8 +240,6 @@ def test_dcgan_init_statistics():
 
 
 def test_init_weights_on_spectral_layers_reinits_the_raw_weight():
-    from statgan.nets import init_weights
-
     D = build_discriminator("dcgan", (1, 32, 32), width=64, norm="spectral")
     for m in sn_layers(D):
         nn.init.normal_(m.parametrizations.weight.original, 0.0, 1.0)  # spoil it
@@ -478,8 +476,6 @@ def test_mlp_dropout_after_every_hidden_layer():
 @pytest.mark.parametrize("arch, shape", [("dcgan", (1, 28, 28)), ("dcgan", (3, 32, 32)), ("mlp", (2,))])
 def test_discriminator_features_feed_the_logit(arch, shape):
     """features(x) is the penultimate representation; the logit is a linear read-out of it."""
-    from statgan.nets import build_discriminator
-
     D = build_discriminator(arch, shape).eval()
     x = torch.randn(5, *shape)
     f = D.features(x)

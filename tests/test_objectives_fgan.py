@@ -19,6 +19,7 @@ from scipy import integrate, optimize, stats
 
 import statgan.objectives as objectives
 from statgan.errors import ConfigError
+from statgan.objectives import fgan
 from statgan.objectives.base import bce_discriminator_loss
 from statgan.objectives.fgan import DIVERGENCES, FDivergence, register_divergence, resolve_divergence
 
@@ -289,8 +290,6 @@ def test_register_a_new_divergence():
         with pytest.raises(ConfigError, match="no activation/conjugate"):
             objectives.get("fgan", divergence="test_f_only")
     finally:
-        from statgan.objectives import fgan
-
         fgan.DIVERGENCES.pop(name, None)
         fgan.DIVERGENCES.pop("test_f_only", None)
         fgan.DIVERGENCE_ALIASES.pop("test_le_cam", None)

@@ -28,7 +28,7 @@ from scipy.special import xlogy
 import statgan.objectives as objectives
 from statgan.errors import ConfigError
 from statgan.objectives.base import bce_discriminator_loss
-from statgan.objectives.ratio import renyi_logit_estimate
+from statgan.objectives.ratio import FRatio, renyi_logit_estimate
 
 MU0, S = 0.5, 1.3
 P = stats.norm(0.0, 1.0)
@@ -249,8 +249,6 @@ def test_f_ratio_custom_callable_and_subclass():
     val, grad = mc_loss_and_grad("f_ratio", divergence=tri)
     assert_within(val, truth)
     assert_within(grad, dtruth)
-
-    from statgan.objectives.ratio import FRatio
 
     class Triangular(FRatio):
         def __init__(self) -> None:

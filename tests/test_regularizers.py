@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from statgan import config, regularizers
-from statgan.errors import ConfigError
+from statgan import config, models, nets, regularizers
+from statgan.errors import ConfigError, StatganError
+from statgan.objectives.mmd import mmd2
 from statgan.regularizers import LossContext, RegularizerSet
 from statgan.regularizers.base import preserved_buffers
 from statgan.regularizers.dropout import dropout_modules, mc_dropout
@@ -124,8 +125,6 @@ def test_sample_grad_is_the_mean_norm_of_the_loss_gradient_wrt_each_sample():
     torch.manual_seed(0)
     fake = torch.randn(6, 3, requires_grad=True)
     real = torch.randn(6, 3)
-    from statgan.objectives.mmd import mmd2
-
     loss = mmd2(real, fake, unbiased=False)
     reg = regularizers.get("sample_grad", weight=2.0)
     value = reg.penalty(_ctx("generator", loss, real, fake, None, None))
@@ -249,8 +248,6 @@ def test_top_hessian_eigenvalue_of_a_quadratic(eigenvalues, top):
 
 # ---- MC dropout ---------------------------------------------------------------------------------
 def test_mc_dropout_sets_the_networks_dropout_and_its_sampling_mode(one_thread):
-    from statgan import nets
-
     regs = regularizers.build({"mc_dropout": {"p": 0.5, "n_mcd": 3, "nets": "g"}})
     assert regs.network_params("generator", {"width": 4}) == {"width": 4, "dropout": 0.5}
     assert regs.network_params("discriminator", {}) == {}
@@ -288,14 +285,19 @@ def layer_channels(G):
 
 
 def test_mc_dropout_without_dropout_layers_is_a_clear_error():
-    from statgan.errors import StatganError
-
     with pytest.raises(StatganError, match="no dropout layers; train with regularizers.mc_dropout.p"):
         with mc_dropout(nn.Linear(2, 2)):
             pass
 
 
 # ---- config -------------------------------------------------------------------------------------
+def _build(overrides):
+    """Load a config and build what a trainer builds from it before training (no data, no run)."""
+    cfg = config.load(None, overrides)
+    models.build_regularizers(cfg, models.build_objective(cfg))
+    models.build_models(cfg, (1, 28, 28))
+
+
 def test_regularizers_from_config_and_overrides():
     cfg = config.load(None, ["regularizers.sam.rho=0.5", "regularizers.r1=true", "regularizers.gp=false",
                              "regularizers.relaxation.sigma=0.1", "regularizers.relaxation.schedule=linear"])
@@ -322,8 +324,9 @@ def test_regularizers_from_config_and_overrides():
     ("regularizers.sam=3", "regularizers.sam: expected a mapping of parameters or true/false"),
 ])
 def test_bad_regularizer_values_give_one_line_errors(override, fragment):
+    # names and parameter names fail at load, values where the run is built (both before training)
     with pytest.raises(ConfigError) as err:
-        config.load(None, [override])
+        _build([override])
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
@@ -331,10 +334,26 @@ def test_discriminator_regularizers_refuse_an_objective_without_discriminator():
     for override in ("regularizers.r1=true", "regularizers.gp=true", "regularizers.sam.nets=d",
                      "regularizers.mc_dropout.nets=d"):
         with pytest.raises(ConfigError, match="objective 'gmmn' trains none"):
-            config.load(None, ["objective.name=gmmn", override])
-    config.load(None, ["objective.name=gmmn", "regularizers.sam=true", "regularizers.mc_dropout=true"])
+            _build(["objective.name=gmmn", override])
+    _build(["objective.name=gmmn", "regularizers.sam=true", "regularizers.mc_dropout=true"])
 
 
 def test_mc_dropout_rate_set_twice_is_refused():
     with pytest.raises(ConfigError, match="model.generator.dropout=0.2 conflicts with regularizers.mc_dropout"):
-        config.load(None, ["model.generator={width: 4, dropout: 0.2}", "regularizers.mc_dropout.p=0.1"])
+        _build(["model.generator={width: 4, dropout: 0.2}", "regularizers.mc_dropout.p=0.1"])
+
+
+def test_regularizers_declare_name_and_whether_they_change_training():
+    for name in regularizers.names():
+        cls = regularizers.REGULARIZERS[name]
+        assert vars(cls)["name"] == name
+        # only probes may be switched on or off when a run is resumed
+        assert cls.changes_training is (name != "sharpness")
+    assert regularizers.REGULARIZERS["mc_dropout"].network_keys == ("dropout",)
+
+
+def test_a_registered_class_must_declare_its_own_name():
+    with pytest.raises(ValueError, match="must declare its registered name"):
+        @regularizers.REGULARIZERS.register()
+        class Unnamed(regularizers.Relaxation):  # inherits "relaxation": its instances would lie
+            pass

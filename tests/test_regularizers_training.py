@@ -5,8 +5,10 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from statgan import config, objectives
+from statgan.cli import main
 from statgan.errors import ConfigError
 from statgan.objectives.base import Objective
 from statgan.train.logging import read_metrics
@@ -165,10 +167,6 @@ def test_loss_evaluations_per_update(tmp_path, one_thread, regs, d_per_step, g_p
 
 
 def test_sample_with_mc_dropout(tmp_path, capsys):
-    from safetensors.torch import load_file
-
-    from statgan.cli import main
-
     items = toy_overrides(tmp_path, **{"train.steps": 4, "regularizers.mc_dropout.p": 0.5})
     assert main(["train", *items]) == 0
     run = str(tmp_path / "toy")

@@ -41,13 +41,6 @@ from .regularizers.dropout import mc_dropout
 from .rundir.run import CURVES_FILE, load_generator, read_metrics
 from .viz import loss_curves_png, save_loss_curves, save_samples
 
-# keys that may change when a run is resumed without --force (they do not change what is learned)
-RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.tensorboard", "train.threads", "run.device",
-                     "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
-                     "regularizers.sharpness",  # a probe: it reads the model, never changes it
-                     # how fast, not what: speed switches and the divergence safety net
-                     "train.tf32", "train.channels_last", "train.compile", "train.nan_retries", "train.nan_lr_factor")
-
 
 def _split_config_and_overrides(items: Sequence[str]) -> tuple:
     path: Optional[str] = None
@@ -83,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = read_run_config(run_dir)
         cfg = config_mod.load(run_dir / "config.yaml", overrides)
         changes = config_mod.diff(saved, cfg)
-        blocking = [c for c in changes if not c.startswith(RESUMABLE_CHANGES)]
+        blocking = config_mod.resume_blockers(saved, cfg)
         if blocking and not args.force:
             raise StatganError(
                 f"resuming {str(run_dir)!r} with a changed config ({'; '.join(blocking)}); add --force to accept"
@@ -241,8 +234,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from . import experiments
-
     # the report quotes the command that made it, rebuilt from the parsed arguments
     command = f"statgan reproduce {args.name} --budget {args.budget}"
     for flag, value in (("--out", args.out), ("--jobs", args.jobs), ("--report", args.report)):
@@ -408,12 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plot)
 
     r = sub.add_parser("reproduce", help="rerun a paper's experiments and write a report (e.g. bridging)")
-    r.add_argument("name", metavar="NAME", help="reproduction name (bridging)")
-    r.add_argument("--budget", default="small", help="tiny | small | full (default small)")
-    r.add_argument("--out", default=None, help="output folder: runs and per-cell JSON (default runs/reproduce/NAME-BUDGET)")
-    r.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one torch thread each (default 1)")
+    r.add_argument("name", metavar="NAME", help=f"reproduction name ({', '.join(experiments.names())})")
+    r.add_argument("--budget", default=experiments.DEFAULT_BUDGET,
+                   help=f"{' | '.join(experiments.budget_names())} (default {experiments.DEFAULT_BUDGET})")
+    r.add_argument("--out", default=None, help="output folder: runs and per-cell JSON (default "
+                   f"{experiments.DEFAULT_OUT.format(name='NAME', budget='BUDGET')})")
+    r.add_argument("--jobs", type=int, default=experiments.DEFAULT_JOBS,
+                   help=f"parallel worker processes, one torch thread each (default {experiments.DEFAULT_JOBS})")
     r.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default: the budget's)")
-    r.add_argument("--report", default=None, help="markdown report path (default OUT/NAME.md)")
+    r.add_argument("--report", default=None,
+                   help=f"markdown report path (default OUT/{experiments.DEFAULT_REPORT.format(name='NAME')})")
     r.add_argument("--report-only", action="store_true", help="run nothing: write the report from the finished cells")
     r.set_defaults(func=cmd_reproduce)
     return p

@@ -14,8 +14,15 @@ A config has six sections::
 keys they take whatever parameters the registered factory accepts, checked against its signature.
 ``regularizers`` maps registered regulariser names to their parameters (``true`` = defaults,
 ``false``/``null`` = off), checked the same way.
-Every problem (unknown key, wrong type, out-of-range value, unknown registry name) raises a
-:class:`~statgan.errors.ConfigError` naming the key and what is allowed — before any training starts.
+Loading a config checks its structure: keys, types and ranges of the typed fields, registry names,
+and the parameter *names* of open sections against the factories' signatures (with "did you
+mean"). The parameter *values* of objectives, regularisers, datasets and networks are checked once,
+where those are built (:mod:`statgan.models`, called by the trainer before the run directory
+exists). Every problem raises a one-line :class:`~statgan.errors.ConfigError` naming the key and
+what is allowed — before any training starts.
+
+Fields marked ``resumable`` may change when a run is resumed (:func:`resume_blockers`): they change
+how fast or how observably a run goes, never what it learns.
 
 Overrides use dotted keys and YAML scalars: ``train.steps=2000 train.betas=[0.5,0.99]
 objective.name=renyi objective.alpha=0.5 regularizers.sam.rho=0.5``.
@@ -25,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +39,16 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import yaml
 
+from . import data, nets, objectives, regularizers
 from .errors import ConfigError
+from .registry import accepted_params, check_params
+from .runtime.validation import did_you_mean
 
 
-def _f(default: Any, help: str = "", **checks: Any) -> Any:
-    """A dataclass field with a help text and value checks (min, max, gt, lt, choices, length)."""
-    meta = {"help": help, **checks}
+def _f(default: Any, help: str = "", *, resumable: bool = False, **checks: Any) -> Any:
+    """A dataclass field with a help text, value checks (min, max, gt, lt, choices, length) and
+    whether it may change on resume (``resumable``)."""
+    meta = {"help": help, "resumable": resumable, **checks}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -49,7 +59,7 @@ class RunSection:
     name: Optional[str] = _f(None, "run directory name under out_dir (default: <data>-<arch>-<objective>-<time>)")
     out_dir: str = _f("runs", "parent folder of run directories")
     seed: int = _f(0, "seed for weights, latents and data order", min=0)
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps", resumable=True)
 
 
 @dataclass
@@ -77,7 +87,7 @@ class ObjectiveSection:
 
 @dataclass
 class TrainSection:
-    steps: int = _f(2500, "generator updates", min=1)
+    steps: int = _f(2500, "generator updates", min=1, resumable=True)
     batch_size: int = _f(64, "images per batch (real and generated)", min=1)
     n_critic: int = _f(1, "discriminator updates per generator update", min=1)
     lr_g: float = _f(2e-4, "generator Adam learning rate", gt=0.0)
@@ -87,27 +97,27 @@ class TrainSection:
     ema: bool = _f(True, "keep an exponential moving average of the generator's weights")
     ema_decay: float = _f(0.999, "EMA decay per step", min=0.0, lt=1.0)
     ema_start: int = _f(0, "step at which the EMA starts (before: EMA = current weights)", min=0)
-    log_every: int = _f(50, "steps between metrics.jsonl records", min=1)
-    sample_every: int = _f(500, "steps between sample grids (0 = only at the end)", min=0)
-    checkpoint_every: int = _f(1000, "steps between checkpoints (0 = only at the end)", min=0)
-    keep_checkpoints: int = _f(3, "checkpoints kept (oldest deleted)", min=1)
+    log_every: int = _f(50, "steps between metrics.jsonl records", min=1, resumable=True)
+    sample_every: int = _f(500, "steps between sample grids (0 = only at the end)", min=0, resumable=True)
+    checkpoint_every: int = _f(1000, "steps between checkpoints (0 = only at the end)", min=0, resumable=True)
+    keep_checkpoints: int = _f(3, "checkpoints kept (oldest deleted)", min=1, resumable=True)
     eval_every: int = _f(0, "steps between FID evaluations logged to metrics.jsonl; the best is kept as checkpoints/best (0 = never)", min=0)
     eval_n: int = _f(2000, "generated samples per FID evaluation", min=2)
     eval_extractor: Optional[str] = _f(None, "feature extractor for FID (default: lenet for 1-channel images, inception for RGB, pixels for vectors)")
     eval_reference: str = _f("train", "dataset split the FID is computed against", choices=("train", "test"))
     grid_size: int = _f(64, "images in each sample grid", min=1, max=1024)
-    progress: bool = _f(True, "show a progress bar with ETA")
+    progress: bool = _f(True, "show a progress bar with ETA", resumable=True)
     # a bool or "auto": YAML 1.1 reads on/off as true/false, so those spellings work as well
-    tensorboard: Union[bool, str] = _f("auto", "TensorBoard events: auto (when installed) | true | false", choices=("auto", True, False))
+    tensorboard: Union[bool, str] = _f("auto", "TensorBoard events: auto (when installed) | true | false", choices=("auto", True, False), resumable=True)
     deterministic: bool = _f(True, "use deterministic kernels (bit-reproducible on CPU)")
-    threads: Optional[int] = _f(None, "torch CPU threads (default: torch's own choice)", min=1)
+    threads: Optional[int] = _f(None, "torch CPU threads (default: torch's own choice)", min=1, resumable=True)
     # faults and speed (statgan.train.faults, statgan.train.precision; docs/scaling.md)
-    nan_retries: int = _f(3, "on a NaN/Inf loss or gradient: roll back to the last good state and retry this many times in a row before stopping (0 = stop at once)", min=0)
-    nan_lr_factor: float = _f(0.5, "learning rates are multiplied by this at each rollback", gt=0.0, lt=1.0)
+    nan_retries: int = _f(3, "on a NaN/Inf loss or gradient: roll back to the last good state and retry this many times in a row before stopping (0 = stop at once)", min=0, resumable=True)
+    nan_lr_factor: float = _f(0.5, "learning rates are multiplied by this at each rollback", gt=0.0, lt=1.0, resumable=True)
     precision: str = _f("fp32", "fp32 | bf16 (autocast; CUDA and CPU) | fp16 (autocast + gradient scaling; CUDA only)", choices=("fp32", "bf16", "fp16"))
-    tf32: Optional[bool] = _f(None, "TF32 matmul/convolutions on Ampere+ GPUs: true | false | null (torch's defaults)")
-    channels_last: bool = _f(False, "NHWC memory layout for image networks and batches (faster convolutions on GPUs)")
-    compile: bool = _f(False, "torch.compile G and D (not with double back-propagation: r1, r2, gp, param_grad, sample_grad, sharpness)")
+    tf32: Optional[bool] = _f(None, "TF32 matmul/convolutions on Ampere+ GPUs: true | false | null (torch's defaults)", resumable=True)
+    channels_last: bool = _f(False, "NHWC memory layout for image networks and batches (faster convolutions on GPUs)", resumable=True)
+    compile: bool = _f(False, "torch.compile G and D (not with double back-propagation: r1, r2, gp, param_grad, sample_grad, sharpness)", resumable=True)
 
 
 @dataclass
@@ -139,11 +149,6 @@ class Config:
 _OPEN_SECTIONS = {"data": "options", "objective": "params"}
 # Dict-valued fields whose keys are free (checked later against a factory's signature).
 _FREE_DICTS = {("model", "generator"), ("model", "discriminator")}
-
-
-def _suggest(key: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _describe(tp: Any) -> str:
@@ -256,7 +261,7 @@ def _build_section(cls: type, raw: Mapping[str, Any], section: str) -> Any:
             extra[k] = v
         else:
             raise ConfigError(
-                f"unknown key '{section}.{k}'{_suggest(k, declared)} (allowed: {', '.join(declared)})"
+                f"unknown key '{section}.{k}'{did_you_mean(k, declared)} (allowed: {', '.join(declared)})"
             )
     if extra_name is not None:
         kwargs[extra_name] = extra
@@ -295,7 +300,7 @@ def from_dict(raw: Optional[Mapping[str, Any]]) -> Config:
         raise ConfigError(f"config: expected a mapping with sections {', '.join(_ALL_SECTIONS)}, got {type(raw).__name__}")
     for k in raw:
         if k not in _ALL_SECTIONS:
-            raise ConfigError(f"unknown section {k!r}{_suggest(str(k), _ALL_SECTIONS)} (allowed: {', '.join(_ALL_SECTIONS)})")
+            raise ConfigError(f"unknown section {k!r}{did_you_mean(str(k), _ALL_SECTIONS)} (allowed: {', '.join(_ALL_SECTIONS)})")
     sections = {name: _build_section(cls, raw.get(name), name) for name, cls in _SECTIONS.items()}
     return Config(**sections, regularizers=_build_regularizers(raw.get("regularizers")))
 
@@ -321,7 +326,7 @@ def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, 
         path, value = parse_override(item)
         if path[0] not in _ALL_SECTIONS:
             raise ConfigError(
-                f"override {item!r}: unknown section {path[0]!r}{_suggest(path[0], _ALL_SECTIONS)} "
+                f"override {item!r}: unknown section {path[0]!r}{did_you_mean(path[0], _ALL_SECTIONS)} "
                 f"(allowed: {', '.join(_ALL_SECTIONS)})"
             )
         node = raw
@@ -377,40 +382,39 @@ def resolve(path_or_preset: Optional[Union[str, Path]]) -> Path:
 
 def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML file or shipped preset (the default run's preset when ``path`` is None), apply
-    dotted overrides, and validate everything."""
+    dotted overrides, and validate the result (:func:`validate`: structure and names; values are
+    checked where the components are built)."""
     raw = load_yaml(resolve(path))
     cfg = from_dict(apply_overrides(raw, overrides))
     validate(cfg)
     return cfg
 
 
-def _validate_regularizers(cfg: Config, objective: Any) -> Any:
-    """Names and parameter names of ``regularizers`` (with "did you mean"), then their values and
-    their compatibility with the objective; returns the built RegularizerSet."""
-    from . import regularizers
-    from .registry import accepted_params
-
+def _validate_regularizers(cfg: Config) -> List[str]:
+    """Names and parameter names of ``regularizers`` (with "did you mean"); returns the network
+    parameters they may set (e.g. MC dropout's ``dropout``)."""
     known = regularizers.names()
+    network_keys: List[str] = []
     for name, params in cfg.regularizers.items():
         if name not in known:
-            raise ConfigError(f"unknown regularizer 'regularizers.{name}'{_suggest(name, known)} (allowed: {', '.join(known)})")
-        allowed = accepted_params(regularizers.REGULARIZERS[name]) or []
+            raise ConfigError(f"unknown regularizer 'regularizers.{name}'{did_you_mean(name, known)} (allowed: {', '.join(known)})")
+        cls = regularizers.REGULARIZERS[name]
+        allowed = accepted_params(cls) or []
         for key in params:
             if key not in allowed:
                 raise ConfigError(
-                    f"unknown key 'regularizers.{name}.{key}'{_suggest(key, allowed)} (allowed: {', '.join(allowed) or '(none)'})"
+                    f"unknown key 'regularizers.{name}.{key}'{did_you_mean(key, allowed)} (allowed: {', '.join(allowed) or '(none)'})"
                 )
-    return regularizers.build(cfg.regularizers, objective)
+        network_keys += cls.network_keys
+    return network_keys
 
 
 def validate(cfg: Config) -> None:
-    """Cross-check names and open-section parameters against the registries (no heavy work)."""
-    from . import data, nets, objectives
-    from .registry import check_params
-
-    # objective: constructing it validates values too (cheap: no tensors)
-    objective = objectives.get(cfg.objective.name, **cfg.objective.params)
-    regs = _validate_regularizers(cfg, objective)
+    """Cross-check names and open-section parameter names against the registries. Builds nothing:
+    parameter values are checked where the components are built (:mod:`statgan.models`)."""
+    objective = objectives.OBJECTIVES.canonical(cfg.objective.name)
+    check_params(objectives.OBJECTIVES[objective], dict(cfg.objective.params), f"objective {objective!r}")
+    network_keys = _validate_regularizers(cfg)
 
     # dataset name and loader options
     loader = data.DATASETS[cfg.data.name]
@@ -418,14 +422,15 @@ def validate(cfg: Config) -> None:
     reserved = {"split", "root"} & set(cfg.data.options)
     if reserved:
         raise ConfigError(f"data.{sorted(reserved)[0]} cannot be set as a loader option here")
-    # networks (with what the regularisers add, e.g. MC dropout's rate)
+    # networks, with the parameters the regularisers may add (values are theirs to set, so only
+    # the names are checked here; a key set twice is refused when the networks are built)
     for fam, reg, params in (
         ("generator", nets.GENERATORS, cfg.model.generator),
         ("discriminator", nets.DISCRIMINATORS, cfg.model.discriminator),
     ):
         factory = reg[cfg.model.arch]
-        merged = regs.network_params(fam, dict(params))
-        check_params(factory, merged, f"model.{fam} ({cfg.model.arch})", n_positional=2 if fam == "generator" else 1)
+        names = dict.fromkeys([*params, *network_keys])
+        check_params(factory, names, f"model.{fam} ({cfg.model.arch})", n_positional=2 if fam == "generator" else 1)
     if cfg.run.device not in ("auto", "cpu", "mps", "cuda") and not (
         cfg.run.device.startswith("cuda:") and cfg.run.device[5:].isdigit()
     ):
@@ -445,3 +450,25 @@ def diff(a: Config, b: Config) -> List[str]:
 
     walk(a.to_dict(), b.to_dict(), "")
     return out
+
+
+#: dotted keys of the fields marked ``resumable`` (see the module docstring)
+RESUMABLE_KEYS = frozenset(
+    f"{section}.{f.name}" for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls) if f.metadata.get("resumable")
+)
+
+
+def _changes_training(key: str) -> bool:
+    """Whether a change of the dotted ``key`` changes what a resumed run learns."""
+    section, _, rest = key.partition(".")
+    if section == "regularizers":
+        # a regulariser declares it (probes such as sharpness only read the model)
+        name = rest.partition(".")[0]
+        return name not in regularizers.REGULARIZERS or regularizers.REGULARIZERS[name].changes_training
+    return key not in RESUMABLE_KEYS
+
+
+def resume_blockers(saved: Config, new: Config) -> List[str]:
+    """The differences (as :func:`diff` writes them) between a run's saved config and the one it is
+    resumed with that change what is learned; resuming with any of them needs ``--force``."""
+    return [c for c in diff(saved, new) if _changes_training(c.partition(":")[0])]

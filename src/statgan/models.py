@@ -1,7 +1,10 @@
 """What a config describes: the generator and discriminator, the objective and the regularisers.
 
 Used by the trainer (to train them) and by :mod:`statgan.rundir.run` (to rebuild a saved run's
-generator before loading its weights), so both build exactly the same networks.
+generator before loading its weights), so both build exactly the same networks. This is where the
+parameter *values* of a config's components are validated (``config.validate`` checks names only):
+the trainer builds everything before it creates the run directory, so a bad value leaves nothing
+on disk.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from .regularizers import RegularizerSet
 
 
 def build_models(cfg: Config, data_shape: Tuple[int, ...]) -> Tuple[nn.Module, nn.Module]:
-    """G and D of a config, with the regularisers' network parameters (e.g. MC dropout's rate)."""
-    g_params = regularizers.network_params(cfg.regularizers, "generator", cfg.model.generator)
-    d_params = regularizers.network_params(cfg.regularizers, "discriminator", cfg.model.discriminator)
+    """G and D of a config, with the regularisers' network parameters (e.g. MC dropout's rate);
+    the networks' and regularisers' parameter values are validated here (one-line ConfigError)."""
+    regs = regularizers.build(cfg.regularizers)
+    g_params = regs.network_params("generator", cfg.model.generator)
+    d_params = regs.network_params("discriminator", cfg.model.discriminator)
     G = nets.build_generator(cfg.model.arch, data_shape, cfg.model.latent_dim, **g_params)
     D = nets.build_discriminator(cfg.model.arch, data_shape, **d_params)
     return G, D
@@ -40,5 +45,6 @@ def build_objective(cfg: Config) -> Objective:
 
 
 def build_regularizers(cfg: Config, objective: Objective) -> RegularizerSet:
-    """The regularisers of a config, each checked against the objective it must work with."""
+    """The regularisers of a config (values validated), each checked against the objective it must
+    work with (e.g. ``r1`` refuses ``gmmn``, which trains no discriminator)."""
     return regularizers.build(cfg.regularizers, objective)

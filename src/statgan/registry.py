@@ -3,6 +3,11 @@
 Why not an if/else chain: new members register themselves where they are defined, the CLI lists the
 names for error messages, and construction validates keyword arguments against the factory's
 signature so that ``objective.alpha=0.5`` on an objective without ``alpha`` is a clear error.
+
+In a registry of *named classes* (objectives, regularisers) a member declares ``name = "wgan"`` in
+its own class body and registers without repeating it, ``@OBJECTIVES.register(aliases=(...))`` (or
+is registered as ``register("name")(cls)``, which declares the name on the class): every instance
+carries its canonical name from construction on, whichever alias built it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import inspect
 from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 from .errors import ConfigError
+from .runtime.validation import did_you_mean
 
 T = TypeVar("T")
 
@@ -18,16 +24,19 @@ T = TypeVar("T")
 class Registry:
     """Maps names (and aliases) to factories (classes or functions)."""
 
-    def __init__(self, family: str) -> None:
+    def __init__(self, family: str, *, named_classes: bool = False) -> None:
         self.family = family
+        #: members are classes that declare their registered name in their own body
+        self.named_classes = named_classes
         self._items: Dict[str, Callable[..., Any]] = {}
         self._aliases: Dict[str, str] = {}
 
-    def register(self, name: str, *, aliases: tuple = ()) -> Callable[[T], T]:
-        """Decorator: ``@REGISTRY.register("ns", aliases=("nonsaturating",))``."""
+    def register(self, name: Optional[str] = None, *, aliases: tuple = ()) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("mnist5k", aliases=(...))``, or in a registry of named
+        classes ``@REGISTRY.register(aliases=(...))`` on a class that declares ``name``."""
 
         def deco(obj: T) -> T:
-            key = name.lower()
+            key = (_class_name(obj, name) if self.named_classes else _required(name)).lower()
             if key in self._items or key in self._aliases:
                 raise ValueError(f"{self.family} {name!r} is registered twice")
             self._items[key] = obj  # type: ignore[assignment]
@@ -72,6 +81,29 @@ class Registry:
             raise ConfigError(f"{self.family} {self.canonical(name)!r}: {exc}") from exc
 
 
+def _required(name: Optional[str]) -> str:
+    if name is None:
+        raise ValueError("register() needs a name in a registry of factories")
+    return name
+
+
+def _class_name(cls: Any, name: Optional[str]) -> str:
+    """The name of a class in a registry of named classes: the one its own body declares (``name``,
+    if also given, must agree), else ``name``, which is then declared on the class — before any
+    instance exists, so every instance carries it from construction (never its parent's)."""
+    if not isinstance(cls, type):
+        raise ValueError(f"{cls!r} is not a class; this registry holds classes that carry their name")
+    own = vars(cls).get("name")
+    if name is None:
+        if not isinstance(own, str):
+            raise ValueError(f"{cls.__name__} must declare its registered name in its class body (name = ...)")
+        return own
+    if own is not None and own != name:
+        raise ValueError(f"{cls.__name__} declares name {own!r} but is registered as {name!r}")
+    cls.name = name
+    return name
+
+
 def accepted_params(factory: Callable[..., Any], n_positional: int = 0) -> Optional[List[str]]:
     """Keyword parameters ``factory`` accepts, or None if it takes ``**kwargs``."""
     sig = inspect.signature(factory)
@@ -96,5 +128,6 @@ def check_params(factory: Callable[..., Any], params: Dict[str, Any], what: str,
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"{what} has no parameter {unknown[0]!r}; allowed: {', '.join(allowed) or '(none)'}"
+            f"{what} has no parameter {unknown[0]!r}{did_you_mean(unknown[0], allowed)} "
+            f"(allowed: {', '.join(allowed) or '(none)'})"
         )

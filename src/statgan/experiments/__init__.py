@@ -11,51 +11,68 @@ budget and a report writer; :func:`run` runs the grid with :func:`statgan.experi
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
 
 from ..errors import StatganError
 from ..registry import Registry
+from . import bridging
+from .grid import load_result, run_grid
 
 REPRODUCTIONS = Registry("reproduction")
+REPRODUCTIONS.register("bridging")(bridging)
+
+# The defaults of ``statgan reproduce`` live here, once: :func:`run` uses them and the CLI's help
+# texts read them.
+#: budget when none is given
+DEFAULT_BUDGET = "small"
+#: worker processes when none is given (1 = cells run in this process)
+DEFAULT_JOBS = 1
+#: output folder when none is given, relative to the working directory
+DEFAULT_OUT = "runs/reproduce/{name}-{budget}"
+#: report file when none is given, inside the output folder
+DEFAULT_REPORT = "{name}.md"
 
 
-@REPRODUCTIONS.register("bridging")
-def _bridging() -> Any:
-    from . import bridging
-
-    return bridging
-
-
-def names() -> list:
+def names() -> List[str]:
     return REPRODUCTIONS.names()
 
 
+def budget_names() -> List[str]:
+    """The budgets of all reproductions, in their definition order (tiny, small, full)."""
+    out: List[str] = []
+    for name in names():
+        out += [b for b in _module(name).BUDGETS if b not in out]
+    return out
+
+
+def _module(name: str) -> ModuleType:
+    if name not in REPRODUCTIONS:
+        raise StatganError(f"unknown reproduction {name!r}; choose one of: {', '.join(names())}")
+    return REPRODUCTIONS[name]
+
+
 def _machine() -> str:
-    import os
-
-    import torch
-
     cores = os.cpu_count() or 0
     return f"{platform.machine()} CPU, {cores} cores, torch {torch.__version__}, Python {platform.python_version()}"
 
 
-def run(name: str, budget: str = "small", out: Optional[Path] = None, jobs: int = 1,
+def run(name: str, budget: str = DEFAULT_BUDGET, out: Optional[Path] = None, jobs: int = DEFAULT_JOBS,
         seeds: Optional[Sequence[int]] = None, report: Optional[Path] = None, command: Optional[str] = None,
         report_only: bool = False,
         log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> Dict[str, Any]:
-    """Run reproduction ``name`` at ``budget`` under ``out`` and write its report (``report``,
-    default ``OUT/NAME.md``), rewritten after every finished cell; ``report_only`` runs nothing and
-    writes the report from the cells already finished. Returns {"report": path, "finished": n,
-    "total": n, "cells": {...}}."""
-    from .grid import load_result, run_grid
-
-    if name not in REPRODUCTIONS:
-        raise StatganError(f"unknown reproduction {name!r}; choose one of: {', '.join(names())}")
-    mod = REPRODUCTIONS.build(name)
+    """Run reproduction ``name`` at ``budget`` under ``out`` (default :data:`DEFAULT_OUT`) and write
+    its report (``report``, default :data:`DEFAULT_REPORT` in ``out``), rewritten after every finished
+    cell; ``report_only`` runs nothing and writes the report from the cells already finished. Returns
+    {"report": path, "finished": n, "total": n, "cells": {...}}."""
+    mod = _module(name)
     if budget not in mod.BUDGETS:
         raise StatganError(f"unknown budget {budget!r} for {name}; choose one of: {', '.join(mod.BUDGETS)}")
     if jobs < 1:
@@ -64,8 +81,8 @@ def run(name: str, budget: str = "small", out: Optional[Path] = None, jobs: int 
         seeds = list(seeds)
         if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
             raise StatganError(f"--seeds must be distinct integers >= 0, got {seeds}")
-    out = Path(out) if out is not None else Path("runs") / "reproduce" / f"{name}-{budget}"
-    report = Path(report) if report is not None else out / f"{name}.md"
+    out = Path(out) if out is not None else Path(DEFAULT_OUT.format(name=name, budget=budget))
+    report = Path(report) if report is not None else out / DEFAULT_REPORT.format(name=name)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -85,10 +102,11 @@ def run(name: str, budget: str = "small", out: Optional[Path] = None, jobs: int 
     else:
         saved.write_text(command + "\n")
         results = run_grid(cells, out, mod.run_cell, jobs=jobs, log=log, on_result=write,
-                           threads=getattr(mod.BUDGETS[budget], "threads", None))
+                           threads=mod.BUDGETS[budget].threads)
     write(results)
     log(f"wrote {report} ({len(results)} of {len(cells)} cells finished)")
     return {"report": report, "finished": len(results), "total": len(cells), "cells": results}
 
 
-__all__ = ["REPRODUCTIONS", "names", "run"]
+__all__ = ["REPRODUCTIONS", "DEFAULT_BUDGET", "DEFAULT_JOBS", "DEFAULT_OUT", "DEFAULT_REPORT", "names", "budget_names",
+           "run"]

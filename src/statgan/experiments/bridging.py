@@ -32,12 +32,22 @@ correlation with its p-value), never typed by hand; see :func:`verdict`.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
+import numpy as np
+import torch
+
+from .. import config as config_mod
+from .. import data as datasets
+from ..metrics.evaluate import evaluate_paths, evaluate_run
+from ..train.logging import read_metrics
+from ..train.trainer import Trainer
 from .grid import Cell
 from .stats import chi2_decile_rms, mean_std, spearman, welch
 
@@ -53,9 +63,17 @@ CELL_LABELS = {
     "batch_small": "small batch",
     "batch_large": "large batch",
 }
+#: the image data set of the regulariser grid, and the split its FID is computed against
+IMAGE_DATA, FID_SPLIT = "mnist5k", "test"
+#: the FID floor: the same split against the training images (what a perfect generator would score)
+FLOOR_KEY = f"{IMAGE_DATA}/floor"
+#: training-set sizes the report compares mnist5k's with (public facts, not measurements)
+MNIST_TRAIN, CIFAR10_TRAIN = 60_000, 50_000
 TOY_DENSITIES = ("gaussian", "8gaussians", "checkerboard")
 TOY_BANDWIDTHS = (100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1)
 LOGP_FLOOR = -20.0
+#: training points the toy KDE bandwidth is chosen on
+KDE_VALID_N = 2000
 P_THRESHOLD = 0.05
 
 
@@ -104,8 +122,8 @@ BUDGETS: Dict[str, Budget] = {
                   "well inside 3 hours"),
     ),
     "full": Budget(
-        description=("the paper's setting scaled to mnist5k: DCGAN width 64, batch 128, 250 epochs of the 4,000 "
-                     "images (7,800 generator steps), FID from 10,000 samples"),
+        description=("the paper's setting scaled to mnist5k: DCGAN width 64, batch 128, about 250 epochs of the "
+                     "training split (7,800 generator steps), FID from 10,000 samples"),
         objectives=OBJECTIVES, cells=CELLS, seeds=(0, 1, 2),
         steps={"wgan-div": 7_800, "ragan": 7_800, "gmmn": 7_800}, width=64, batch=128, small_batch=32,
         large_batch=256, fid_n=10_000, sharpness_iters=20, toy_densities=TOY_DENSITIES, toy_dims=(1, 2, 4, 8),
@@ -137,7 +155,7 @@ def _mnist_config(b: Budget, objective: str, cell: str, seed: int) -> Dict[str, 
     width = {"width": b.width, "norm": "batch"}
     return {
         "run": {"seed": seed, "device": "cpu"},
-        "data": {"name": "mnist5k"},
+        "data": {"name": IMAGE_DATA},
         "model": {"arch": "dcgan", "latent_dim": 100, "generator": dict(width), "discriminator": dict(width)},
         "objective": {"name": objective},
         "train": {
@@ -180,10 +198,10 @@ PRIORITY_CELLS = ("baseline", "mcd", "sam_gradreg", "sam")
 
 
 def cells(budget: str, seeds: Optional[Sequence[int]] = None) -> List[Cell]:
-    """All cells of a budget, in the order they run: the image-grid cells the claims need
-    (:data:`PRIORITY_CELLS`) for every seed, then the toy sweep for every seed, then the remaining
-    image cells for every seed — each group seed-major, so a run stopped early still has balanced
-    seeds where they matter most."""
+    """All cells of a budget, in the order they run: the FID floor (seconds, and every table needs
+    it), the image-grid cells the claims need (:data:`PRIORITY_CELLS`) for every seed, then the toy
+    sweep for every seed, then the remaining image cells for every seed — each group seed-major, so
+    a run stopped early still has balanced seeds where they matter most."""
     b = BUDGETS[budget]
     seeds = list(b.seeds if seeds is None else seeds)
 
@@ -192,7 +210,7 @@ def cells(budget: str, seeds: Optional[Sequence[int]] = None) -> List[Cell]:
                 "config": _mnist_config(b, obj, cell, s)}
         return Cell(f"mnist/{obj}/{cell}/s{s}", spec)
 
-    out: List[Cell] = []
+    out = [Cell(FLOOR_KEY, {"kind": "floor", "data": IMAGE_DATA, "split": FID_SPLIT, "extractor": "lenet"})]
     first = [c for c in b.cells if c in PRIORITY_CELLS]
     rest = [c for c in b.cells if c not in PRIORITY_CELLS]
     out += [image(s, obj, cell) for s in seeds for obj in b.objectives for cell in first]
@@ -207,10 +225,7 @@ def cells(budget: str, seeds: Optional[Sequence[int]] = None) -> List[Cell]:
 
 
 # ---- running one cell ----------------------------------------------------------------------------
-def _train(spec: Dict[str, Any], wd: Path) -> Tuple[Any, float]:
-    from .. import config as config_mod
-    from ..train.trainer import Trainer
-
+def _train(spec: Dict[str, Any], wd: Path) -> Tuple[Trainer, float]:
     cfg = config_mod.from_dict(spec["config"])
     config_mod.validate(cfg)
     trainer = Trainer(cfg, wd / "run")
@@ -219,8 +234,6 @@ def _train(spec: Dict[str, Any], wd: Path) -> Tuple[Any, float]:
 
 
 def _final_sharpness(run_dir: Path) -> Optional[float]:
-    from ..train.logging import read_metrics
-
     values = [float(rec["sharpness"]) for rec in read_metrics(run_dir) if "sharpness" in rec]
     return values[-1] if values else None
 
@@ -231,15 +244,24 @@ def run_cell(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
         return _run_mnist(spec, wd)
     if spec["kind"] == "toy":
         return _run_toy(spec, wd)
+    if spec["kind"] == "floor":
+        return _run_floor(spec)
     raise ValueError(f"unknown cell kind {spec['kind']!r}")
 
 
-def _run_mnist(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
-    from ..metrics.evaluate import evaluate_run
+def _run_floor(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """FID of the data set's FID split against its own training images: the floor of the FID table."""
+    ev = evaluate_paths(f"data:{spec['data']}:{spec['split']}", f"data:{spec['data']}:train", metrics=["fid"],
+                        extractor=spec["extractor"])
+    return {"fid": ev["metrics"]["fid"], "fid_extractor": ev["extractor"]["id"],
+            "fid_reference": f"{ev['reference']['source']} (n={ev['reference']['n']})",
+            "fid_generated": f"{ev['generated']['source']} (n={ev['generated']['n']})"}
 
+
+def _run_mnist(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
     trainer, train_s = _train(spec, wd)
     t0 = time.perf_counter()
-    ev = evaluate_run(wd / "run", metrics=["fid"], n=spec["fid_n"], extractor="lenet", reference="test", seed=0,
+    ev = evaluate_run(wd / "run", metrics=["fid"], n=spec["fid_n"], extractor="lenet", reference=FID_SPLIT, seed=0,
                       write=True)
     return {
         "fid": ev["metrics"]["fid"],
@@ -258,8 +280,6 @@ def kde_log_likelihood(samples: Any, points: Any, bandwidths: Sequence[float], c
     r"""Mean log-density of ``points`` under the Gaussian KDE of 2-D ``samples``, for each bandwidth h:
     :math:`\log \hat p(x) = \operatorname{logsumexp}_i[-\|x - s_i\|^2/2h^2] - \log n - \log(2\pi h^2)`.
     (The squared distances are computed once per chunk and shared by all bandwidths.)"""
-    import torch
-
     s = torch.as_tensor(samples, dtype=torch.float64)
     x = torch.as_tensor(points, dtype=torch.float64)
     totals = [0.0] * len(bandwidths)
@@ -272,11 +292,6 @@ def kde_log_likelihood(samples: Any, points: Any, bandwidths: Sequence[float], c
 
 
 def _run_toy(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
-    import numpy as np
-    import torch
-
-    from .. import data as datasets
-
     trainer, train_s = _train(spec, wd)
     t0 = time.perf_counter()
     G = trainer.sampler.eval()
@@ -288,7 +303,7 @@ def _run_toy(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
     logp = density.log_prob(x)
     logp_floored = torch.clamp(torch.nan_to_num(logp, nan=LOGP_FLOOR, neginf=LOGP_FLOOR), min=LOGP_FLOOR)
     test = datasets.load(spec["density"], "test").double()
-    valid = datasets.load(spec["density"], "train", n=2000).double()
+    valid = datasets.load(spec["density"], "train", n=KDE_VALID_N).double()
     # bandwidth by held-out likelihood on training points (not the test points that are scored)
     grid = [float(b) for b in np.logspace(-2.5, 0.5, 13)]
     scores = kde_log_likelihood(x, valid, grid)
@@ -350,25 +365,108 @@ def verdict(outcomes: Dict[str, str], positive: str = "better", negative: str = 
     return f"**inconclusive at this budget**: no objective shows a significant difference (p < {P_THRESHOLD})"
 
 
-def _values(results: Dict[str, Dict[str, Any]], prefix: str, metric: str) -> List[float]:
-    out = []
-    for key, rec in sorted(results.items()):
-        if key.startswith(prefix) and "result" in rec:
-            v = rec["result"].get(metric)
-            if v is not None and math.isfinite(v):
-                out.append(float(v))
-    return out
+# ---- typed results -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageRun:
+    """One cell of the regulariser grid as the report reads it (metrics ``nan``/None when failed)."""
+
+    objective: str
+    cell: str
+    seed: int
+    fid: float = math.nan
+    sharpness: Optional[float] = None
+    cpu_s: float = math.nan
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ToyRun:
+    """One cell of the latent-dimension sweep as the report reads it."""
+
+    density: str
+    latent_dim: int
+    seed: int
+    chi2_rms: Optional[float] = None
+    logp_mean: float = math.nan
+    logp_data: float = math.nan
+    in_support: float = math.nan
+    kde_test_ll: float = math.nan
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The measured FID floor: the FID split against the training images, same extractor."""
+
+    fid: float
+    extractor: str
+    reference: str
+    generated: str
+
+
+@dataclass(frozen=True)
+class Results:
+    """The finished cells of a grid, typed; looked up by their fields, never by key strings."""
+
+    images: Tuple[ImageRun, ...]
+    toys: Tuple[ToyRun, ...]
+    floor: Optional[Floor]
+    #: cell key -> error, for every failed or diverged cell
+    failed: Dict[str, str]
+
+    @classmethod
+    def from_records(cls, records: Iterable[Dict[str, Any]]) -> "Results":
+        images: List[ImageRun] = []
+        toys: List[ToyRun] = []
+        floor: Optional[Floor] = None
+        failed: Dict[str, str] = {}
+        for rec in sorted(records, key=lambda r: r["key"]):
+            spec, res, error = rec["spec"], rec.get("result", {}), rec.get("error")
+            if error is not None:
+                failed[rec["key"]] = error
+            if spec["kind"] == "mnist":
+                images.append(ImageRun(spec["objective"], spec["cell"], spec["seed"], fid=res.get("fid", math.nan),
+                                       sharpness=res.get("sharpness"), cpu_s=rec.get("cpu_s", rec["wall_s"]),
+                                       error=error))
+            elif spec["kind"] == "toy":
+                toys.append(ToyRun(spec["density"], spec["latent_dim"], spec["seed"], error=error,
+                                   **{k: res[k] for k in _TOY_METRICS if k in res}))
+            elif spec["kind"] == "floor" and error is None:
+                floor = Floor(res["fid"], res["fid_extractor"], res["fid_reference"], res["fid_generated"])
+        return cls(tuple(images), tuple(toys), floor, failed)
+
+
+_TOY_METRICS = ("chi2_rms", "logp_mean", "logp_data", "in_support", "kde_test_ll")
+Run = TypeVar("Run", ImageRun, ToyRun)
+
+
+def _select(runs: Iterable[Run], **fields: Any) -> List[Run]:
+    """The finished runs whose fields equal ``fields`` (e.g. ``objective="ragan", cell="mcd"``)."""
+    return [r for r in runs if r.error is None and all(getattr(r, k) == v for k, v in fields.items())]
+
+
+def _values(runs: Iterable[Run], metric: str) -> List[float]:
+    """The finite values of ``metric`` over ``runs``."""
+    values = (getattr(r, metric) for r in runs)
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+@functools.lru_cache(maxsize=None)
+def _split_size(name: str, split: str) -> int:
+    """Examples in a data split, read from the data (the report is rewritten after every cell)."""
+    return len(datasets.load(name, split))
 
 
 def _design(b: Budget) -> List[str]:
-    """What was run and how it differs from the paper (from the budget's numbers)."""
+    """What was run and how it differs from the paper (from the budget's numbers and the data)."""
     st = b.steps
-    epochs = {o: st[o] * b.batch * (5 if o == "wgan-div" else 1) / 4000 for o in b.objectives}
+    n_train, n_test = _split_size(IMAGE_DATA, "train"), _split_size(IMAGE_DATA, FID_SPLIT)
+    epochs = {o: st[o] * b.batch * (5 if o == "wgan-div" else 1) / n_train for o in b.objectives}
     return [
         "## Setup and deviations from the paper", "",
-        f"- Data: mnist5k, the 4,000-image training split (28 px, [-1, 1]); FID against its 1,000-image test split. "
-        "The paper uses MNIST/CIFAR-10 at 64 px and larger sets; 4,000 images is the small-data regime of claim 1 "
-        "(no further subset is taken).",
+        f"- Data: {IMAGE_DATA}, the {n_train:,}-image training split (28 px, [-1, 1]); FID against its {n_test:,}-image "
+        f"{FID_SPLIT} split. The paper uses MNIST/CIFAR-10 at 64 px and larger sets; {n_train:,} images is the "
+        "small-data regime of claim 1 (no further subset is taken).",
         f"- Networks: DCGAN at 28 px, width {b.width} (the paper: 64 at 64 px), batch norm in G and D, latent 100. "
         "Adam lr 1e-3, betas (0.5, 0.999), linear warm-up over the first 4% of the steps (the paper: 10 of 250 "
         "epochs); EMA generator with decay 1 − 5/steps started at a quarter of the run (the paper: 0.999 from "
@@ -389,14 +487,12 @@ def _design(b: Budget) -> List[str]:
         f"{b.sharpness_iters} power iterations (the paper uses the same quantity via `hessian_eigenthings`).",
         "- Not reproduced at this budget: Inception FID / IS / KID on CIFAR-10 and CelebA, 250 epochs, 10,000 "
         f"samples × 3 repetitions. The `full` budget ({BUDGETS['full'].description}) is the paper-like setting on "
-        f"mnist5k: {BUDGETS['full'].estimate}.", "",
+        f"{IMAGE_DATA}: {BUDGETS['full'].estimate}.", "",
     ]
 
 
 def _span_minutes(records: Any) -> float:
     """Minutes from the first cell's start to the last cell's end (from the records' timestamps)."""
-    import datetime as dt
-
     starts, ends = [], []
     for r in records:
         try:
@@ -412,9 +508,11 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
                  command: str, wall_s: float, machine: str) -> str:
     """The markdown report from whatever cells finished (missing ones are listed)."""
     b = BUDGETS[budget]
-    seeds = sorted({c.spec["seed"] for c in all_cells})
+    seeds = sorted({c.spec["seed"] for c in all_cells if "seed" in c.spec})
     missing = [c.key for c in all_cells if c.key not in results]
-    failed = {k: r["error"] for k, r in results.items() if "error" in r}
+    typed = Results.from_records(results.values())
+    failed = typed.failed
+    n_train = _split_size(IMAGE_DATA, "train")
     cell_time = sum(r.get("wall_s", 0.0) for r in results.values())
     cell_cpu = sum(r.get("cpu_s", 0.0) for r in results.values())
     span = _span_minutes(results.values())
@@ -435,28 +533,32 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
           + (f" for the finished cells; the budget's estimate: {b.estimate}" if missing else f"; the budget's estimate: {b.estimate}"),
           ""]
     L += _design(b)
-    fid_id = next((r["result"].get("fid_extractor") for r in results.values() if "result" in r and "fid_extractor" in r["result"]), "lenet")
+    fid_id = typed.floor.extractor if typed.floor is not None else "lenet"
+    floor = (f"the floor ({typed.floor.reference} vs {typed.floor.generated}, measured) is {typed.floor.fid:.2f}"
+             if typed.floor is not None else f"the floor cell `{FLOOR_KEY}` has not finished")
     # ---- item 6 table
-    L += ["## Regularisers on mnist5k", ""]
+    L += [f"## Regularisers on {IMAGE_DATA}", ""]
     L += [f"FID ({fid_id}): Fréchet distance in the feature space of statgan's MNIST LeNet (not comparable with "
-          f"Inception FID) between {b.fid_n:,} samples of the EMA generator and the 1,000-image mnist5k test split; "
-          "the floor (mnist5k test vs train images) is 4.23. Sharpness: top Hessian eigenvalue of L_G w.r.t. the "
-          "generator's parameters after the last step (scale depends on the objective: compare within an objective). "
-          "Mean ± sample std over seeds; Δ = mean(cell) − mean(baseline) with Welch's t-test; n = finished seeds.", ""]
+          f"Inception FID) between {b.fid_n:,} samples of the EMA generator and the "
+          f"{_split_size(IMAGE_DATA, FID_SPLIT):,}-image {IMAGE_DATA} {FID_SPLIT} split; {floor}. Sharpness: top "
+          "Hessian eigenvalue of L_G w.r.t. the generator's parameters after the last step (scale depends on the "
+          "objective: compare within an objective). Mean ± sample std over seeds; Δ = mean(cell) − mean(baseline) "
+          "with Welch's t-test; n = finished seeds.", ""]
     outcomes: Dict[str, Dict[str, str]] = {"mcd": {}, "sam_gradreg": {}, "sam": {}}
     deltas: Dict[Tuple[str, str], Tuple[float, float, float]] = {}
     for obj in b.objectives:
         L += [f"### {obj}", "", "| cell | steps × batch | FID | Δ FID (t, p) | sharpness | CPU time / run | n |",
               "|---|---|---|---|---|---|---|"]
-        base = _values(results, f"mnist/{obj}/baseline/", "fid")
+        base = _values(_select(typed.images, objective=obj, cell="baseline"), "fid")
         for cell in b.cells:
-            prefix = f"mnist/{obj}/{cell}/"
-            fids = _values(results, prefix, "fid")
-            sh = _values(results, prefix, "sharpness")
-            times = [r.get("cpu_s", r["wall_s"]) for k, r in results.items() if k.startswith(prefix) and "result" in r]
-            spec = next(c.spec for c in all_cells if c.key.startswith(prefix))
+            runs = _select(typed.images, objective=obj, cell=cell)
+            fids = _values(runs, "fid")
+            sh = _values(runs, "sharpness")
+            times = _values(runs, "cpu_s")
+            spec = next(c.spec for c in all_cells
+                        if c.spec["kind"] == "mnist" and c.spec["objective"] == obj and c.spec["cell"] == cell)
             tr = spec["config"]["train"]
-            errs = [k for k in failed if k.startswith(prefix)]
+            errs = [r for r in typed.images if r.error is not None and r.objective == obj and r.cell == cell]
             if cell == "baseline":
                 dtxt = "—"
             else:
@@ -489,8 +591,9 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
     def tested(cell: str) -> Dict[str, str]:
         return {o: v for o, v in outcomes[cell].items() if math.isfinite(deltas.get((o, cell), (math.nan,))[0])}
 
-    L += ["1. **MC dropout helps on small data** (`mcd` vs `baseline`; the 4,000 training images of mnist5k are "
-          "the small-data regime here — 1/15 of MNIST, 1/12 of CIFAR-10's training set): "
+    L += [f"1. **MC dropout helps on small data** (`mcd` vs `baseline`; the {n_train:,} training images of "
+          f"{IMAGE_DATA} are the small-data regime here — 1/{MNIST_TRAIN / n_train:.0f} of MNIST, "
+          f"1/{CIFAR10_TRAIN / n_train:.0f} of CIFAR-10's training set): "
           + verdict(tested("mcd")) + ". " + outcome_line("mcd") + ".", ""]
     L += ["2. **Regularisation with SAM helps** (`sam_gradreg` vs `baseline`): " + verdict(tested("sam_gradreg"))
           + ". " + outcome_line("sam_gradreg") + ". SAM alone: " + verdict(tested("sam")) + ". "
@@ -498,9 +601,8 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
     sp_out: Dict[str, str] = {}
     sp_txt = []
     for obj in b.objectives:
-        pairs = [(r["result"]["sharpness"], r["result"]["fid"]) for k, r in sorted(results.items())
-                 if k.startswith(f"mnist/{obj}/") and "result" in r and r["result"].get("sharpness") is not None
-                 and math.isfinite(r["result"]["sharpness"]) and math.isfinite(r["result"]["fid"])]
+        pairs = [(r.sharpness, r.fid) for r in _select(typed.images, objective=obj)
+                 if r.sharpness is not None and math.isfinite(r.sharpness) and math.isfinite(r.fid)]
         if len(pairs) < 3:
             sp_txt.append(f"{obj}: too few runs ({len(pairs)})")
             continue
@@ -517,10 +619,10 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
         bs_out: Dict[str, str] = {}
         bs_txt = []
         for obj in b.objectives:
-            sh_s = _values(results, f"mnist/{obj}/batch_small/", "sharpness")
-            sh_l = _values(results, f"mnist/{obj}/batch_large/", "sharpness")
-            fd_s = _values(results, f"mnist/{obj}/batch_small/", "fid")
-            fd_l = _values(results, f"mnist/{obj}/batch_large/", "fid")
+            small = _select(typed.images, objective=obj, cell="batch_small")
+            large = _select(typed.images, objective=obj, cell="batch_large")
+            sh_s, sh_l = _values(small, "sharpness"), _values(large, "sharpness")
+            fd_s, fd_l = _values(small, "fid"), _values(large, "fid")
             if not (sh_s and sh_l):
                 bs_txt.append(f"{obj}: no data")
                 continue
@@ -538,10 +640,12 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
     L += [f"MLP generator (3 × 128), `gmmn` (fixed RBF-mixture kernel MMD, precisions {list(TOY_BANDWIDTHS)}), "
           f"{b.toy_steps:,} steps, EMA generator, "
           f"{b.toy_eval_n:,} samples. "
+          # each decile bin's relative count error has variance (1 − 0.1)/(0.1 n) = 9/n for exact samples
           "χ² RMS: RMS over the 10 χ²₂ decile bins of (count/expected − 1) for squared norms (lower is better; exact "
-          "samples give ≈ 0.03). log p: mean exact log p_data of the samples, floored at "
+          f"samples give ≈ {math.sqrt(9 / b.toy_eval_n):.2g}). log p: mean exact log p_data of the samples, floored at "
           f"{LOGP_FLOOR:g} (higher is better; the data's own mean is given in brackets). KDE test LL: mean "
-          "log-likelihood of the 2,000 test points under a Gaussian KDE of the samples (coverage; higher is better). "
+          "log-likelihood of the test points under a Gaussian KDE of the samples, its bandwidth chosen on "
+          f"{KDE_VALID_N:,} training points (coverage; higher is better). "
           "A latent dimension below 2 cannot carry a density on R² at all: its samples lie on a curve.", ""]
     dims = b.toy_dims
     fails: List[str] = []
@@ -551,13 +655,13 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
         metrics += [("logp_mean", "log p", True), ("kde_test_ll", "KDE test LL", True)]
         if density == "checkerboard":  # log p = −∞ off the black squares: how many samples land on them
             metrics.append(("in_support", "fraction in support", True))
-        ref = _values(results, f"toy/{density}/", "logp_data")
+        ref = _values(_select(typed.toys, density=density), "logp_data")
         ref_txt = f" [{ref[0]:.2f}]" if ref else ""
         L += [f"### {density}" + (" (200 training points, the paper's toy)" if density == "gaussian" else ""), "",
               "| score | " + " | ".join(f"z = {d}" for d in dims) + " |", "|---|" + "---|" * len(dims)]
         for key, label, higher in metrics:
             row = []
-            per_dim = {d: _values(results, f"toy/{density}/z{d}/", key) for d in dims}
+            per_dim = {d: _values(_select(typed.toys, density=density, latent_dim=d), key) for d in dims}
             for d in dims:
                 m, s = mean_std(per_dim[d])
                 row.append(_fmt(m, s, 2))

@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from ..train.trainer import TrainingDiverged
 
 Runner = Callable[[Dict[str, Any], Path], Dict[str, Any]]
 
@@ -77,10 +83,6 @@ def _write_json(path: Path, obj: Dict[str, Any]) -> None:
 def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Dict[str, Any]:
     """Run one cell (in this process or a worker); returns the record, with ``cache`` telling
     whether it may be stored."""
-    import torch
-
-    from ..train.trainer import TrainingDiverged
-
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -113,9 +115,7 @@ def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Di
 
 
 def _init_worker(threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # for libraries that read it later (torch is told directly)
     torch.set_num_threads(threads)
 
 
@@ -167,8 +167,6 @@ def run_grid(
         for c in todo:
             finish(_execute(runner, c, str(out), threads))
         return done
-    import multiprocessing
-
     ctx = multiprocessing.get_context("spawn")  # no forked torch state (threads, RNG) in workers
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(1,))
     previous = _sigterm_as_interrupt()
@@ -195,8 +193,6 @@ def run_grid(
 def _sigterm_as_interrupt() -> Any:
     """In the main thread: make SIGTERM raise KeyboardInterrupt (so the grid stops its workers);
     returns the previous handler, or None when it could not be installed."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
 

@@ -11,6 +11,7 @@ import math
 from typing import Sequence, Tuple
 
 import numpy as np
+from scipy import stats
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -30,8 +31,6 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
     Returns (difference, t, two-sided p); t and p are ``nan`` when either side has fewer than two
     values or both have zero spread.
     """
-    from scipy import stats
-
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
     if x.size == 0 or y.size == 0:
@@ -50,8 +49,6 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
 
 def ranks(x: Sequence[float]) -> np.ndarray:
     """1-based ranks, ties getting the average of the ranks they span."""
-    from scipy import stats
-
     return stats.rankdata(np.asarray(x, dtype=np.float64), method="average").astype(np.float64)
 
 
@@ -59,8 +56,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
     r"""Spearman's rank correlation ρ (Pearson correlation of average ranks) and its two-sided p-value
     from the t approximation :math:`t = \rho\sqrt{(n-2)/(1-\rho^2)}` with n − 2 degrees of freedom
     (``scipy.stats.spearmanr``). ``nan`` for n < 3 or a constant input."""
-    from scipy import stats
-
     if len(x) != len(y):
         raise ValueError(f"spearman: x and y differ in length ({len(x)} vs {len(y)})")
     if len(x) < 3 or np.ptp(np.asarray(x, dtype=np.float64)) == 0 or np.ptp(np.asarray(y, dtype=np.float64)) == 0:

@@ -10,7 +10,7 @@ parameter and the offending value, because these values come straight from user 
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Any, Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -37,22 +37,8 @@ INIT_STD = 0.02
 
 
 # --------------------------------------------------------------------------------------------------
-# parameter checks
+# parameter checks specific to networks (the general ones are statgan.runtime.validation's)
 # --------------------------------------------------------------------------------------------------
-
-
-
-def check_data_shape(what: str, data_shape: Any) -> Tuple[int, ...]:
-    """``data_shape`` as a non-empty tuple of positive ints (configs may hand over a list)."""
-    try:
-        shape = tuple(data_shape)
-    except TypeError:
-        raise ConfigError(f"{what}: data_shape={data_shape!r} must be a sequence of positive integers") from None
-    if not shape or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in shape):
-        raise ConfigError(f"{what}: data_shape={data_shape!r} must be a sequence of positive integers")
-    return tuple(int(s) for s in shape)
-
-
 def resolve_dropout_slots(
     what: str, slots: Optional[Sequence[int]], n_hidden: int, default: Sequence[int]
 ) -> Tuple[int, ...]:
@@ -165,7 +151,6 @@ __all__ = [
     "NORMS",
     "LEAKY_SLOPE",
     "INIT_STD",
-    "check_data_shape",
     "resolve_dropout_slots",
     "make_activation",
     "apply_spectral_norm",

@@ -50,14 +50,13 @@ from typing import List, Optional, Sequence, Tuple
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..runtime.validation import check_choice, check_int, check_rate
+from ..runtime.validation import check_choice, check_int, check_rate, check_shape
 from .common import (
     DISCRIMINATORS,
     GENERATORS,
     LEAKY_SLOPE,
     NORMS,
     apply_spectral_norm,
-    check_data_shape,
     init_weights,
     resolve_dropout_slots,
 )
@@ -68,7 +67,7 @@ DCGAN_SIZES: Tuple[int, ...] = (28, 32, 64, 128)
 
 def dcgan_geometry(what: str, data_shape: Sequence[int]) -> Tuple[int, int, int, int]:
     """``(channels, size, base, n_up)`` for a ``(C, S, S)`` image shape; ConfigError otherwise."""
-    shape = check_data_shape(what, data_shape)
+    shape = check_shape("data_shape", data_shape, owner=what)
     if len(shape) != 3:
         raise ConfigError(f"{what}: data_shape={shape!r} must be (channels, height, width)")
     channels, height, width = shape

@@ -28,13 +28,12 @@ from typing import List, Sequence, Tuple
 
 from torch import Tensor, nn
 
-from ..runtime.validation import check_choice, check_int, check_rate
+from ..runtime.validation import check_choice, check_int, check_rate, check_shape
 from .common import (
     DISCRIMINATORS,
     GENERATORS,
     NORMS,
     apply_spectral_norm,
-    check_data_shape,
     make_activation,
 )
 
@@ -101,7 +100,7 @@ class MLPGenerator(nn.Module):
     ) -> None:
         super().__init__()
         what = "mlp generator"
-        self.data_shape: Tuple[int, ...] = check_data_shape(what, data_shape)
+        self.data_shape: Tuple[int, ...] = check_shape("data_shape", data_shape, owner=what)
         self.latent_dim = check_int("latent_dim", latent_dim, owner=what)
         hidden, depth, activation, dropout, norm = _check(what, hidden, depth, activation, dropout, norm)
         output = check_choice("output", output, _OUTPUTS, owner=what)
@@ -152,7 +151,7 @@ class MLPDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         what = "mlp discriminator"
-        self.data_shape: Tuple[int, ...] = check_data_shape(what, data_shape)
+        self.data_shape: Tuple[int, ...] = check_shape("data_shape", data_shape, owner=what)
         hidden, depth, activation, dropout, norm = _check(what, hidden, depth, activation, dropout, norm)
         self.hidden, self.depth, self.activation = hidden, depth, activation
         self.dropout, self.norm = dropout, norm

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..registry import Registry
 
-OBJECTIVES = Registry("objective")
+OBJECTIVES = Registry("objective", named_classes=True)
 
 from .base import Objective  # noqa: E402
 from . import ratio  # noqa: E402,F401  (registers members)
@@ -18,10 +18,9 @@ from . import fgan, ipm, lsgan, relativistic, mmd  # noqa: E402,F401  (register 
 
 
 def get(name: str, **params: Any) -> Objective:
-    """Build the objective registered as ``name`` with ``params``."""
-    obj = OBJECTIVES.build(name, **params)
-    obj.name = OBJECTIVES.canonical(name)
-    return obj
+    """Build the objective registered as ``name`` (or an alias) with ``params``; the instance's
+    ``name`` is the canonical one its class declares."""
+    return OBJECTIVES.build(name, **params)
 
 
 def names() -> list:

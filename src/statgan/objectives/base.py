@@ -1,23 +1,24 @@
 """The objective interface every GAN objective implements.
 
-The training loop never branches on an objective's name. It calls only
-:meth:`Objective.discriminator_loss` and :meth:`Objective.generator_loss`, whose defaults evaluate
-the discriminator once on real and once on generated samples and defer to the logit-level
+The training loop never branches on an objective's name. Everything it (or a regulariser) may
+use is declared on :class:`Objective` with its default: ``name``, ``has_discriminator``,
+:meth:`~Objective.discriminator_loss`, :meth:`~Objective.generator_loss` and
+:meth:`~Objective.after_discriminator_step`. The two loss hooks by default evaluate the
+discriminator once on real and once on generated samples and defer to the logit-level
 :meth:`d_loss` / :meth:`g_loss`. Objectives that need more than logits (gradient penalties on
 interpolates, MMD on samples or features, relativistic losses that need real logits in the
 generator step) override the two hooks instead.
+
+Parameter values are validated in ``__init__`` with :mod:`statgan.runtime.validation`
+(``owner`` = the objective's name), so a bad value is a one-line ConfigError at construction.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Callable, Optional
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor
-
-from ..errors import ConfigError
 
 Critic = Callable[[Tensor], Tensor]
 
@@ -29,8 +30,9 @@ class Objective:
     ``g_loss(fake_logits)``: the generator loss on the raw outputs for generated samples.
     """
 
-    #: the registered name (``statgan.objectives.get`` passes the canonical one to the instance)
-    name: str = "objective"
+    #: the canonical registered name, declared in each registered class's body (the registry
+    #: registers the class under it, so aliases build instances that carry the canonical name)
+    name: ClassVar[str] = "objective"
 
     #: False for objectives with nothing to train adversarially (``gmmn``): the trainer then skips
     #: the discriminator step, and regularisers that act on D refuse the objective.
@@ -71,49 +73,6 @@ def bce_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     2014; Sugiyama et al. 2012), which is why every density-ratio objective shares it.
     """
     return torch.nn.functional.softplus(-real_logits).mean() + torch.nn.functional.softplus(fake_logits).mean()
-
-
-# --- helpers for validating constructor parameters ------------------------------------------------
-# Objectives validate parameter VALUES in ``__init__`` and raise a one-line ConfigError naming the
-# objective, the parameter, the offending value and what is allowed. These helpers keep the
-# messages uniform; they are not part of the Objective interface.
-
-
-def bad_value(objective: str, param: str, value: object, allowed: str) -> ConfigError:
-    """A ConfigError such as ``renyi: alpha=1 is not allowed (must be > 0 and != 1)``."""
-    shown = repr(value) if isinstance(value, str) else str(value)
-    return ConfigError(f"{objective}: {param}={shown} is not allowed ({allowed})")
-
-
-def real_param(
-    objective: str,
-    param: str,
-    value: object,
-    *,
-    gt: Optional[float] = None,
-    ge: Optional[float] = None,
-    allowed: Optional[str] = None,
-) -> float:
-    """``value`` as a finite float, optionally checked ``> gt`` or ``>= ge``; ConfigError otherwise."""
-    # bool is an int subclass, but ``gp_weight=True`` is a config mistake, not a number.
-    # Numeric strings are accepted because YAML 1.1 reads ``1e-3`` (no dot) as a string.
-    x: Optional[float] = None
-    if isinstance(value, str):
-        try:
-            x = float(value)
-        except ValueError:
-            pass
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        x = float(value)
-    if x is None:
-        raise bad_value(objective, param, value, allowed or "expected a real number")
-    if not math.isfinite(x):
-        raise bad_value(objective, param, value, allowed or "expected a finite number")
-    if gt is not None and not x > gt:
-        raise bad_value(objective, param, value, allowed or f"must be > {gt:g}")
-    if ge is not None and not x >= ge:
-        raise bad_value(objective, param, value, allowed or f"must be >= {ge:g}")
-    return x
 
 
 def value_with_gradient(value: Tensor, surrogate: Tensor) -> Tensor:

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import OBJECTIVES
-from .base import Objective, bad_value
+from ..runtime.validation import not_allowed
+from .base import Objective
 
 Fn = Callable[[Tensor], Tensor]
 
@@ -239,15 +240,15 @@ def resolve_divergence(objective: str, divergence: object) -> FDivergence:
         if key in DIVERGENCES:
             return DIVERGENCES[key]
     aliases = ", ".join(f"{a}={c}" for a, c in sorted(DIVERGENCE_ALIASES.items()))
-    raise bad_value(
-        objective,
+    raise not_allowed(
         "divergence",
         divergence,
         f"expected one of: {', '.join(divergence_names())}; aliases: {aliases}",
+        owner=objective,
     )
 
 
-@OBJECTIVES.register("fgan", aliases=("f-gan", "f_gan"))
+@OBJECTIVES.register(aliases=("f-gan", "f_gan"))
 class FGAN(Objective):
     r"""f-GAN (Nowozin et al. 2016) for any divergence in :data:`DIVERGENCES`.
 
@@ -264,18 +265,18 @@ class FGAN(Objective):
         generator_update: ``"recommended"`` or ``"saturating"``.
     """
 
+    name = "fgan"
+
     GENERATOR_UPDATES = ("recommended", "saturating")
 
     def __init__(self, divergence: Union[str, FDivergence] = "kl", generator_update: str = "recommended") -> None:
-        self.divergence = resolve_divergence("fgan", divergence)
+        self.divergence = resolve_divergence(self.name, divergence)
         if not self.divergence.variational:
-            raise bad_value(
-                "fgan", "divergence", self.divergence.name, "it has no activation/conjugate; use f_ratio"
-            )
+            raise not_allowed("divergence", self.divergence.name, "it has no activation/conjugate; use f_ratio",
+                              owner=self.name)
         if generator_update not in self.GENERATOR_UPDATES:
-            raise bad_value(
-                "fgan", "generator_update", generator_update, f"expected one of: {', '.join(self.GENERATOR_UPDATES)}"
-            )
+            raise not_allowed("generator_update", generator_update,
+                              f"expected one of: {', '.join(self.GENERATOR_UPDATES)}", owner=self.name)
         self.generator_update = generator_update
 
     def bound(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:

@@ -4,13 +4,10 @@ or the Wasserstein-divergence penalty, and the hinge loss.
 The critic D is unconstrained in range (raw outputs, no sigmoid). For all three WGAN variants the
 generator loss is :math:`-\mathbb{E}_{p_g}[D(\tilde x)]`.
 
-Trainer hooks used here (generic, by attribute, never by name):
-
-* ``after_discriminator_step(discriminator)`` — ``wgan`` clips the critic's parameters to
-  [−clip, clip] *after* each optimiser step (clipping inside the loss would be undone by the step).
-  The trainer calls ``getattr(objective, "after_discriminator_step", None)`` after each D step.
-* ``n_critic`` — class attribute with the critic steps per generator step used in the papers
-  (5 for the WGANs); informational, the trainer's config decides.
+Trainer hook used here (declared on :class:`~statgan.objectives.base.Objective`, never by name):
+``after_discriminator_step(discriminator)`` — ``wgan`` clips the critic's parameters to
+[−clip, clip] *after* each optimiser step (clipping inside the loss would be undone by the step).
+The critic steps per generator step (5 in the WGAN papers) are the config's ``train.n_critic``.
 """
 
 from __future__ import annotations
@@ -20,14 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import OBJECTIVES
-from .base import Critic, Objective, real_param
+from ..runtime.validation import check_real
+from .base import Critic, Objective
 from .penalties import gradient_penalty, gradient_power, outputs_and_input_gradients
 
 
 class _Wasserstein(Objective):
     """Critic loss −E[D(x)] + E[D(x̃)] and generator loss −E[D(x̃)] shared by the WGANs."""
-
-    n_critic = 5
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return fake_logits.mean() - real_logits.mean()
@@ -36,7 +32,7 @@ class _Wasserstein(Objective):
         return -fake_logits.mean()
 
 
-@OBJECTIVES.register("wgan", aliases=("wasserstein",))
+@OBJECTIVES.register(aliases=("wasserstein",))
 class WGAN(_Wasserstein):
     r"""Wasserstein GAN with weight clipping (Arjovsky, Chintala & Bottou 2017, Algorithm 1).
 
@@ -50,8 +46,10 @@ class WGAN(_Wasserstein):
         clip: clipping bound c > 0 (default 0.01).
     """
 
+    name = "wgan"
+
     def __init__(self, clip: float = 0.01) -> None:
-        self.clip = real_param("wgan", "clip", clip, gt=0.0)
+        self.clip = check_real("clip", clip, gt=0.0, owner=self.name)
 
     @torch.no_grad()
     def after_discriminator_step(self, discriminator: torch.nn.Module) -> None:
@@ -63,7 +61,7 @@ class WGAN(_Wasserstein):
         return f"clip={self.clip:g}"
 
 
-@OBJECTIVES.register("wgan-gp", aliases=("wgan_gp", "wgangp"))
+@OBJECTIVES.register(aliases=("wgan_gp", "wgangp"))
 class WGANGP(_Wasserstein):
     r"""WGAN with gradient penalty (Gulrajani et al. 2017, Algorithm 1).
 
@@ -78,8 +76,10 @@ class WGANGP(_Wasserstein):
         gp_weight: λ ≥ 0 (default 10; 0 gives an unconstrained, ill-posed critic).
     """
 
+    name = "wgan-gp"
+
     def __init__(self, gp_weight: float = 10.0) -> None:
-        self.gp_weight = real_param("wgan-gp", "gp_weight", gp_weight, ge=0.0)
+        self.gp_weight = check_real("gp_weight", gp_weight, ge=0.0, owner=self.name)
 
     def discriminator_loss(self, discriminator: Critic, real: Tensor, fake: Tensor) -> Tensor:
         loss = self.d_loss(discriminator(real), discriminator(fake))
@@ -91,7 +91,7 @@ class WGANGP(_Wasserstein):
         return f"gp_weight={self.gp_weight:g}"
 
 
-@OBJECTIVES.register("wgan-div", aliases=("wgan_div", "wgandiv"))
+@OBJECTIVES.register(aliases=("wgan_div", "wgandiv"))
 class WGANDiv(_Wasserstein):
     r"""Wasserstein divergence GAN (Wu et al. 2018, "Wasserstein Divergence for GANs", ECCV).
 
@@ -111,9 +111,11 @@ class WGANDiv(_Wasserstein):
         p: power p > 0 (default 6).
     """
 
+    name = "wgan-div"
+
     def __init__(self, k: float = 2.0, p: float = 6.0) -> None:
-        self.k = real_param("wgan-div", "k", k, ge=0.0)
-        self.p = real_param("wgan-div", "p", p, gt=0.0)
+        self.k = check_real("k", k, ge=0.0, owner=self.name)
+        self.p = check_real("p", p, gt=0.0, owner=self.name)
 
     def discriminator_loss(self, discriminator: Critic, real: Tensor, fake: Tensor) -> Tensor:
         real_out, real_grad = outputs_and_input_gradients(discriminator, real)
@@ -125,7 +127,7 @@ class WGANDiv(_Wasserstein):
         return f"k={self.k:g}, p={self.p:g}"
 
 
-@OBJECTIVES.register("hinge")
+@OBJECTIVES.register()
 class Hinge(Objective):
     r"""Hinge loss (Lim & Ye 2017, "Geometric GAN"; Miyato et al. 2018, SN-GAN).
 
@@ -135,6 +137,8 @@ class Hinge(Objective):
     At the optimum the critic is ±1-valued and −L_D + 2 = 2·TV(p_data, p_g) (support-vector
     view); the generator step is the Wasserstein-style linear loss.
     """
+
+    name = "hinge"
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from torch import Tensor
 
 from . import OBJECTIVES
-from .base import Objective, bad_value, real_param
+from ..runtime.validation import check_real, not_allowed
+from .base import Objective
 
 
-@OBJECTIVES.register("lsgan", aliases=("least_squares", "least-squares"))
+@OBJECTIVES.register(aliases=("least_squares", "least-squares"))
 class LSGAN(Objective):
     r"""Least-squares GAN with target codes a (fake), b (real) for D and c for G (Mao et al. eq. 2):
 
@@ -26,12 +27,14 @@ class LSGAN(Objective):
         c: the value G wants D to output on its samples (default 1).
     """
 
+    name = "lsgan"
+
     def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0) -> None:
-        self.a = real_param("lsgan", "a", a)
-        self.b = real_param("lsgan", "b", b)
-        self.c = real_param("lsgan", "c", c)
+        self.a = check_real("a", a, owner=self.name)
+        self.b = check_real("b", b, owner=self.name)
+        self.c = check_real("c", c, owner=self.name)
         if self.a == self.b:
-            raise bad_value("lsgan", "b", b, f"must differ from a={a}: D would have nothing to separate")
+            raise not_allowed("b", b, f"must differ from a={a}: D would have nothing to separate", owner=self.name)
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return 0.5 * (real_logits - self.b).pow(2).mean() + 0.5 * (fake_logits - self.a).pow(2).mean()

@@ -15,7 +15,7 @@ code of Filippone & Linhard, see REFERENCES.md). The squared MMD between P and Q
 * the *biased* V-statistic (eq. 5): means over all pairs, = ‖μ̂_P − μ̂_Q‖²_H ≥ 0, with bias
   (E k(x,x) − E k(x,x'))/m + (same for y)/n > 0.
 
-Trainer hooks used here (generic, by attribute):
+Trainer hooks used here (declared on :class:`~statgan.objectives.base.Objective`):
 
 * ``has_discriminator = False`` on ``gmmn``: there is nothing to train adversarially; the trainer
   skips the discriminator step (``discriminator_loss`` still returns a zero scalar if called).
@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from . import OBJECTIVES
-from .base import Critic, Objective, bad_value, real_param
+from ..runtime.validation import check_bool, check_real, not_allowed
+from .base import Critic, Objective
 from .penalties import NORM_EPS, random_interpolates, squared_gradient_norms
 
 #: RBF precisions λ of the default kernel mixture.
@@ -97,20 +98,14 @@ def mmd2(
 
 def _bandwidths(objective: str, bandwidths: Sequence[float]) -> Tuple[float, ...]:
     if isinstance(bandwidths, (str, bytes)) or not isinstance(bandwidths, Sequence) or len(bandwidths) == 0:
-        raise bad_value(objective, "bandwidths", bandwidths, "expected a non-empty list of RBF precisions λ > 0")
+        raise not_allowed("bandwidths", bandwidths, "expected a non-empty list of RBF precisions λ > 0", owner=objective)
     return tuple(
-        real_param(objective, "bandwidths", b, gt=0.0, allowed="every RBF precision λ must be a finite number > 0")
+        check_real("bandwidths", b, gt=0.0, allowed="every RBF precision λ must be a finite number > 0", owner=objective)
         for b in bandwidths
     )
 
 
-def _bool(objective: str, param: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise bad_value(objective, param, value, "expected true or false")
-    return value
-
-
-@OBJECTIVES.register("gmmn", aliases=("mmd",))
+@OBJECTIVES.register(aliases=("mmd",))
 class GMMN(Objective):
     r"""Generative moment-matching network (Li, Swersky & Zemel 2015; Dziugaite, Roy & Ghahramani
     2015): no discriminator; the generator minimises MMD² between a real and a generated batch
@@ -127,11 +122,13 @@ class GMMN(Objective):
             reference code; its extra term pulls generated samples apart, like a repulsive term).
     """
 
+    name = "gmmn"
+
     has_discriminator = False
 
     def __init__(self, bandwidths: Sequence[float] = DEFAULT_BANDWIDTHS, unbiased: bool = False) -> None:
-        self.bandwidths = _bandwidths("gmmn", bandwidths)
-        self.unbiased = _bool("gmmn", "unbiased", unbiased)
+        self.bandwidths = _bandwidths(self.name, bandwidths)
+        self.unbiased = check_bool("unbiased", unbiased, owner=self.name)
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         raise TypeError("gmmn has no discriminator; it works on samples (use generator_loss)")
@@ -158,7 +155,7 @@ def feature_map(discriminator: Critic) -> Callable[[Tensor], Tensor]:
     return lambda x: discriminator(x).reshape(x.shape[0], -1)
 
 
-@OBJECTIVES.register("mmd-gan", aliases=("mmd_gan", "mmdgan"))
+@OBJECTIVES.register(aliases=("mmd_gan", "mmdgan"))
 class MMDGAN(Objective):
     r"""MMD GAN with a learned kernel (Li et al. 2017, "MMD GAN: towards deeper understanding of
     moment matching network"; Bińkowski et al. 2018, "Demystifying MMD GANs", ICLR).
@@ -184,15 +181,17 @@ class MMDGAN(Objective):
         gp_weight: λ ≥ 0 of the witness gradient penalty (default 1, Bińkowski et al.).
     """
 
+    name = "mmd-gan"
+
     def __init__(
         self,
         bandwidths: Sequence[float] = DEFAULT_BANDWIDTHS,
         unbiased: bool = True,
         gp_weight: float = 1.0,
     ) -> None:
-        self.bandwidths = _bandwidths("mmd-gan", bandwidths)
-        self.unbiased = _bool("mmd-gan", "unbiased", unbiased)
-        self.gp_weight = real_param("mmd-gan", "gp_weight", gp_weight, ge=0.0)
+        self.bandwidths = _bandwidths(self.name, bandwidths)
+        self.unbiased = check_bool("unbiased", unbiased, owner=self.name)
+        self.gp_weight = check_real("gp_weight", gp_weight, ge=0.0, owner=self.name)
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """−MMD² with the kernel on the given (B, k) features (here: logits reshaped (B, 1))."""

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import OBJECTIVES
-from .base import Objective, bad_value, bce_discriminator_loss, real_param, value_with_gradient
+from ..runtime.validation import check_real, not_allowed
+from .base import Objective, bce_discriminator_loss, value_with_gradient
 from .fgan import FDivergence, resolve_divergence
 
 
@@ -44,7 +45,7 @@ class RatioObjective(Objective):
         return bce_discriminator_loss(real_logits, fake_logits)
 
 
-@OBJECTIVES.register("ns", aliases=("nonsaturating", "non-saturating", "logistic"))
+@OBJECTIVES.register(aliases=("nonsaturating", "non-saturating", "logistic"))
 class NonSaturating(RatioObjective):
     r"""Non-saturating logistic GAN (Goodfellow et al. 2014, §3).
 
@@ -59,7 +60,7 @@ class NonSaturating(RatioObjective):
         return F.softplus(-fake_logits).mean()
 
 
-@OBJECTIVES.register("minimax", aliases=("saturating", "mm", "mmgan"))
+@OBJECTIVES.register(aliases=("saturating", "mm", "mmgan"))
 class Minimax(RatioObjective):
     r"""The original, saturating minimax GAN (Goodfellow et al. 2014, eq. 1).
 
@@ -70,11 +71,13 @@ class Minimax(RatioObjective):
     correct gradient of JS. It saturates (vanishing gradient) when D confidently rejects samples.
     """
 
+    name = "minimax"
+
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         return -F.softplus(fake_logits).mean()
 
 
-@OBJECTIVES.register("rkl", aliases=("reverse_kl", "reverse-kl"))
+@OBJECTIVES.register(aliases=("reverse_kl", "reverse-kl"))
 class ReverseKL(RatioObjective):
     r"""Reverse KL, :math:`\mathrm{KL}(p_g\|p_{data}) = \mathbb{E}_{p_g}[\log p_g/p_{data}] = -\mathbb{E}_{p_g}[d]`.
 
@@ -83,11 +86,13 @@ class ReverseKL(RatioObjective):
     gradient is the correct one (f(u) = −log u: f(r) − r f'(r) = 1 − log r).
     """
 
+    name = "rkl"
+
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         return -fake_logits.mean()
 
 
-@OBJECTIVES.register("fkl", aliases=("forward_kl", "forward-kl"))
+@OBJECTIVES.register(aliases=("forward_kl", "forward-kl"))
 class ForwardKL(RatioObjective):
     r"""Forward KL, :math:`\mathrm{KL}(p_{data}\|p_g) = \mathbb{E}_{p_g}[r\log r]` (mass-covering).
 
@@ -107,6 +112,8 @@ class ForwardKL(RatioObjective):
     it as an importance-weighted reverse-KL step: rkl gives every sample weight 1/B, fkl gives
     samples in regions the model under-covers (large r) more weight.
     """
+
+    name = "fkl"
 
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         w = torch.softmax(fake_logits.detach(), dim=0)
@@ -135,7 +142,7 @@ def renyi_logit_estimate(fake_logits: Tensor, alpha: float) -> Tensor:
     return -m + lme / eps
 
 
-@OBJECTIVES.register("renyi", aliases=("rényi",))
+@OBJECTIVES.register(aliases=("rényi",))
 class Renyi(RatioObjective):
     r"""Rényi divergence of order α of the model from the data (Rényi 1961; Poole et al. 2016).
 
@@ -159,16 +166,18 @@ class Renyi(RatioObjective):
         alpha: the order α (> 0, ≠ 1). Default 0.5.
     """
 
+    name = "renyi"
+
     def __init__(self, alpha: float = 0.5) -> None:
-        self.alpha = real_param(
-            "renyi",
+        self.alpha = check_real(
             "alpha",
             alpha,
             gt=0.0,
             allowed="must be > 0 and != 1; orders <= 0 do not give a divergence to minimise",
+            owner=self.name,
         )
         if self.alpha == 1.0:
-            raise bad_value("renyi", "alpha", alpha, "the α→1 limit is reverse KL; use objective.name=rkl")
+            raise not_allowed("alpha", alpha, "the α→1 limit is reverse KL; use objective.name=rkl", owner=self.name)
 
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         est = renyi_logit_estimate(fake_logits, self.alpha)
@@ -179,7 +188,7 @@ class Renyi(RatioObjective):
         return f"alpha={self.alpha:g}"
 
 
-@OBJECTIVES.register("hellinger", aliases=("squared_hellinger", "squared-hellinger"))
+@OBJECTIVES.register(aliases=("squared_hellinger", "squared-hellinger"))
 class Hellinger(RatioObjective):
     r"""Squared Hellinger distance :math:`H^2 = \int(\sqrt{p_{data}} - \sqrt{p_g})^2 = \mathbb{E}_{p_g}[(\sqrt r - 1)^2]`.
 
@@ -190,13 +199,15 @@ class Hellinger(RatioObjective):
     at r = 1 and is wrong.
     """
 
+    name = "hellinger"
+
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         value = torch.expm1(0.5 * fake_logits.detach()).pow(2).mean()
         surrogate = -torch.exp(0.5 * fake_logits).mean()
         return value_with_gradient(value, surrogate)
 
 
-@OBJECTIVES.register("f_ratio", aliases=("f-ratio", "fratio"))
+@OBJECTIVES.register(aliases=("f-ratio", "fratio"))
 class FRatio(RatioObjective):
     r"""Any f-divergence through the density ratio: the generator minimises
     :math:`D_f(p_{data}\|p_g) = \mathbb{E}_{p_g}[f(r)]`, r = e^d.
@@ -222,17 +233,21 @@ class FRatio(RatioObjective):
         fgan.register_divergence(FDivergence(name="triangular", f=lambda u: (u - 1) ** 2 / (u + 1)))
         # now "objective.name=f_ratio objective.divergence=triangular" works from configs
 
-        @OBJECTIVES.register("triangular_ratio")        # a named objective of its own
+        @OBJECTIVES.register()                          # a named objective of its own
         class TriangularRatio(FRatio):
+            name = "triangular_ratio"
+
             def __init__(self) -> None:
                 super().__init__(divergence=lambda u: (u - 1) ** 2 / (u + 1))
     """
+
+    name = "f_ratio"
 
     def __init__(self, divergence: Union[str, FDivergence, Callable[[Tensor], Tensor]] = "kl") -> None:
         if callable(divergence) and not isinstance(divergence, FDivergence):
             name = getattr(divergence, "__name__", "custom")
             divergence = FDivergence(name=name, f=divergence)
-        self.divergence = resolve_divergence("f_ratio", divergence)
+        self.divergence = resolve_divergence(self.name, divergence)
         self._check_generator()
 
     def _check_generator(self) -> None:
@@ -244,19 +259,19 @@ class FRatio(RatioObjective):
             f1 = float(self.f(torch.ones((), dtype=torch.float64)))
             curv = self.curvature(u)
         except Exception as exc:  # a user's f that cannot take a float64 tensor
-            raise bad_value("f_ratio", "divergence", name, f"f could not be evaluated: {exc}") from exc
+            raise not_allowed("divergence", name, f"f could not be evaluated: {exc}", owner=self.name) from exc
         if not math.isfinite(f1):
-            raise bad_value("f_ratio", "divergence", name, f"f(1) must be finite, got {f1:g}")
+            raise not_allowed("divergence", name, f"f(1) must be finite, got {f1:g}", owner=self.name)
         self._f1 = f1
         if not torch.isfinite(curv).all() or (curv < -1e-9).any():
-            raise bad_value("f_ratio", "divergence", name, "f must be convex (f'' >= 0) on u > 0")
+            raise not_allowed("divergence", name, "f must be convex (f'' >= 0) on u > 0", owner=self.name)
         if (curv.abs() < 1e-12).all():
-            raise bad_value(
-                "f_ratio",
+            raise not_allowed(
                 "divergence",
                 name,
                 "f'' = 0 almost everywhere, so a fixed ratio estimate gives the generator no gradient; "
                 "use objective.name=fgan",
+                owner=self.name,
             )
 
     def f(self, u: Tensor) -> Tensor:

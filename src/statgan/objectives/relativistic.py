@@ -18,7 +18,7 @@ from . import OBJECTIVES
 from .base import Critic, Objective
 
 
-@OBJECTIVES.register("ragan", aliases=("rasgan", "relativistic", "relativistic_average"))
+@OBJECTIVES.register(aliases=("rasgan", "relativistic", "relativistic_average"))
 class RaGAN(Objective):
     r"""RaSGAN (Jolicoeur-Martineau 2018, eqs. 18–19 / Algorithm 2), written with softplus:
 
@@ -35,7 +35,7 @@ class RaGAN(Objective):
     Reference code uses n_critic = 1.
     """
 
-    n_critic = 1
+    name = "ragan"
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return (

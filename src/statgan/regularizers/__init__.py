@@ -18,11 +18,12 @@ The trainer drives them only through the hooks of :class:`~statgan.regularizers.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Mapping, Optional
 
+from ..objectives import Objective
 from ..registry import Registry
 
-REGULARIZERS = Registry("regularizer")
+REGULARIZERS = Registry("regularizer", named_classes=True)
 
 from .base import LossContext, ProbeContext, Regularizer, RegularizerSet  # noqa: E402
 from . import dropout, gradient, relaxation, sam, sharpness  # noqa: E402,F401  (register members)
@@ -36,24 +37,16 @@ from .sharpness import SharpnessProbe, top_hessian_eigenvalue  # noqa: E402
 
 def get(name: str, **params: Any) -> Regularizer:
     """Build the regulariser registered as ``name``; one-line ConfigError on bad names or values."""
-    reg = REGULARIZERS.build(name, **params)
-    reg.name = REGULARIZERS.canonical(name)
-    return reg
+    return REGULARIZERS.build(name, **params)
 
 
-def build(section: Optional[Mapping[str, Mapping[str, Any]]], objective: Any = None) -> RegularizerSet:
+def build(section: Optional[Mapping[str, Mapping[str, Any]]], objective: Optional[Objective] = None) -> RegularizerSet:
     """A :class:`RegularizerSet` from the config's ``regularizers`` mapping (name -> parameters);
     with ``objective``, each regulariser checks that it can work with it."""
     regs = RegularizerSet([get(name, **dict(params or {})) for name, params in (section or {}).items()])
     if objective is not None:
         regs.check(objective)
     return regs
-
-
-def network_params(section: Optional[Mapping[str, Mapping[str, Any]]], family: str,
-                   model_params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """``model.<family>`` parameters with the regularisers' additions (e.g. MC dropout's rate)."""
-    return build(section).network_params(family, model_params)
 
 
 def names() -> list:
@@ -68,7 +61,6 @@ __all__ = [
     "ProbeContext",
     "get",
     "build",
-    "network_params",
     "names",
     "EMA",
     "Relaxation",

@@ -12,24 +12,30 @@ One loss evaluation in the trainer looks like this (both for the discriminator a
     optimizer = wrap_optimizer(net, optimizer)    (sharpness-aware minimisation)
 
 plus bookkeeping hooks: ``network_params`` (constructor parameters for G and D, e.g. a dropout
-rate), ``check`` (compatibility with an objective, at config time), ``scalars`` (values for
+rate; the keys it may set are declared in ``network_keys`` so that a config can be checked against
+the networks' signatures without building anything), ``check`` (compatibility with an objective,
+when the run is built), ``scalars`` (values for
 metrics.jsonl at each logging step), ``probe`` (diagnostics after a step, e.g. sharpness) and
 ``state_tensors`` / ``load_state_tensors`` (RNG state for bit-identical resume).
 
 Every hook has a no-op default, so a regulariser implements only what it needs, and an empty
-:class:`RegularizerSet` leaves the loop exactly as it was (same operations, same bits).
+:class:`RegularizerSet` leaves the loop exactly as it was (same operations, same bits). A class
+also declares ``name`` (its registered name) and ``changes_training`` (False for probes, which a
+resumed run may switch on or off without ``--force``).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError
+from ..objectives.base import Objective
+from ..runtime.validation import check_choice
 
 #: the two networks a regulariser can act on, as named in ``LossContext.net`` and ``nets`` parameters
 GENERATOR, DISCRIMINATOR = "generator", "discriminator"
@@ -70,17 +76,27 @@ class ProbeContext:
 
 
 class Regularizer:
-    """Base class: every hook is a no-op. Subclasses set ``name`` (the registered name)."""
+    """Base class: every hook is a no-op."""
 
-    name: str = "regularizer"
+    #: the registered name, declared in each registered class's body (the registry reads it)
+    name: ClassVar[str] = "regularizer"
+
+    #: False for a probe that only reads the model (``sharpness``): switching it on, off or
+    #: changing its parameters when resuming leaves what is learned unchanged
+    changes_training: ClassVar[bool] = True
+
+    #: the network constructor parameters :meth:`network_params` may set (checked against the
+    #: networks' signatures when a config is validated, before anything is built)
+    network_keys: ClassVar[Tuple[str, ...]] = ()
 
     # ---- configuration ---------------------------------------------------------------------------
     def network_params(self, family: str) -> Dict[str, Any]:
         """Constructor parameters this regulariser sets on the ``family`` network ("generator" or
-        "discriminator"), merged into ``model.<family>`` when the networks are built."""
+        "discriminator"), merged into ``model.<family>`` when the networks are built; keys from
+        :attr:`network_keys`."""
         return {}
 
-    def check(self, objective: Any) -> None:
+    def check(self, objective: Objective) -> None:
         """Raise :class:`ConfigError` if this regulariser cannot work with ``objective``."""
 
     def bind(self, seed: int, device: torch.device) -> None:
@@ -180,7 +196,7 @@ class RegularizerSet:
                 merged[key] = value
         return merged
 
-    def check(self, objective: Any) -> None:
+    def check(self, objective: Objective) -> None:
         for r in self.members:
             r.check(objective)
 
@@ -307,16 +323,13 @@ def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
 
 def check_nets(what: str, value: Any) -> Tuple[str, ...]:
     """The networks named by a ``nets`` parameter: both, g or d."""
-    if not isinstance(value, str) or value.lower() not in NETS_CHOICES:
-        raise ConfigError(f"{what}: nets={value!r} is not one of: {', '.join(NETS_CHOICES)}")
-    return NETS_CHOICES[value.lower()]
+    return NETS_CHOICES[check_choice("nets", value, NETS_CHOICES, owner=what)]
 
 
-def require_discriminator(what: str, objective: Any) -> None:
+def require_discriminator(what: str, objective: Objective) -> None:
     """ConfigError if ``objective`` trains no discriminator (``has_discriminator = False``, e.g. gmmn)."""
-    if objective is not None and not getattr(objective, "has_discriminator", True):
-        name = getattr(objective, "name", type(objective).__name__)
-        raise ConfigError(f"{what} acts on the discriminator, but objective {name!r} trains none")
+    if not objective.has_discriminator:
+        raise ConfigError(f"{what} acts on the discriminator, but objective {objective.name!r} trains none")
 
 
 def load_rng_state(gen: torch.Generator, tensors: Dict[str, Tensor], key: str, source: str) -> None:

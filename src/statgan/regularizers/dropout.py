@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import StatganError
+from ..objectives.base import Objective
 from ..runtime.seeding import derived_seed
 from ..runtime.validation import check_int, check_rate
 from . import REGULARIZERS
@@ -69,7 +70,7 @@ def mc_dropout(net: nn.Module, seed: Optional[int] = None) -> Iterator[nn.Module
             m.training = flag
 
 
-@REGULARIZERS.register("mc_dropout")
+@REGULARIZERS.register()
 class MCDropout(Regularizer):
     """Dropout of rate ``p`` in the networks' dropout slots and ``n_mcd`` Monte-Carlo loss
     evaluations averaged per update.
@@ -82,6 +83,7 @@ class MCDropout(Regularizer):
     """
 
     name = "mc_dropout"
+    network_keys = ("dropout",)
 
     def __init__(self, p: float = 0.1, n_mcd: int = 1, nets: str = "both") -> None:
         what = "regularizers.mc_dropout"
@@ -89,7 +91,7 @@ class MCDropout(Regularizer):
         self.n_mcd = check_int("n_mcd", n_mcd, owner=what)
         self.nets = check_nets(what, nets)
 
-    def check(self, objective: Any) -> None:
+    def check(self, objective: Objective) -> None:
         if self.nets == (DISCRIMINATOR,):
             require_discriminator("regularizers.mc_dropout with nets=d", objective)
 

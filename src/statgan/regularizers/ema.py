@@ -12,12 +12,12 @@ import copy
 import torch
 from torch import nn
 
+from ..runtime.validation import check_rate
+
 
 class EMA:
     def __init__(self, model: nn.Module, decay: float = 0.999, start: int = 0) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        self.decay, self.start = decay, start
+        self.decay, self.start = check_rate("decay", decay), start
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)

@@ -39,8 +39,10 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..objectives.base import real_param
+from ..objectives.base import Objective
 from ..objectives.penalties import NORM_EPS, gradient_penalty, outputs_and_input_gradients, squared_gradient_norms
+from ..runtime.distributed import all_reduce_mean_autograd, world_size
+from ..runtime.validation import check_real
 from . import REGULARIZERS
 from .base import DISCRIMINATOR, GENERATOR, LossContext, Regularizer, require_discriminator
 
@@ -48,7 +50,7 @@ from .base import DISCRIMINATOR, GENERATOR, LossContext, Regularizer, require_di
 def _weight(what: str, weight: Optional[float], example: str) -> float:
     if weight is None:
         raise ConfigError(f"{what}: weight is required (e.g. {what}.weight={example})")
-    return real_param(what, "weight", weight, ge=0.0)
+    return check_real("weight", weight, ge=0.0, owner=what)
 
 
 def parameter_gradient_norm2(loss: Tensor, params: List[Tensor]) -> Tensor:
@@ -58,8 +60,6 @@ def parameter_gradient_norm2(loss: Tensor, params: List[Tensor]) -> Tensor:
     share and the gradient is averaged over the ranks first (differentiably), so the penalty is
     the norm of the *global* batch's gradient, not the mean of the per-rank norms.
     """
-    from ..runtime.distributed import all_reduce_mean_autograd
-
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
     grads = [g for g in grads if g is not None]
     grads = all_reduce_mean_autograd(grads)
@@ -67,7 +67,7 @@ def parameter_gradient_norm2(loss: Tensor, params: List[Tensor]) -> Tensor:
     return torch.stack(terms).sum() if terms else loss.new_zeros(())
 
 
-@REGULARIZERS.register("param_grad")
+@REGULARIZERS.register()
 class ParamGradPenalty(Regularizer):
     r""":math:`\lambda\|\nabla_\psi L_G\|_2^2` added to the generator loss (double backprop; see the
     module docstring for why ``create_graph`` matters).
@@ -91,7 +91,7 @@ class ParamGradPenalty(Regularizer):
         return f"weight={self.weight:g}"
 
 
-@REGULARIZERS.register("sample_grad")
+@REGULARIZERS.register()
 class SampleGradPenalty(Regularizer):
     r""":math:`\lambda\,\frac1B\sum_i\|\partial L_G/\partial\tilde x_i\|_2` added to the generator loss;
     for MMD objectives the paper's λ·mean‖∂MMD²/∂x_gen‖₂.
@@ -108,8 +108,6 @@ class SampleGradPenalty(Regularizer):
     def penalty(self, ctx: LossContext) -> Optional[Tensor]:
         if ctx.net != GENERATOR:
             return None
-        from ..runtime.distributed import world_size
-
         (grad,) = torch.autograd.grad(ctx.loss, ctx.fake, create_graph=True)
         w = world_size()
         if w > 1:  # ∂L/∂x_i of the global loss L = (1/W) Σ_r L_r is (1/W) ∂L_r/∂x_i
@@ -125,9 +123,9 @@ class _DiscriminatorPenalty(Regularizer):
     """Shared checks of the discriminator penalties: a weight, and an objective with a D."""
 
     def __init__(self, weight: float) -> None:
-        self.weight = real_param(f"regularizers.{self.name}", "weight", weight, ge=0.0)
+        self.weight = check_real("weight", weight, ge=0.0, owner=f"regularizers.{self.name}")
 
-    def check(self, objective: object) -> None:
+    def check(self, objective: Objective) -> None:
         require_discriminator(f"regularizers.{self.name}", objective)
 
     def penalty(self, ctx: LossContext) -> Optional[Tensor]:
@@ -142,7 +140,7 @@ class _DiscriminatorPenalty(Regularizer):
         return f"weight={self.weight:g}"
 
 
-@REGULARIZERS.register("r1")
+@REGULARIZERS.register()
 class R1Penalty(_DiscriminatorPenalty):
     r""":math:`\frac\gamma2\mathbb E_{p_{data}}\|\nabla_x D(x)\|_2^2` (Mescheder et al. 2018).
 
@@ -160,7 +158,7 @@ class R1Penalty(_DiscriminatorPenalty):
         return 0.5 * squared_gradient_norms(grad).mean()
 
 
-@REGULARIZERS.register("r2")
+@REGULARIZERS.register()
 class R2Penalty(_DiscriminatorPenalty):
     r""":math:`\frac\gamma2\mathbb E_{p_g}\|\nabla_{\tilde x} D(\tilde x)\|_2^2` (Mescheder et al. 2018).
 
@@ -178,7 +176,7 @@ class R2Penalty(_DiscriminatorPenalty):
         return 0.5 * squared_gradient_norms(grad).mean()
 
 
-@REGULARIZERS.register("gp")
+@REGULARIZERS.register()
 class InterpolateGradPenalty(_DiscriminatorPenalty):
     r""":math:`\lambda\,\mathbb E_{\hat x}(\|\nabla_{\hat x}D(\hat x)\|_2 - c)^2`, x̂ uniform interpolates
     of real and generated samples (Gulrajani et al. 2017); the interpolation weights come from the
@@ -193,7 +191,7 @@ class InterpolateGradPenalty(_DiscriminatorPenalty):
 
     def __init__(self, weight: float = 10.0, target: float = 1.0) -> None:
         super().__init__(weight)
-        self.target = real_param("regularizers.gp", "target", target, ge=0.0)
+        self.target = check_real("target", target, ge=0.0, owner="regularizers.gp")
 
     def unweighted(self, ctx: LossContext) -> Tensor:
         return gradient_penalty(ctx.discriminator, ctx.real, ctx.fake, target=self.target)

@@ -36,10 +36,10 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..runtime.validation import check_bool, check_choice, check_int
-from ..objectives.base import real_param
-from . import REGULARIZERS
+from ..runtime.distributed import shard_randn
 from ..runtime.seeding import derived_seed
+from ..runtime.validation import check_bool, check_choice, check_int, check_real
+from . import REGULARIZERS
 from .base import Regularizer, load_rng_state
 
 SCHEDULES = ("constant", "linear", "exponential")
@@ -56,7 +56,7 @@ def noise_std(step: int, sigma: float, schedule: str = "constant", sigma_min: fl
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-@REGULARIZERS.register("relaxation")
+@REGULARIZERS.register()
 class Relaxation(Regularizer):
     r"""Observation noise N(0, σ²I) added to generated samples before the discriminator (and, with
     ``instance_noise``, to real samples), σ following a schedule (module docstring).
@@ -80,9 +80,9 @@ class Relaxation(Regularizer):
         instance_noise: bool = False,
     ) -> None:
         what = "regularizers.relaxation"
-        self.sigma = real_param(what, "sigma", sigma, ge=0.0)
+        self.sigma = check_real("sigma", sigma, ge=0.0, owner=what)
         self.schedule = check_choice("schedule", schedule, SCHEDULES, owner=what)
-        self.sigma_min = real_param(what, "sigma_min", sigma_min, ge=0.0)
+        self.sigma_min = check_real("sigma_min", sigma_min, ge=0.0, owner=what)
         if self.sigma_min > self.sigma:
             raise ConfigError(f"{what}: sigma_min={self.sigma_min:g} is not allowed (must be <= sigma={self.sigma:g})")
         self.decay_steps = check_int("decay_steps", decay_steps, owner=what)
@@ -100,8 +100,6 @@ class Relaxation(Regularizer):
         self.gen.manual_seed(derived_seed(seed, self.name))
 
     def _draw(self, like: Tensor, sigma: float) -> Tensor:
-        from ..runtime.distributed import shard_randn
-
         # under torchrun ``like`` holds this rank's rows: draw the global batch's noise, keep ours
         eps = shard_randn(like.shape, self.gen, like.dtype)
         return eps.mul_(sigma).to(like.device, non_blocking=True)

@@ -32,10 +32,10 @@ from typing import Any, Callable, List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..objectives.base import real_param
-from . import REGULARIZERS
+from ..objectives.base import Objective
 from ..optim import OptimizerWrapper
-from ..runtime.validation import check_bool
+from ..runtime.validation import check_bool, check_positive, check_real
+from . import REGULARIZERS
 from .base import DISCRIMINATOR, Regularizer, check_nets, preserved_buffers, require_discriminator
 
 #: added to ‖T g‖ so that a zero gradient gives a zero perturbation, not NaN (as in the reference code)
@@ -55,11 +55,9 @@ class SAM(OptimizerWrapper):
 
     def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = True, eta: float = 0.0,
                  modules: Sequence[nn.Module] = ()) -> None:
-        if not rho > 0:
-            raise ValueError(f"SAM rho must be > 0, got {rho}")
-        if eta < 0:
-            raise ValueError(f"ASAM eta must be >= 0, got {eta}")
-        self.base, self.rho, self.adaptive, self.eta = base, float(rho), bool(adaptive), float(eta)
+        self.base, self.adaptive = base, bool(adaptive)
+        self.rho = check_positive("rho", rho)
+        self.eta = check_positive("eta", eta, allow_zero=True)
         self.modules = tuple(modules)
 
     # ---- SAM ------------------------------------------------------------------------------------------
@@ -107,7 +105,7 @@ class SAM(OptimizerWrapper):
         return f"SAM(rho={self.rho:g}, adaptive={self.adaptive}, eta={self.eta:g}, base={type(self.base).__name__})"
 
 
-@REGULARIZERS.register("sam")
+@REGULARIZERS.register()
 class SharpnessAware(Regularizer):
     r"""Wraps the generator's and/or discriminator's optimizer in :class:`SAM` (ASAM by default, as
     in Filippone & Linhard, who use it on both networks).
@@ -123,12 +121,12 @@ class SharpnessAware(Regularizer):
 
     def __init__(self, rho: float = 0.05, adaptive: bool = True, eta: float = 0.0, nets: str = "both") -> None:
         what = "regularizers.sam"
-        self.rho = real_param(what, "rho", rho, gt=0.0)
+        self.rho = check_real("rho", rho, gt=0.0, owner=what)
         self.adaptive = check_bool("adaptive", adaptive, owner=what)
-        self.eta = real_param(what, "eta", eta, ge=0.0)
+        self.eta = check_real("eta", eta, ge=0.0, owner=what)
         self.nets = check_nets(what, nets)
 
-    def check(self, objective: object) -> None:
+    def check(self, objective: Objective) -> None:
         if self.nets == (DISCRIMINATOR,):
             require_discriminator("regularizers.sam with nets=d", objective)
 

@@ -22,10 +22,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..runtime.validation import check_int
-from ..objectives.base import real_param
-from . import REGULARIZERS
 from ..runtime.seeding import derived_seed
+from ..runtime.validation import check_int, check_real
+from . import REGULARIZERS
 from .base import ProbeContext, Regularizer, preserved_buffers
 
 
@@ -85,7 +84,7 @@ def top_hessian_eigenvalue(
     return shifted + mu
 
 
-@REGULARIZERS.register("sharpness")
+@REGULARIZERS.register()
 class SharpnessProbe(Regularizer):
     """Logs the generator loss's top Hessian eigenvalue every ``every`` steps (a probe: no effect
     on training).
@@ -97,11 +96,12 @@ class SharpnessProbe(Regularizer):
     """
 
     name = "sharpness"
+    changes_training = False  # a probe: it reads the model, never changes it
 
     def __init__(self, every: int = 100, iters: int = 20, tol: float = 1e-3) -> None:
         what = "regularizers.sharpness"
         self.every, self.iters = check_int("every", every, owner=what), check_int("iters", iters, owner=what)
-        self.tol = real_param(what, "tol", tol, ge=0.0)
+        self.tol = check_real("tol", tol, ge=0.0, owner=what)
 
     def probe(self, step: int, ctx: ProbeContext) -> Dict[str, float]:
         if step % self.every != 0:

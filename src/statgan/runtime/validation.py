@@ -10,13 +10,17 @@ expected. Two message shapes, chosen by ``owner``:
 
 Bools are rejected wherever a number is expected, although Python counts them as ints: ``true`` for
 a width is a config mistake.
+
+Parameters whose allowed values are a statement rather than a type (``renyi: alpha=1 is not allowed
+(must be > 0 and != 1)``) use :func:`check_real` or raise :func:`not_allowed` directly.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from numbers import Integral, Real
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 
@@ -67,3 +71,58 @@ def check_bool(key: str, value: Any, *, owner: Optional[str] = None) -> bool:
     if not isinstance(value, bool):
         raise _fail(key, value, "must be true or false", owner)
     return value
+
+
+def check_shape(key: str, value: Any, *, owner: Optional[str] = None) -> Tuple[int, ...]:
+    """``value`` as a non-empty tuple of positive ints (configs may hand over a list)."""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise _fail(key, value, "must be a sequence of positive integers", owner) from None
+    if not shape or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in shape):
+        raise _fail(key, value, "must be a sequence of positive integers", owner)
+    return tuple(int(s) for s in shape)
+
+
+def not_allowed(key: str, value: Any, allowed: str, *, owner: Optional[str] = None) -> ConfigError:
+    """The error (to raise) for a value outside a rule stated in words:
+    ``renyi: alpha=1 is not allowed (must be > 0 and != 1)``."""
+    shown = repr(value) if isinstance(value, str) else str(value)
+    return ConfigError(f"{owner + ': ' if owner is not None else ''}{key}={shown} is not allowed ({allowed})")
+
+
+def check_real(
+    key: str,
+    value: Any,
+    *,
+    gt: Optional[float] = None,
+    ge: Optional[float] = None,
+    allowed: Optional[str] = None,
+    owner: Optional[str] = None,
+) -> float:
+    """``value`` as a finite float, optionally ``> gt`` or ``>= ge``; ``allowed`` replaces the
+    generated description of the rule in the message."""
+    # Numeric strings are accepted because YAML 1.1 reads ``1e-3`` (no dot) as a string.
+    x: Optional[float] = None
+    if isinstance(value, str):
+        try:
+            x = float(value)
+        except ValueError:
+            pass
+    elif isinstance(value, Real) and not isinstance(value, bool):
+        x = float(value)
+    if x is None:
+        raise not_allowed(key, value, allowed or "expected a real number", owner=owner)
+    if not math.isfinite(x):
+        raise not_allowed(key, value, allowed or "expected a finite number", owner=owner)
+    if gt is not None and not x > gt:
+        raise not_allowed(key, value, allowed or f"must be > {gt:g}", owner=owner)
+    if ge is not None and not x >= ge:
+        raise not_allowed(key, value, allowed or f"must be >= {ge:g}", owner=owner)
+    return x
+
+
+def did_you_mean(key: str, options: Sequence[str]) -> str:
+    """``"; did you mean 'steps'?"`` for the closest of ``options`` to a mistyped ``key``, else ``""``."""
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
