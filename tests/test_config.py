@@ -153,3 +153,22 @@ def test_resume_blockers_follow_the_declarations():
     blockers = config.resume_blockers(saved, new)
     # steps/progress are marked resumable and sharpness is a probe (changes_training = False)
     assert blockers == ["regularizers.sam: None -> {}", f"train.lr_g: {saved.train.lr_g!r} -> 0.1"]
+
+
+@pytest.mark.parametrize("override", ["train=", "train={}", "train=null", "train=5", "model=[1, 2]", "regularizers="])
+def test_a_whole_section_set_to_a_scalar_or_empty_value_is_an_error(override):
+    # it used to replace the preset's whole section with built-in defaults (steps 4000 -> 2500) and start a long run
+    with pytest.raises(ConfigError, match=r"is a section; set its keys"):
+        config.load(None, [override])
+
+
+def test_a_section_mapping_override_merges_into_the_preset():
+    cfg = config.load(None, ["train={steps: 7, batch_size: 8}"])
+    base = config.load(None)
+    assert (cfg.train.steps, cfg.train.batch_size) == (7, 8)
+    assert cfg.train.lr_g == base.train.lr_g and cfg.train.ema_decay == base.train.ema_decay  # the rest is kept
+
+
+def test_an_unknown_preset_gets_did_you_mean():
+    with pytest.raises(ConfigError, match=r"'toy-8gausians' is neither a YAML file nor a preset; did you mean 'toy-8gaussians'"):
+        config.load("toy-8gausians")

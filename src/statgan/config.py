@@ -320,6 +320,11 @@ def parse_override(item: str) -> tuple:
     return key.split("."), value
 
 
+#: what the error for a whole-section override suggests instead
+_EXAMPLE_KEYS = {"run": "run.name=NAME", "data": "data.name=mnist5k", "model": "model.latent_dim=64",
+                 "objective": "objective.name=ns", "train": "train.steps=2000", "regularizers": "regularizers.r1.weight=1"}
+
+
 def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
     raw = copy.deepcopy(raw)
     for item in overrides:
@@ -329,6 +334,15 @@ def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, 
                 f"override {item!r}: unknown section {path[0]!r}{did_you_mean(path[0], _ALL_SECTIONS)} "
                 f"(allowed: {', '.join(_ALL_SECTIONS)})"
             )
+        if len(path) == 1:  # a whole section: merge a mapping key by key, never replace the preset's section
+            if not isinstance(value, dict) or not value:
+                raise ConfigError(
+                    f"override {item!r}: {path[0]!r} is a section; set its keys (e.g. {_EXAMPLE_KEYS.get(path[0], path[0] + '.KEY=VALUE')}) "
+                    f"or give a non-empty mapping ({path[0]}={{key: value}})"
+                )
+            section = raw.get(path[0])
+            raw[path[0]] = {**(section if isinstance(section, dict) else {}), **value}
+            continue
         node = raw
         for part in path[:-1]:
             child = node.get(part)
@@ -377,7 +391,8 @@ def resolve(path_or_preset: Optional[Union[str, Path]]) -> Path:
     name = p.name[:-5] if p.name.endswith(".yaml") else p.name
     if p.parent in (Path("."), Path("configs")) and (PRESET_DIR / f"{name}.yaml").is_file():
         return PRESET_DIR / f"{name}.yaml"
-    raise ConfigError(f"config {str(path_or_preset)!r} is neither a YAML file nor a preset; presets: {', '.join(presets())}")
+    raise ConfigError(f"config {str(path_or_preset)!r} is neither a YAML file nor a preset{did_you_mean(name, presets())}; "
+                      f"presets: {', '.join(presets())}")
 
 
 def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> Config:
