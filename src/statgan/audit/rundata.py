@@ -10,13 +10,14 @@ dataset named in the checkpoint's config. The sets:
 * ``generated`` -- ``n`` generator outputs G(z), z ~ N(0, I) (noise-free: on the GAN manifold);
 * OOD sets      -- :func:`statgan.data.ood.ood_sets` built from the test split.
 
-Every random choice draws from its own generator seeded by (seed, purpose), so the image sets of
-``statgan invert RUN --split test`` are those of ``statgan audit RUN`` with the same seed and n.
+Every random choice draws from its own generator seeded by
+:func:`statgan.runtime.seeding.derived_seed` (seed, ``"audit:"`` + purpose) -- the scheme training uses
+-- so the image sets of ``statgan invert RUN --split test`` are those of ``statgan audit RUN`` with
+the same seed and n.
 """
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -27,10 +28,11 @@ from .. import data as datasets
 from ..data.ood import EXTERNAL_SETS, OOD_SETS, ood_sets
 from ..errors import ConfigError, StatganError
 from ..rundir.run import load_generator
+from ..runtime.seeding import derived_seed, seeded_generator
 from .inversion import lenet_feature_fn
 from .settings import LOSSES
 
-__all__ = ["FeatureLoss", "RunData", "SPLITS", "feature_loss", "load_run", "split_images", "stream", "stream_seed"]
+__all__ = ["FeatureLoss", "RunData", "SPLITS", "feature_loss", "load_run", "split_images"]
 
 #: In-distribution image sets; OOD sets are named by :data:`statgan.data.ood.OOD_SETS` /
 #: ``EXTERNAL_SETS`` or all together as ``ood``.
@@ -38,18 +40,6 @@ SPLITS = ("train", "test", "generated")
 
 #: (loss name for :func:`statgan.audit.invert`, its feature_fn or None)
 FeatureLoss = Tuple[str, Optional[Callable[[Tensor], Tensor]]]
-
-
-def stream(seed: int, purpose: str) -> torch.Generator:
-    """A CPU generator private to ``purpose`` (an image set, a sampler) under the audit's ``seed``."""
-    g = torch.Generator()
-    g.manual_seed((int(seed) * 1_000_003 + zlib.crc32(purpose.encode())) % (2**63))
-    return g
-
-
-def stream_seed(seed: int, purpose: str) -> int:
-    """An integer seed private to ``purpose`` (for functions that take ``seed=``)."""
-    return int(torch.randint(0, 2**62, (1,), generator=stream(seed, purpose)).item())
 
 
 def _take(data: Any, idx: Tensor) -> Tensor:
@@ -90,7 +80,8 @@ class RunData:
     def train(self, n: int) -> Tensor:
         """``n`` training images: the first of a seeded permutation."""
         data = self._data("train")
-        return _take(data, torch.randperm(len(data), generator=stream(self.seed, "train"))[: min(n, len(data))])
+        perm = torch.randperm(len(data), generator=seeded_generator(self.seed, "audit:train"))
+        return _take(data, perm[: min(n, len(data))])
 
     def test_and_valid(self, n: int, n_valid: int = 0) -> Tuple[Tensor, Optional[Tensor]]:
         """``n`` test images (the first of a seeded permutation) and ``n_valid`` others (its last)."""
@@ -98,7 +89,7 @@ class RunData:
         N = len(data)
         if n_valid and n + n_valid > N:
             raise ConfigError(f"{self.dataset}'s test split has {N} images: n ({n}) + n_valid ({n_valid}) must not exceed it")
-        perm = torch.randperm(N, generator=stream(self.seed, "test"))
+        perm = torch.randperm(N, generator=seeded_generator(self.seed, "audit:test"))
         test = _take(data, perm[: min(n, N)])
         valid = _take(data, perm[N - n_valid:]) if n_valid else None
         return test, valid
@@ -112,7 +103,7 @@ class RunData:
 
     def generated(self, n: int, batch_size: int = 256) -> Tuple[Tensor, Tensor]:
         """(G(z), z) for n latents z ~ N(0, I) from the seeded stream."""
-        z = torch.randn(n, self.latent_dim, generator=stream(self.seed, "generated"))
+        z = torch.randn(n, self.latent_dim, generator=seeded_generator(self.seed, "audit:generated"))
         with torch.no_grad():
             x = torch.cat([self.G(z[i: i + batch_size].to(self.device)).float().cpu() for i in range(0, n, batch_size)])
         return x, z
@@ -122,7 +113,7 @@ class RunData:
         if not self.is_image:
             raise StatganError(f"OOD sets need image data, but {self.dataset!r} has samples of shape {list(self.data_shape)}")
         # ood_sets takes a 31-bit seed
-        return ood_sets(self.reference(), n, seed=stream_seed(self.seed, "ood") % (2**31), names=names)
+        return ood_sets(self.reference(), n, seed=derived_seed(self.seed, "audit:ood") % (2**31), names=names)
 
 
 def load_run(run_dir: Union[str, Path], seed: int = 0, checkpoint: Optional[Union[str, Path]] = None, ema: bool = True,

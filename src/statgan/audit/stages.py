@@ -23,10 +23,11 @@ from scipy.stats import mannwhitneyu
 from torch import Tensor
 
 from ..errors import StatganError
+from ..runtime.seeding import derived_seed
 from .ais import BDMCResult, ais, bdmc, bits_per_dim, select_sigma
 from .inversion import InversionResult, invert
 from .ood import auroc, correlation
-from .rundata import FeatureLoss, RunData, stream_seed
+from .rundata import FeatureLoss, RunData
 from .settings import AuditSettings, InvertSettings
 from .summary import (
     BDMCSummary,
@@ -93,7 +94,7 @@ def image_sets(run: RunData, s: AuditSettings) -> ImageSets:
 def invert_images(run: RunData, x: Tensor, s: InvertSettings, purpose: str, feature: FeatureLoss) -> InversionResult:
     """Invert the run's generator at ``x`` with the settings' knobs and a seed private to ``purpose``."""
     return invert(run.G, x.to(run.device), run.latent_dim, restarts=s.restarts, steps=s.steps, lr=s.lr,
-                  loss=feature[0], feature_fn=feature[1], batch_size=BATCH, seed=stream_seed(s.seed, f"invert:{purpose}"))
+                  loss=feature[0], feature_fn=feature[1], batch_size=BATCH, seed=derived_seed(s.seed, f"audit:invert:{purpose}"))
 
 
 def invert_sets(run: RunData, sets: ImageSets, s: AuditSettings, feature: FeatureLoss) -> Dict[str, InversionResult]:
@@ -114,7 +115,7 @@ def choose_sigma(run: RunData, valid: Tensor, z_valid: Tensor, s: AuditSettings)
     k = min(s.sigma_images, valid.shape[0])
     sel = select_sigma(run.G, valid[:k].to(run.device), run.latent_dim, candidates=s.sigma_candidates,
                        n_steps=s.sigma_steps, n_chains=s.chains, leapfrog=s.leapfrog, init=z_valid[:k],
-                       seed=stream_seed(s.seed, "sigma"), **_ais_options(s))
+                       seed=derived_seed(s.seed, "audit:sigma"), **_ais_options(s))
     return SigmaChoice(chosen=float(sel.sigma), method=f"max mean AIS log-likelihood of {k} valid images",
                        candidates=tuple(float(c) for c in sel.candidates),
                        mean_log_likelihood=tuple(float(v) for v in sel.mean_log_likelihood), ais_steps=s.sigma_steps)
@@ -135,7 +136,7 @@ def likelihoods(run: RunData, images: Dict[str, Tensor], inversions: Dict[str, I
     acceptance: Dict[str, float] = {}
     for name, x in images.items():
         res = ais(run.G, x.to(run.device), run.latent_dim, sigma, s.ais_steps, s.chains, s.leapfrog,
-                  init=inversions[name].z, seed=stream_seed(s.seed, f"ais:{name}"), **_ais_options(s))
+                  init=inversions[name].z, seed=derived_seed(s.seed, f"audit:ais:{name}"), **_ais_options(s))
         ll[name] = res.log_likelihood.cpu()
         acceptance[name] = float(res.acceptance.mean())
     return Likelihoods(ll, acceptance)
@@ -165,7 +166,7 @@ def bdmc_bounds(run: RunData, sigma: float, s: AuditSettings) -> BDMCBounds:
     def init(x: Tensor) -> Tensor:
         return invert_images(run, x, s, "model-samples", ("l2", None)).z
 
-    seed = stream_seed(s.seed, "bdmc")
+    seed = derived_seed(s.seed, "audit:bdmc")
     common = dict(n_images=s.bdmc_images, n_steps=s.ais_steps, n_chains=s.chains, leapfrog=s.leapfrog,
                   step_size=s.step_size, batch_size=BATCH, seed=seed)
     forward = bdmc(run.G, run.latent_dim, sigma, init=init, init_scale=s.init_scale, **common)
@@ -210,7 +211,7 @@ def typicality_tests(ll: Dict[str, Tensor], model_ll: Tensor, ood_names: Sequenc
 
     def test(train_ll: Tensor, valid_ll: Tensor, name: str, purpose: str) -> TypicalityResult:
         return typicality_test(train_ll, valid_ll, ll[name], s.typicality_batch, alpha=s.alpha,
-                               n_bootstrap=s.n_bootstrap, seed=stream_seed(s.seed, f"typicality:{purpose}"))
+                               n_bootstrap=s.n_bootstrap, seed=derived_seed(s.seed, f"audit:typicality:{purpose}"))
 
     half = model_ll.numel() // 2
     return TypicalityTests(
