@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from statgan.audit.run import load_run, split_images
+from statgan.audit.rundata import load_run, split_images
+from statgan.audit.summary import InvertSummary, from_json
 from statgan.cli import main
 
 from conftest import tiny_dcgan_overrides, toy_overrides
@@ -47,6 +48,7 @@ def test_invert_writes_errors_and_latents_for_each_split(run_dir, split, sets, c
     tensors = load_file(str(path))
     summary = json.loads(path.with_suffix(".json").read_text())
     assert list(summary["sets"]) == sets and summary["split"] == key and summary["step"] == 8
+    assert summary["format"] == "statgan-invert/2" and summary["settings"]["n"] == 4 and "path" not in summary
     for name in sets:
         assert tensors[f"{name}.z"].shape == (4, 8) and tensors[f"{name}.errors"].shape == (4,)
         assert tensors[f"{name}.images"].shape == tensors[f"{name}.reconstructions"].shape == (4, 1, 28, 28)
@@ -61,9 +63,10 @@ def test_invert_writes_errors_and_latents_for_each_split(run_dir, split, sets, c
 def test_invert_with_lenet_features_and_custom_out(run_dir, tmp_path, capsys):
     out = tmp_path / "sub" / "inv.safetensors"
     assert main(["invert", str(run_dir), "--split", "test", "--loss", "lenet", "--out", str(out), *FAST]) == 0
-    s = json.loads(out.with_suffix(".json").read_text())
+    s = from_json(out.with_suffix(".json").read_text(), InvertSummary)
     t = load_file(str(out))
-    assert s["loss"] == "lenet" and s["error_unit"] == "LeNet feature MSE"
+    assert s.loss == s.settings.loss == "lenet" and s.error_unit == "LeNet feature MSE" and s.path is None
+    assert s.sets["test"].error.median == pytest.approx(float(t["test.errors"].double().quantile(0.5)), rel=1e-6)
     mse = (t["test.reconstructions"] - t["test.images"]).square().flatten(1).mean(1)
     assert torch.allclose(t["test.mse"], mse, rtol=1e-4) and not torch.allclose(t["test.errors"], mse)
 
@@ -95,15 +98,15 @@ def test_invert_on_toy_data_works_except_for_ood(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["invert", "{run}", "--split", "validation"], "unknown split 'validation'"),
-    (["invert", "{run}", "--split", "train", "--n", "0"], "--n must be an integer >= 1"),
+    (["invert", "{run}", "--split", "train", "--n", "0"], "n must be an integer >= 1"),
     (["invert", "{run}", "--split", "train", "--out", "x.npz"], "--out must end in .safetensors"),
     (["invert", "{run}", "--split", "train", "--steps", "-1"], "steps must be an integer >= 0"),
-    (["invert", "{run}", "--split", "train", "--threads", "0"], "--threads must be at least 1"),
+    (["invert", "{run}", "--split", "train", "--threads", "0"], "--threads must be an integer >= 1"),
     (["invert", "{missing}", "--split", "train"], "not a statgan run directory"),
     (["audit", "{missing}"], "not a statgan run directory"),
     (["audit", "{run}", "--n", "0"], "n must be an integer >= 1"),
     (["audit", "{run}", "--quick", "--ood", "glyphs,nope"], "unknown OOD set 'nope'"),
-    (["audit", "{run}", "--quick", "--sigma", "-1"], "sigma must be a positive number"),
+    (["audit", "{run}", "--quick", "--sigma", "-1"], "sigma must be a finite positive number"),
     (["audit", "{run}", "--n", "600", "--n-valid", "500"], "must not exceed it"),
 ])
 def test_bad_input_is_one_line_error(run_dir, tmp_path, capsys, argv, fragment):
@@ -111,3 +114,33 @@ def test_bad_input_is_one_line_error(run_dir, tmp_path, capsys, argv, fragment):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("statgan: error: ") and fragment in err and err.count("\n") == 1, err
+
+
+def test_cli_defaults_and_help_come_from_the_settings_classes(capsys):
+    from dataclasses import fields
+
+    from statgan.audit.settings import AuditSettings, InvertSettings
+    from statgan.cli import build_parser
+
+    args = build_parser().parse_args(["invert", "RUN", "--split", "test"])
+    assert {f.name: getattr(args, f.name) for f in fields(InvertSettings)} == vars(InvertSettings())
+    with pytest.raises(SystemExit):
+        main(["audit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    quick = AuditSettings.quick()
+    for flag, name in (("--n N", "n"), ("--ais-steps AIS_STEPS", "ais_steps"), ("--steps STEPS", "steps")):
+        after = help_text.rsplit(flag, 1)[1]  # the flag's own line (the first mention is the usage line)
+        assert after.split(")")[0].endswith(f"(default {getattr(AuditSettings, name)}; --quick {getattr(quick, name)}")
+    assert f"AIS chains per image (default {AuditSettings.chains})" in help_text  # --quick keeps it: not quoted
+
+
+def test_quick_settings_are_the_defaults_with_the_quick_changes():
+    from dataclasses import asdict
+
+    from statgan.audit.settings import AuditSettings
+
+    q = AuditSettings.quick(n=30)
+    changed = {k for k, v in asdict(q).items() if v != asdict(AuditSettings())[k]}
+    assert changed == set(AuditSettings.QUICK) and q.n == 30 and q.steps == AuditSettings.QUICK["steps"]
+    with pytest.raises(ValueError, match="bdmc_images .* twice the typicality batch"):
+        AuditSettings.quick(bdmc_images=6).validate()

@@ -10,13 +10,16 @@ import json
 import math
 import shutil
 import subprocess
+import traceback
 from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
 
 from statgan.audit import verdicts
+from statgan.audit.summary import AuditSummary, from_json, to_json
 from statgan.cli import main
+from statgan.errors import StatganError
 
 from conftest import tiny_dcgan_overrides
 
@@ -50,7 +53,7 @@ def audited(tmp_path_factory):
     finally:
         torch.set_num_threads(n)
     out = root / "dcgan" / "audit"
-    return out, json.loads((out / "summary.json").read_text()), (out / "report.html").read_text(encoding="utf-8")
+    return out, from_json((out / "summary.json").read_text()), (out / "report.html").read_text(encoding="utf-8")
 
 
 def test_report_is_self_contained_html_with_decodable_pngs(audited):
@@ -74,12 +77,18 @@ def test_report_is_self_contained_html_with_decodable_pngs(audited):
 
 
 def test_summary_has_the_expected_keys_and_finite_numbers(audited):
-    out, s, _ = audited
+    out, typed, _ = audited
+    s = json.loads((out / "summary.json").read_text())
     assert {"format", "run", "step", "settings", "sigma", "bdmc", "splits", "auroc", "memorisation", "correlation",
             "typicality", "findings", "timing", "machine", "seconds", "paths"} <= s.keys()
     assert s["format"] == "statgan-audit/1" and s["step"] == 8 and s["ood_sets"] == ["glyphs", "noise", "inverted"]
     assert set(s["splits"]) == {"train", "test", "generated", "glyphs", "noise", "inverted", "valid", "model_samples"}
     assert s["splits"]["train"]["n"] == 8 and s["splits"]["glyphs"]["n"] == 4 and s["splits"]["valid"]["n"] == 8
+    # sets that are not inverted have no inversion keys (left out, not null)
+    assert "inversion_error" not in s["splits"]["model_samples"] and "local_variance" not in s["splits"]["valid"]
+    # a typicality group holds its reference beside the tested sets
+    assert set(s["typicality"]["ood_test"]) == {"reference", "test", "glyphs", "noise", "inverted"}
+    assert typed.typicality.ood_test.sets["glyphs"].n_batches == s["typicality"]["ood_test"]["glyphs"]["n_batches"]
 
     def numbers(obj, path=""):
         if isinstance(obj, dict):
@@ -112,52 +121,78 @@ def test_verdict_paragraphs_are_in_the_page_and_quote_the_summary(audited):
     parser = _Page()
     parser.feed(page)
     text = " ".join(parser.text)
-    ids = [f["id"] for f in s["findings"]]
+    ids = [f.id for f in s.findings]
     assert ids == ["a", "b", "c", "d", "memorisation"]
-    for f in s["findings"]:
-        assert f["verdict"] in ("holds", "partly holds", "does not hold", "signal", "weak signal", "no signal")
-        assert f["text"] in text and f'id="finding-{f["id"]}"' in page
-    a = s["findings"][0]
-    assert verdicts._f(s["inversion"]["train_over_generated"]) in a["text"]
-    assert verdicts._f(s["splits"]["train"]["inversion_error"]["median"]) in a["text"]
-    b = s["findings"][1]
-    for name, row in s["auroc"].items():
-        assert f"{name} {verdicts._f(row['auroc_inversion'])}" in b["text"]
+    for f in s.findings:
+        assert f.verdict in ("holds", "partly holds", "does not hold", "signal", "weak signal", "no signal")
+        assert f.text in text and f'id="finding-{f.id}"' in page
+    a = s.findings[0]
+    assert verdicts._f(s.inversion.train_over_generated) in a.text
+    assert verdicts._f(s.splits["train"].inversion_error.median) in a.text
+    b = s.findings[1]
+    for name, row in s.auroc.items():
+        assert f"{name} {verdicts._f(row.auroc_inversion)}" in b.text
+    # the verdicts recomputed from the summary read back from JSON are the ones written
+    assert verdicts.findings(s) == s.findings
 
 
 @pytest.mark.parametrize("ratio, verdict", [(12.0, "holds"), (10.0, "holds"), (5.0, "partly holds"), (2.9, "does not hold")])
 def test_finding_a_follows_its_thresholds(audited, ratio, verdict):
     s = copy.deepcopy(audited[1])
-    s["inversion"]["train_over_generated"] = ratio
+    s.inversion.train_over_generated = ratio
     f = verdicts.findings(s)[0]
-    assert f["verdict"] == verdict and verdicts._f(ratio) in f["text"]
+    assert f.verdict == verdict and verdicts._f(ratio) in f.text
 
 
 def test_findings_b_c_d_and_memorisation_follow_their_thresholds(audited):
     s = copy.deepcopy(audited[1])
-    for row in s["auroc"].values():
-        row["auroc_inversion"] = 0.55
-        row["median_ll_minus_train"] = -5.0
-    s["correlation"]["pooled"].update(r=-0.5, pvalue=1e-6)
-    s["typicality"]["model_typical_set"]["train"]["rejection_rate"] = 0.8
-    s["memorisation"].update(auroc_inversion=0.7, p_inversion=1e-4)
-    got = {f["id"]: f["verdict"] for f in verdicts.findings(s)}
+    for row in s.auroc.values():
+        row.auroc_inversion = 0.55
+        row.median_ll_minus_train = -5.0
+    s.correlation.pooled.r, s.correlation.pooled.pvalue = -0.5, 1e-6
+    s.typicality.model_typical_set.sets["train"].rejection_rate = 0.8
+    s.memorisation.auroc_inversion, s.memorisation.p_inversion = 0.7, 1e-4
+    got = {f.id: f.verdict for f in verdicts.findings(s)}
     assert got == {"a": got["a"], "b": "holds", "c": "partly holds", "d": "holds", "memorisation": "signal"}
-    s["auroc"]["noise"]["auroc_inversion"] = 0.99
-    s["auroc"]["glyphs"]["median_ll_minus_train"] = 3.0
-    s["typicality"]["model_typical_set"]["train"]["rejection_rate"] = 0.05
-    s["memorisation"].update(auroc_inversion=0.55, p_inversion=0.5, auroc_likelihood=0.52, p_likelihood=0.6)
-    got = {f["id"]: f for f in verdicts.findings(s)}
-    assert got["b"]["verdict"] == "partly holds" and "noise" in got["b"]["text"]
-    assert got["c"]["verdict"] == "holds" and got["c"]["numbers"]["higher_than_train"] == ["glyphs"]
-    assert got["d"]["verdict"] == "does not hold"
-    assert got["memorisation"]["verdict"] == "no signal"
-    for row in s["auroc"].values():
-        row["auroc_inversion"] = 0.95
-    s["correlation"]["pooled"].update(r=0.2, pvalue=1e-3)
-    s["auroc"]["glyphs"]["median_ll_minus_train"] = -3.0
-    got = {f["id"]: f["verdict"] for f in verdicts.findings(s)}
+    s.auroc["noise"].auroc_inversion = 0.99
+    s.auroc["glyphs"].median_ll_minus_train = 3.0
+    s.typicality.model_typical_set.sets["train"].rejection_rate = 0.05
+    m = s.memorisation
+    m.auroc_inversion, m.p_inversion, m.auroc_likelihood, m.p_likelihood = 0.55, 0.5, 0.52, 0.6
+    got = {f.id: f for f in verdicts.findings(s)}
+    assert got["b"].verdict == "partly holds" and "noise" in got["b"].text
+    assert got["c"].verdict == "holds" and got["c"].numbers["higher_than_train"] == ["glyphs"]
+    assert got["d"].verdict == "does not hold"
+    assert got["memorisation"].verdict == "no signal"
+    for row in s.auroc.values():
+        row.auroc_inversion = 0.95
+    s.correlation.pooled.r, s.correlation.pooled.pvalue = 0.2, 1e-3
+    s.auroc["glyphs"].median_ll_minus_train = -3.0
+    got = {f.id: f.verdict for f in verdicts.findings(s)}
     assert got["b"] == "does not hold" and got["c"] == "does not hold"
+
+
+def test_summary_round_trips_through_json(audited):
+    out, s, _ = audited
+    text = (out / "summary.json").read_text()
+    assert isinstance(s, AuditSummary) and to_json(s) == text  # the file is exactly to_json of the result
+    assert from_json(to_json(s)) == s
+    changed = copy.deepcopy(s)
+    changed.splits["test"].log_likelihood.median += 1.0
+    assert from_json(to_json(changed)) == changed != s
+
+
+def test_a_misspelt_field_fails_at_the_line_that_misspells_it(audited):
+    s = audited[1]
+    with pytest.raises(AttributeError, match="inversion_eror") as info:
+        s.splits["train"].inversion_eror.median  # the misspelling under test
+    assert traceback.extract_tb(info.tb)[-1].line.startswith('s.splits["train"].inversion_eror.median')
+    with pytest.raises(AttributeError, match="auroc_inversions"):
+        s.memorisation.auroc_inversions = 0.7  # slots: a misspelt assignment does not add a field
+    # summary.json with a misspelt key is refused, not read with the field missing
+    text = (audited[0] / "summary.json").read_text().replace('"mean_ll_gap"', '"mean_ll_gapp"')
+    with pytest.raises(StatganError, match="mean_ll_gapp"):
+        from_json(text)
 
 
 def _browser():

@@ -247,32 +247,34 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _set_threads(threads: Optional[int]) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise StatganError(f"--threads must be at least 1, got {threads}")
-        import torch
+def _set_threads(threads: int) -> None:
+    import torch
 
-        torch.set_num_threads(threads)
+    from .runtime.validation import check_int
+
+    torch.set_num_threads(check_int("--threads", threads))
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
     from .audit.run import invert_split
+    from .audit.settings import InvertSettings
 
     _set_threads(args.threads)
-    res = invert_split(args.run_dir, args.split, n=args.n, restarts=args.restarts, steps=args.steps, lr=args.lr,
-                       loss=args.loss, out=args.out, seed=args.seed, device=args.device, checkpoint=args.checkpoint,
-                       ema=not args.no_ema)
-    for name, v in res["sets"].items():
-        e = v["error"]
-        print(f"{name:<14} n={v['n']:<5} inversion error ({res['error_unit']}): median {e['median']:.4g} "
-              f"[q25 {e['q25']:.4g}, q75 {e['q75']:.4g}], mean {e['mean']:.4g}")
-    print(f"wrote {res['tensors']} and {res['path']} ({res['seconds']:.1f} s)")
+    settings = InvertSettings(n=args.n, restarts=args.restarts, steps=args.steps, lr=args.lr, loss=args.loss,
+                              seed=args.seed)
+    res = invert_split(args.run_dir, args.split, settings, out=args.out, device=args.device,
+                       checkpoint=args.checkpoint, ema=not args.no_ema)
+    for name, v in res.sets.items():
+        e = v.error
+        print(f"{name:<14} n={v.n:<5} inversion error ({res.error_unit}): median {e.median:.4g} "
+              f"[q25 {e.q25:.4g}, q75 {e.q75:.4g}], mean {e.mean:.4g}")
+    print(f"wrote {res.tensors} and {res.path} ({res.seconds:.1f} s)")
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit.run import AuditSettings, audit_run
+    from .audit.run import audit_run
+    from .audit.settings import AuditSettings
 
     _set_threads(args.threads)
     knobs = {k: getattr(args, k) for k in ("n", "n_valid", "n_ood", "restarts", "steps", "loss", "sigma", "ais_steps",
@@ -282,10 +284,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings = AuditSettings.quick(**knobs) if args.quick else AuditSettings(**knobs)
     summary = audit_run(args.run_dir, settings, checkpoint=args.checkpoint, ema=not args.no_ema, device=args.device,
                         out_dir=args.out)
-    for f in summary["findings"]:
-        label = f"({f['id']})" if len(f["id"]) == 1 else "(*)"
-        print(f"{label} {f['title']}: {f['verdict']}")
-    print(f"report: {summary['paths']['report']}\nsummary: {summary['paths']['summary']} ({summary['seconds']:.0f} s)")
+    for f in summary.findings:
+        label = f"({f.id})" if len(f.id) == 1 else "(*)"
+        print(f"{label} {f.title}: {f.verdict}")
+    assert summary.paths is not None  # audit_run wrote the files
+    print(f"report: {summary.paths.report}\nsummary: {summary.paths.summary} ({summary.seconds:.0f} s)")
     return 0
 
 
@@ -336,9 +339,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="with two image sets: write the JSON result here")
     e.set_defaults(func=cmd_eval)
 
+    # the defaults of invert/audit knobs live in the settings classes; the help strings quote them
+    from .audit.settings import LOSSES, AuditSettings, InvertSettings
+
+    A, Q = AuditSettings, AuditSettings.quick()
+
+    def dflt(name: str) -> str:
+        """'default D' for an audit knob, plus its --quick value where that differs."""
+        quick = f"; --quick {getattr(Q, name)}" if getattr(Q, name) != getattr(A, name) else ""
+        return f"default {getattr(A, name)}{quick}"
+
     def run_options(q: argparse.ArgumentParser) -> None:
         q.add_argument("run_dir", metavar="RUN_DIR")
-        q.add_argument("--seed", type=int, default=0, help="seed of the image sets and samplers (default 0)")
+        q.add_argument("--seed", type=int, default=InvertSettings.seed,
+                       help=f"seed of the image sets and samplers (default {InvertSettings.seed})")
         q.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
         q.add_argument("--threads", type=int, default=1,
                        help="torch CPU threads (default 1: the audit's networks are small, and one thread per process "
@@ -349,28 +363,34 @@ def build_parser() -> argparse.ArgumentParser:
     iv = sub.add_parser("invert", help="invert the generator on train / test / generated / OOD images")
     run_options(iv)
     iv.add_argument("--split", required=True, help="train | test | generated | ood (all OOD sets) | an OOD set name (e.g. glyphs)")
-    iv.add_argument("--n", type=int, default=100, help="images (per OOD set) (default 100)")
-    iv.add_argument("--restarts", type=int, default=2, help="random starts per image (default 2)")
-    iv.add_argument("--steps", type=int, default=300, help="Adam steps per start (default 300)")
-    iv.add_argument("--lr", type=float, default=0.1, help="peak learning rate, cosine-annealed (default 0.1)")
-    iv.add_argument("--loss", default="l2", choices=("l2", "lenet"), help="pixel MSE or LeNet-feature distance (MNIST-like data)")
+    iv.add_argument("--n", type=int, default=InvertSettings.n,
+                    help=f"images (per OOD set) (default {InvertSettings.n})")
+    iv.add_argument("--restarts", type=int, default=InvertSettings.restarts,
+                    help=f"random starts per image (default {InvertSettings.restarts})")
+    iv.add_argument("--steps", type=int, default=InvertSettings.steps,
+                    help=f"Adam steps per start (default {InvertSettings.steps})")
+    iv.add_argument("--lr", type=float, default=InvertSettings.lr,
+                    help=f"peak learning rate, cosine-annealed (default {InvertSettings.lr})")
+    iv.add_argument("--loss", default=InvertSettings.loss, choices=LOSSES,
+                    help=f"pixel MSE or LeNet-feature distance (MNIST-like data) (default {InvertSettings.loss})")
     iv.add_argument("--out", default=None, help="output .safetensors (default RUN_DIR/audit/invert-SPLIT-nN-LOSS.safetensors; JSON beside it)")
     iv.set_defaults(func=cmd_invert)
 
     au = sub.add_parser("audit", help="audit a run as a statistical model; writes RUN_DIR/audit/report.html")
     run_options(au)
     au.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds (numbers mean little)")
-    au.add_argument("--n", type=int, default=None, help="train, test and generated images (default 100)")
-    au.add_argument("--n-valid", type=int, default=None, help="held-out images for sigma and the bootstrap (default 50)")
-    au.add_argument("--n-ood", type=int, default=None, help="images per OOD set (default 50)")
+    # None: the settings' default (or --quick's), which the help quotes
+    au.add_argument("--n", type=int, default=None, help=f"train, test and generated images ({dflt('n')})")
+    au.add_argument("--n-valid", type=int, default=None, help=f"held-out images for sigma and the bootstrap ({dflt('n_valid')})")
+    au.add_argument("--n-ood", type=int, default=None, help=f"images per OOD set ({dflt('n_ood')})")
     au.add_argument("--ood", default=None, help="comma-separated OOD sets (default: glyphs,noise,constant,blurred,inverted + local fashion-mnist/svhn)")
-    au.add_argument("--restarts", type=int, default=None, help="inversion starts per image (default 2)")
-    au.add_argument("--steps", type=int, default=None, help="inversion Adam steps (default 300)")
-    au.add_argument("--loss", default=None, choices=("l2", "lenet"), help="inversion loss (default l2)")
+    au.add_argument("--restarts", type=int, default=None, help=f"inversion starts per image ({dflt('restarts')})")
+    au.add_argument("--steps", type=int, default=None, help=f"inversion Adam steps ({dflt('steps')})")
+    au.add_argument("--loss", default=None, choices=LOSSES, help=f"inversion loss ({dflt('loss')})")
     au.add_argument("--sigma", type=float, default=None, help="observation noise std (default: chosen on held-out images)")
-    au.add_argument("--ais-steps", type=int, default=None, help="AIS annealing steps (default 200)")
-    au.add_argument("--chains", type=int, default=None, help="AIS chains per image (default 1)")
-    au.add_argument("--leapfrog", type=int, default=None, help="HMC leapfrog steps (default 5)")
+    au.add_argument("--ais-steps", type=int, default=None, help=f"AIS annealing steps ({dflt('ais_steps')})")
+    au.add_argument("--chains", type=int, default=None, help=f"AIS chains per image ({dflt('chains')})")
+    au.add_argument("--leapfrog", type=int, default=None, help=f"HMC leapfrog steps ({dflt('leapfrog')})")
     au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit)")
     au.set_defaults(func=cmd_audit)
 

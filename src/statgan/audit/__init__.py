@@ -13,7 +13,9 @@
 A whole run is audited by :func:`statgan.audit.run.audit_run` (``statgan audit RUN_DIR``: inversion,
 sigma, AIS, BDMC, typicality, AUROCs and Friedman & Weiss verdicts in a self-contained
 ``RUN_DIR/audit/report.html``; see docs/audit.md) and inverted by :func:`statgan.audit.run.invert_split`
-(``statgan invert``); those modules are not imported here, so ``import statgan.audit`` stays light.
+(``statgan invert``), with the knobs of :mod:`statgan.audit.settings`; they return the typed results of
+:mod:`statgan.audit.summary`, computed stage by stage in :mod:`statgan.audit.stages`. Those modules
+are not imported here, so ``import statgan.audit`` does not load the data, report or run machinery.
 
 A generator is any ``nn.Module`` mapping (B, latent_dim) to (B, C, H, W) or (B, D), with a
 standard-normal prior on z unless ``prior`` is passed (AIS/BDMC). Every function runs it in eval

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..metrics.features import load_lenet, to_gray28
 from ..runtime.seeding import SeedLike, make_rng
 from ..runtime.validation import check_int, check_positive
 from ._common import check_images, chunks, frozen, generate
@@ -78,8 +79,6 @@ def lenet_feature_fn(device: Union[str, torch.device] = "cpu") -> FeatureFn:
     bilinear resize to 28 x 28), but without its ``inference_mode``, so gradients reach the input.
     The returned callable has ``.model`` and ``.id`` attributes.
     """
-    from ..metrics.features import to_gray28, load_lenet
-
     model, digest = load_lenet(device=device)
 
     def features(x: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -44,11 +45,9 @@ def auroc(scores_in: Any, scores_out: Any) -> float:
     For likelihood-based detection pass scores = -log p(x); an AUROC below 0.5 then means OOD
     inputs receive *higher* likelihood than in-distribution inputs (Friedman & Weiss's finding).
     """
-    from scipy.stats import rankdata
-
     a = _as_scores("scores_in", scores_in)
     b = _as_scores("scores_out", scores_out)
-    ranks = rankdata(np.concatenate([a, b]), method="average")
+    ranks = stats.rankdata(np.concatenate([a, b]), method="average")
     n_in, n_out = a.size, b.size
     u = ranks[n_in:].sum() - n_out * (n_out + 1) / 2.0
     return float(u / (n_in * n_out))
@@ -101,8 +100,6 @@ class Correlation(NamedTuple):
 def correlation(x: Any, y: Any, method: str = "spearman") -> Correlation:
     """Spearman (rank; robust to the heavy tails of log-likelihoods) or Pearson correlation of two
     equally long 1-D score vectors, with scipy's two-sided p-value."""
-    from scipy import stats
-
     a = _as_scores("x", x)
     b = _as_scores("y", y)
     if a.size != b.size:

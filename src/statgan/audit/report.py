@@ -2,8 +2,9 @@
 
 Nothing in the page refers to another file or the network (no scripts, fonts or style sheets), so it
 can be mailed or archived as is. Plots use matplotlib's Agg backend; sample grids use torchvision.
-:func:`render_report` takes the summary dict of :func:`statgan.audit.run.audit_run` (every number in
-the text comes from it) and the per-image arrays for the plots.
+:func:`render_report` takes the :class:`~statgan.audit.summary.AuditSummary` of
+:func:`statgan.audit.run.audit_run` (every number in the text comes from it) and the stages'
+per-image results (:class:`~statgan.audit.stages.PerImage`) for the plots.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import base64
 import html
 import io
 import math
+from dataclasses import fields
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..viz import png_grid
+from .stages import PerImage, errors
+from .summary import AuditSummary, SigmaChoice, Stats
 
 __all__ = ["png_data_uri", "render_report"]
 
@@ -47,22 +52,21 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _fig_png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _plt():
-    import matplotlib
+def _plt() -> Any:
+    """matplotlib.pyplot on the Agg backend."""
+    import matplotlib  # imported here, not at module level: heavy, and only the report's plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _fig_png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -154,11 +158,9 @@ def _plot_loglik(ll: Dict[str, Tensor]) -> bytes:
     col = _colors(names)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.4))
     data = [ll[k].double().numpy() for k in names]
-    import matplotlib
-
     # "orientation" replaced "vert" in matplotlib 3.10 (and "vert" warns from 3.11)
-    horizontal = ({"orientation": "horizontal"} if tuple(int(p) for p in matplotlib.__version__.split(".")[:2]) >= (3, 10)
-                  else {"vert": False})
+    version = tuple(int(p) for p in plt.matplotlib.__version__.split(".")[:2])
+    horizontal = {"orientation": "horizontal"} if version >= (3, 10) else {"vert": False}
     bp = ax.boxplot(data, showfliers=True, patch_artist=True, widths=0.6, flierprops={"markersize": 2}, **horizontal)
     for patch, k in zip(bp["boxes"], names):
         patch.set_facecolor(col[k])
@@ -203,8 +205,6 @@ def _plot_typicality(panels: List[Any]) -> bytes:
         hi = max(float(v.max()) for v in allv if v.size) + 1e-9
         lin = max(eps, 1e-6)
         ax.set_xscale("symlog", linthresh=lin)
-        import numpy as np
-
         bins = np.concatenate([np.linspace(0, lin, 15), np.geomspace(lin, max(hi, lin * 1.01), 30)[1:]])
         ax.hist(boot, bins=bins, color="0.7", label="bootstrap (in-distribution batches)", density=False)
         ax.axvline(eps, color="k", ls="--", lw=1.2, label=f"epsilon = {eps:.3g}")
@@ -221,13 +221,11 @@ def _plot_typicality(panels: List[Any]) -> bytes:
     return _fig_png(fig)
 
 
-def _plot_sigma(sigma: Dict[str, Any]) -> Optional[bytes]:
-    if not sigma.get("candidates"):
-        return None
+def _plot_sigma(sigma: SigmaChoice) -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.plot(sigma["candidates"], sigma["mean_log_likelihood"], "o-")
-    ax.axvline(sigma["chosen"], color="k", ls="--", lw=1)
+    ax.plot(sigma.candidates, sigma.mean_log_likelihood, "o-")
+    ax.axvline(sigma.chosen, color="k", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=100)
     ax.set_xlabel("sigma")
@@ -237,63 +235,67 @@ def _plot_sigma(sigma: Dict[str, Any]) -> Optional[bytes]:
 
 
 # ==== the page ======================================================================================
-def render_report(summary: Dict[str, Any], arrays: Dict[str, Any]) -> str:
+def _stat(stats: Optional[Stats], name: str) -> Optional[float]:
+    """A statistic of a set that may not have it (model samples have no inversion error)."""
+    return getattr(stats, name) if stats is not None else None
+
+
+def render_report(summary: AuditSummary, per: PerImage) -> str:
     """The HTML page as a string."""
     s = summary
-    sp = s["splits"]
-    ood = s["ood_sets"]
-    sets = ["train", "test", "generated", *ood]
+    sets = list(per.sets.scored)
+    err = errors(per.inversions)
+    ll = per.likelihoods.log_likelihood
+    lv = per.local_variance
     parts: List[str] = []
     add = parts.append
     add("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">")
-    add(f"<title>statgan audit: {_e(s['run'])}</title><style>{_CSS}</style></head><body>")
-    add(f"<h1>Audit of <code>{_e(s['run'])}</code></h1>")
-    m = s["machine"]
-    add(f'<p class="meta">step {s["step"]} ({_e(s["weights"])} weights), dataset {_e(s["dataset"])} '
-        f'{_e(s["data_shape"])}, latent {s["latent_dim"]}; statgan {_e(s["versions"]["statgan"])}, torch '
-        f'{_e(s["versions"]["torch"])}; {s["time"]}; {_fmt(s["seconds"])} s on {_e(m["device"])} with {m["threads"]} '
-        f'thread(s) of {m["cpu_count"]} CPUs.</p>')
+    add(f"<title>statgan audit: {_e(s.run)}</title><style>{_CSS}</style></head><body>")
+    add(f"<h1>Audit of <code>{_e(s.run)}</code></h1>")
+    m = s.machine
+    add(f'<p class="meta">step {s.step} ({_e(s.weights)} weights), dataset {_e(s.dataset)} '
+        f'{_e(list(s.data_shape))}, latent {s.latent_dim}; statgan {_e(s.versions.statgan)}, torch '
+        f'{_e(s.versions.torch)}; {s.time}; {_fmt(s.seconds)} s on {_e(m.device)} with {m.threads} '
+        f'thread(s) of {m.cpu_count} CPUs.</p>')
     add("<p>The generator G is read as a density model: z ~ N(0, I), x | z ~ N(G(z), sigma<sup>2</sup> I) "
-        f"with sigma = {_fmt(s['sigma']['chosen'])} ({_e(s['sigma']['method'])}). Inversion finds, per image, the latent "
+        f"with sigma = {_fmt(s.sigma.chosen)} ({_e(s.sigma.method)}). Inversion finds, per image, the latent "
         "whose output is nearest; AIS estimates log p(x) (a stochastic lower bound). The verdicts test the findings of "
         "Friedman &amp; Weiss, <i>Unmasking the GAN manifold</i> (arXiv 2402.14098), with thresholds stated in each "
         "paragraph and in docs/audit.md.</p>")
 
     # ---- verdicts
     add("<h2>Verdicts</h2>")
-    for f in s["findings"]:
-        cls = _VERDICT_CLASS.get(f["verdict"], "")
-        label = f"({f['id']}) " if len(f["id"]) == 1 else ""
-        add(f'<div class="finding {cls}" id="finding-{_e(f["id"])}"><b>{_e(label + f["title"])}</b>'
-            f'<span class="badge {cls}">{_e(f["verdict"])}</span><p>{_e(f["text"])}</p></div>')
+    for f in s.findings:
+        cls = _VERDICT_CLASS.get(f.verdict, "")
+        label = f"({f.id}) " if len(f.id) == 1 else ""
+        add(f'<div class="finding {cls}" id="finding-{_e(f.id)}"><b>{_e(label + f.title)}</b>'
+            f'<span class="badge {cls}">{_e(f.verdict)}</span><p>{_e(f.text)}</p></div>')
 
     # ---- per-set table
     add("<h2>Per image set</h2>")
     rows = []
-    for k in [*sets, "valid", "model_samples"]:
-        v = sp[k]
-        inv = v.get("inversion_error", {})
-        lv = v.get("local_variance", {})
-        rows.append([_e(k), v["n"], inv.get("median"), inv.get("q25"), inv.get("q75"), v["log_likelihood"]["mean"],
-                     v["log_likelihood"]["median"], v["bits_per_dim"]["median"], lv.get("mean"), v.get("ais_acceptance")])
+    for k, v in s.splits.items():
+        inv = v.inversion_error
+        rows.append([_e(k), v.n, _stat(inv, "median"), _stat(inv, "q25"), _stat(inv, "q75"), v.log_likelihood.mean,
+                     v.log_likelihood.median, v.bits_per_dim.median, _stat(v.local_variance, "mean"), v.ais_acceptance])
     add(_table(["set", "n", "inv. error median", "q25", "q75", "log-lik mean", "log-lik median", "bits/dim median",
                 "local var. mean", "HMC accept"], rows))
-    add(f'<p class="meta">Inversion error: {_e(s["error_unit"])}. Log-likelihood: {_e(s["likelihood_unit"])}. '
+    add(f'<p class="meta">Inversion error: {_e(s.error_unit)}. Log-likelihood: {_e(s.likelihood_unit)}. '
         "<i>valid</i>: held-out images used to choose sigma and for the OOD bootstrap; <i>model_samples</i>: "
         "x = G(z) + sigma eps, the reference for the model's typical set (BDMC forward run). "
         "<i>generated</i>: noise-free G(z).</p>")
 
     # ---- inversion
     add("<h2>Inversion errors</h2>")
-    add(_img(_plot_inversion({k: arrays["errors"][k] for k in sets}, s["error_unit"]),
+    add(_img(_plot_inversion({k: err[k] for k in sets}, s.error_unit),
              "inversion error histograms",
              "Distribution of per-image inversion errors (log scale). Finding (a): training vs generated; "
              "finding (b): test vs OOD sets."))
     add("<h3>Example reconstructions</h3><p class=\"meta\">For each set: 8 images (top) and G(z*) of their inverted "
         "latents (bottom).</p><table>")
-    for k in sets:
-        x = arrays["images"][k][:8]
-        r = arrays["reconstructions"][k][:8]
+    for k, images in per.sets.scored.items():
+        x = images[:8]
+        r = per.inversions[k].reconstructions[:8].detach().float().cpu()
         png = png_grid(torch.cat([x, r]), nrow=x.shape[0], pad_value=0.5)
         add(f'<tr><th class="l">{_e(k)}</th><td class="l"><img src="{png_data_uri(png)}" alt="{_e(k)} reconstructions" '
             f'style="width:{min(8, x.shape[0]) * 60}px"></td></tr>')
@@ -301,73 +303,66 @@ def render_report(summary: Dict[str, Any], arrays: Dict[str, Any]) -> str:
 
     # ---- likelihood
     add("<h2>Log-likelihoods</h2>")
-    ll_sets = {k: arrays["log_likelihood"][k] for k in [*sets, "valid"]}
-    ll_sets["model samples"] = arrays["model_ll"]
+    ll_sets = {k: ll[k] for k in [*sets, "valid"]}
+    ll_sets["model samples"] = per.bdmc.lower
     add(_img(_plot_loglik(ll_sets), "log-likelihood distributions",
              "AIS log-likelihood per image set. Finding (c): do OOD sets score above the training images?"))
-    c = s["correlation"]["pooled"]
-    add(_img(_plot_variance({k: arrays["log_likelihood"][k] for k in arrays["local_variance"]},
-                            {k: arrays["local_variance"][k] for k in arrays["local_variance"] if k != "generated"},
-                            c["r"], c["pvalue"]),
+    c = s.correlation.pooled
+    add(_img(_plot_variance({k: ll[k] for k in lv}, {k: v for k, v in lv.items() if k != "generated"}, c.r, c.pvalue),
              "likelihood against local variance",
-             f"Log-likelihood against local image variance. Spearman rho = {_fmt(c['r'])} (p = {_fmt(c['pvalue'])}, "
-             f"n = {c['n']}) pooled over train, test and OOD images (generated images left out of the correlation)."))
+             f"Log-likelihood against local image variance. Spearman rho = {_fmt(c.r)} (p = {_fmt(c.pvalue)}, "
+             f"n = {c.n}) pooled over train, test and OOD images (generated images left out of the correlation)."))
 
     # ---- typicality
     add("<h2>Typicality tests</h2>")
-    t = s["typicality"]
+    t = s.typicality
     add(_img(_plot_typicality([
-        (f"Model's typical set (H from model samples), batches of {t['batch_size']}", arrays["typicality_model"]),
-        (f"OOD test (H from training images), batches of {t['batch_size']}", arrays["typicality_ood"]),
+        (f"Model's typical set (H from model samples), batches of {t.batch_size}", per.typicality.model),
+        (f"OOD test (H from training images), batches of {t.batch_size}", per.typicality.ood),
     ]), "typicality bootstrap",
         f"Bootstrap distribution of the typicality statistic (grey), its (1 - alpha) quantile epsilon (alpha = "
-        f"{_fmt(t['alpha'])}), and the statistic of each batch of each set (ticks). A batch right of epsilon is "
+        f"{_fmt(t.alpha)}), and the statistic of each batch of each set (ticks). A batch right of epsilon is "
         "outside the typical set. Left: finding (d). Right: Nalisnick et al.'s OOD test."))
-    rows = []
-    for name, block in (("model typical set", t["model_typical_set"]), ("OOD test", t["ood_test"])):
-        for k, v in block.items():
-            if k == "reference":
-                continue
-            rows.append([_e(name), _e(k), v["n_batches"], v["entropy"], v["epsilon"], v["batch_mean_nll"]["median"],
-                         v["rejection_rate"]])
+    rows = [[_e(name), _e(k), v.n_batches, v.entropy, v.epsilon, v.batch_mean_nll.median, v.rejection_rate]
+            for name, group in (("model typical set", t.model_typical_set), ("OOD test", t.ood_test))
+            for k, v in group.sets.items()]
     add(_table(["test", "batches of", "n batches", "H (nats)", "epsilon", "median batch NLL", "rejected"], rows, left=2))
 
     # ---- AUROC
     add("<h2>OOD detection (AUROC)</h2>")
-    rows = [[_e(k), v["auroc_inversion"], v["auroc_likelihood"], v["auroc_likelihood_vs_train"],
-             v["median_ll_minus_train"], v.get("typicality_rejection")] for k, v in s["auroc"].items()]
+    rows = [[_e(k), v.auroc_inversion, v.auroc_likelihood, v.auroc_likelihood_vs_train, v.median_ll_minus_train,
+             v.typicality_rejection] for k, v in s.auroc.items()]
     add(_table(["OOD set", "AUROC inversion error", "AUROC -log p (vs test)", "AUROC -log p (vs train)",
-                "median log-lik - train median", f"typicality rejected (M={t['batch_size']})"], rows))
+                "median log-lik - train median", f"typicality rejected (M={t.batch_size})"], rows))
     add('<p class="meta">AUROC: probability that a random OOD image scores higher (farther from the manifold, or '
         "less likely) than a random in-distribution image; 0.5 = chance, below 0.5 = OOD images look <i>more</i> "
         "in-distribution.</p>")
-    mm = s["memorisation"]
+    mm = s.memorisation
     add("<h3>Train vs held-out</h3>")
     add(_table(["score", "AUROC (test vs train)", "Mann-Whitney p"],
-               [["inversion error", mm["auroc_inversion"], mm["p_inversion"]],
-                ["-log-likelihood", mm["auroc_likelihood"], mm["p_likelihood"]]]))
+               [["inversion error", mm.auroc_inversion, mm.p_inversion],
+                ["-log-likelihood", mm.auroc_likelihood, mm.p_likelihood]]))
 
     # ---- sigma, BDMC, settings
     add("<h2>Likelihood estimator checks</h2>")
-    sg = s["sigma"]
-    if sg.get("candidates"):
+    sg = s.sigma
+    if sg.candidates:
         add(_table(["sigma", "mean valid log-lik (nats)"],
-                   [[_fmt(c_), v] for c_, v in zip(sg["candidates"], sg["mean_log_likelihood"])]))
-        png = _plot_sigma(sg)
-        if png:
-            add(_img(png, "sigma selection", f"sigma chosen: {_fmt(sg['chosen'])} ({_e(sg['method'])}, "
-                     f"{sg.get('ais_steps')} AIS steps). Short AIS runs are looser for small sigma, which favours larger sigma."))
-    b = s["bdmc"]
-    add(f"<p>BDMC on {b['n_images']} images simulated from the model, with the audit's own AIS settings. Lower bound "
-        f"(the audit's estimator, started from inverted latents): mean {_fmt(b['lower']['mean'])} nats. Upper bounds "
-        f"from reverse AIS: inversion-started path mean {_fmt(b['upper_inversion_path']['mean'])}, prior path mean "
-        f"{_fmt(b['upper_prior_path']['mean'])} (its forward lower bound: {_fmt(b['lower_prior_path']['mean'])}); "
-        f"the smaller per image is kept. Gap: mean {_fmt(b['gap']['mean'])}, median {_fmt(b['gap']['median'])}, "
-        f"max {_fmt(b['gap']['max'])} nats. The true log p(x) lies (stochastically) between the bounds, so the gap "
+                   [[_fmt(c_), v] for c_, v in zip(sg.candidates, sg.mean_log_likelihood)]))
+        add(_img(_plot_sigma(sg), "sigma selection", f"sigma chosen: {_fmt(sg.chosen)} ({_e(sg.method)}, "
+                 f"{sg.ais_steps} AIS steps). Short AIS runs are looser for small sigma, which favours larger sigma."))
+    b = s.bdmc
+    add(f"<p>BDMC on {b.n_images} images simulated from the model, with the audit's own AIS settings. Lower bound "
+        f"(the audit's estimator, started from inverted latents): mean {_fmt(b.lower.mean)} nats. Upper bounds "
+        f"from reverse AIS: inversion-started path mean {_fmt(b.upper_inversion_path.mean)}, prior path mean "
+        f"{_fmt(b.upper_prior_path.mean)} (its forward lower bound: {_fmt(b.lower_prior_path.mean)}); "
+        f"the smaller per image is kept. Gap: mean {_fmt(b.gap.mean)}, median {_fmt(b.gap.median)}, "
+        f"max {_fmt(b.gap.max)} nats. The true log p(x) lies (stochastically) between the bounds, so the gap "
         "bounds the error of the audit's likelihoods on data like the simulated data; on real and OOD images the "
         "error can be larger. Differences between sets smaller than the gap are not resolved.</p>")
     add("<h3>Settings</h3>")
-    add(_table(["setting", "value"], [[_e(k), _e(v)] for k, v in s["settings"].items()]))
-    add(_table(["stage", "seconds"], [[_e(k), v] for k, v in s["timing"].items()]))
+    settings = [(f.name, getattr(s.settings, f.name)) for f in fields(s.settings)]
+    add(_table(["setting", "value"], [[_e(k), _e(list(v) if isinstance(v, tuple) else v)] for k, v in settings]))
+    add(_table(["stage", "seconds"], [[_e(k), v] for k, v in s.timing.items()]))
     add("</body></html>")
     return "\n".join(parts)
