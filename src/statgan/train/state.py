@@ -43,6 +43,7 @@ class Snapshot:
 
     @property
     def step(self) -> int:
+        """The generator step the state was captured at."""
         return int(self.meta["step"])
 
 
