@@ -71,7 +71,7 @@ def test_a_nan_loss_rolls_back_lowers_the_learning_rate_and_recovers(tmp_path, o
     cfg = _faulty(tmp_path, **{"objective.at": 7, "train.nan_retries": 2})
     tr = Trainer(cfg, tmp_path / "toy")
     result = tr.fit()
-    assert result.step == 12 and tr.lr_scale == 0.5
+    assert result.step == 12 and tr.state.lr_scale == 0.5
     recs = read_metrics(tmp_path / "toy")
     events = [r for r in recs if r.get("event") == "nan_rollback"]
     # the check at step 8 found d_loss NaN at step 7 (and, through D's NaN weights, everything after
@@ -90,7 +90,7 @@ def test_a_nan_loss_rolls_back_lowers_the_learning_rate_and_recovers(tmp_path, o
     assert meta["lr_scale"] == 0.5
     more = config.load(tmp_path / "toy" / "config.yaml", ["train.steps=14"])
     resumed = Trainer(more, tmp_path / "toy", resume=True)
-    assert resumed.lr_scale == 0.5
+    assert resumed.state.lr_scale == 0.5
 
 
 def test_a_persistent_nan_stops_with_what_and_when_after_the_retries(tmp_path, one_thread, capsys):
@@ -185,7 +185,7 @@ def test_compile_is_in_place_and_refuses_double_backprop_clearly(tmp_path, one_t
     tr = Trainer(cfg, tmp_path / "toy")
     assert tr.G._compiled_call_impl is not None and tr.D._compiled_call_impl is not None
     assert tr.ema.module._compiled_call_impl is None  # the EMA copy stays eager
-    assert set(tr.state_tensors()) >= {f"G.{k}" for k in tr.G.state_dict()}
+    assert set(tr.state.capture().tensors) >= {f"G.{k}" for k in tr.G.state_dict()}
     assert not any("_orig_mod" in k for k in tr.G.state_dict())  # checkpoints keep their keys
     with pytest.raises(ConfigError, match="train.compile=true cannot be combined with double back-propagation"):
         tr.fit()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from statgan import config, objectives
-from statgan.errors import CheckpointError, StatganError
+from statgan.errors import CheckpointError, ConfigError, StatganError
 from statgan.objectives.base import Objective
 from statgan.rundir import checkpoint as ckpt
 from statgan.train.batches import BatchOrder
@@ -125,6 +125,23 @@ def test_existing_or_unwritable_run_directory_is_refused_before_training(tmp_pat
     blocker.write_text("x")
     with pytest.raises(StatganError, match="cannot write to run directory"):
         Trainer(cfg, blocker / "run").fit()
+
+
+@pytest.mark.parametrize("section, value, message", [
+    ("objective", {"name": "wgan", "params": {"clip": -1.0}}, "wgan: clip"),
+    ("regularizers", {"relaxation": {"sigma": -1.0}}, "regularizers.relaxation: sigma"),
+])
+def test_objective_and_regularizer_values_are_checked_first(tmp_path, monkeypatch, section, value, message):
+    """The trainer's build is where these values are validated: before any data is loaded or file written."""
+    cfg = config.load(None, toy_overrides(tmp_path))
+    if section == "objective":
+        cfg.objective.name, cfg.objective.params = value["name"], value["params"]
+    else:
+        cfg.regularizers = value
+    monkeypatch.setattr("statgan.data.load", lambda *a, **k: pytest.fail("data loaded before the config was checked"))
+    with pytest.raises(ConfigError, match=message):
+        Trainer(cfg, tmp_path / "toy")
+    assert not (tmp_path / "toy").exists()
 
 
 def test_resume_without_checkpoint(tmp_path):

@@ -55,6 +55,17 @@ def latest_checkpoint(ckpt_dir: Path) -> Optional[Path]:
     return found[-1][1] if found else None
 
 
+def set_aside(js_path: Path) -> None:
+    """Rename a checkpoint's two files to ``*.corrupt``: out of the step sequence (never listed,
+    resumed from or rotated away) but kept for inspection."""
+    js_path = Path(js_path)
+    m = _NAME.match(js_path.name)
+    paths = checkpoint_paths(js_path.parent, int(m.group(1))) if m else (js_path,)
+    for p in paths:
+        if p.exists():
+            p.rename(p.with_name(p.name + ".corrupt"))
+
+
 def _prepare(tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     # safetensors refuses shared or non-contiguous storage; copies are cheap at these sizes and
     # decouple the file from live parameters.

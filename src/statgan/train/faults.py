@@ -10,6 +10,8 @@ names the first step and quantity that went non-finite, and the trainer rolls ba
 snapshot, multiplies both learning rates by ``nan_lr_factor`` and tries again, at most
 ``nan_retries`` times in a row (the count starts afresh once training gets past the step that
 diverged). The scale of the learning rates is part of the checkpoint, so a resumed run keeps it.
+:class:`DivergenceGuard` watches, :class:`Rollback` keeps the snapshot (a
+:class:`~statgan.train.state.TrainingState` snapshot) and counts the retries.
 
 Because checkpoints are only ever written after a passing check, every checkpoint on disk is
 finite: "the last good checkpoint" is simply the newest one.
@@ -25,6 +27,8 @@ from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor
+
+from .state import Snapshot, TrainingState
 
 #: the quantities recorded per step, in buffer column order
 QUANTITIES = ("d_loss", "g_loss", "grad_norm_d", "grad_norm_g")
@@ -79,6 +83,40 @@ class DivergenceGuard:
         self._first_step = step + 1
 
 
+class Rollback:
+    """The rollback target and the retry count of one training run.
+
+    :meth:`commit` after every passing check keeps a snapshot of ``state``; :meth:`roll_back`
+    returns ``state`` to it with the learning-rate scale multiplied by ``lr_factor``. The retries
+    are counted from the last rollback until training gets past the step that diverged.
+    """
+
+    def __init__(self, state: TrainingState, max_retries: int, lr_factor: float) -> None:
+        self.state, self.max_retries, self.lr_factor = state, max_retries, lr_factor
+        self.good: Snapshot = state.snapshot()
+        self.retries = 0  # rollbacks since training was last past the step that diverged
+        self._diverged_at = -1  # the latest step that diverged
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether ``max_retries`` rollbacks in a row have been used up."""
+        return self.retries >= self.max_retries
+
+    def commit(self) -> None:
+        """The state passed a check: it becomes the rollback target."""
+        if self.state.step > self._diverged_at:
+            self.retries = 0
+        self.good = self.state.snapshot()
+
+    def roll_back(self, bad: Divergence) -> None:
+        """Back to the last good state, with the learning rates lowered."""
+        self.retries += 1
+        self._diverged_at = max(self._diverged_at, bad.step)
+        scale = self.state.lr_scale * self.lr_factor
+        self.state.restore(self.good)
+        self.state.lr_scale = scale
+
+
 def grad_norm(params: List[Tensor]) -> Tensor:
     """‖(∇θ₁, …, ∇θₙ)‖₂ over the parameters that have a gradient (0 when none has)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -87,4 +125,4 @@ def grad_norm(params: List[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
 
 
-__all__ = ["QUANTITIES", "Divergence", "DivergenceGuard", "grad_norm"]
+__all__ = ["QUANTITIES", "Divergence", "DivergenceGuard", "Rollback", "grad_norm"]

@@ -7,17 +7,18 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
+from ..errors import ConfigError
+
 
 def tensorboard_writer_class(required: bool) -> Optional[type]:
     """torch's SummaryWriter if TensorBoard is installed; ConfigError if ``required`` and it is not."""
     try:
+        # optional dependency, and slow to import: only when a run logs to TensorBoard
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter
     except ImportError:
         if required:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 "train.tensorboard=true but TensorBoard is not installed; pip install 'statgan[tensorboard]' or set train.tensorboard=auto"
             ) from None
