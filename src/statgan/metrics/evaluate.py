@@ -29,6 +29,7 @@ from ..rundir.run import load_generator
 from .frechet import frechet_distance
 from .inception_score import inception_score
 from .kid import kid
+from .modes import MIN_SAMPLES as MODES_MIN_SAMPLES, modes_from_logits
 from .prdc import prdc
 from .sources import (
     FeatureSet,
@@ -52,14 +53,17 @@ class MetricSpec:
     needs: FrozenSet[str]  # subset of {"stats", "features", "logits"}
     compute: Callable[[FeatureSet, FeatureSet], Dict[str, float]]
     needs_reference: bool = True
+    extractor: Optional[str] = None  # the extractor the metric is defined with, used when none is given
+    min_n: int = 0  # fewest generated samples the metric is defined for (checked before generating)
 
 
 METRICS = Registry("metric")
 
 
-def _metric(name: str, label: str, needs: Sequence[str], needs_reference: bool = True):
+def _metric(name: str, label: str, needs: Sequence[str], needs_reference: bool = True, extractor: Optional[str] = None,
+            min_n: int = 0):
     def deco(fn: Callable[[FeatureSet, FeatureSet], Dict[str, float]]):
-        spec = MetricSpec(name, label, frozenset(needs), fn, needs_reference)
+        spec = MetricSpec(name, label, frozenset(needs), fn, needs_reference, extractor, min_n)
         METRICS.register(name)(lambda: spec)
         return fn
 
@@ -89,8 +93,19 @@ def _is(ref: FeatureSet, gen: FeatureSet) -> Dict[str, float]:
     return {"is": mean, "is_std": std}
 
 
+@_metric("modes", "modes", ["logits"], needs_reference=False, extractor="stacked-lenet", min_n=MODES_MIN_SAMPLES)
+def _modes(ref: FeatureSet, gen: FeatureSet) -> Dict[str, float]:
+    # StackedMNIST mode coverage (metrics/modes.py): at least 26,000 samples, else a one-line error
+    return modes_from_logits(gen.logits)
+
+
 def metric_specs(names: Sequence[str]) -> List[MetricSpec]:
     return [METRICS[n]() for n in names]
+
+
+def _extractor_name(given: Optional[str], specs: List[MetricSpec], data_shape: Sequence[int]) -> str:
+    """The extractor asked for, else the one a requested metric is defined with, else the default."""
+    return given or next((s.extractor for s in specs if s.extractor), None) or default_extractor(data_shape)
 
 
 # ---- the whole evaluation --------------------------------------------------------------------------
@@ -146,9 +161,12 @@ def evaluate_run(
         raise ConfigError(f"--n must be at least 2, got {n}")
     t0 = time.perf_counter()
     specs = metric_specs(metrics)
+    for spec in specs:
+        if n < spec.min_n:
+            raise ConfigError(f"metric {spec.name!r} needs --n >= {spec.min_n}, got {n}")
     G, meta = load_generator(Path(run_dir), checkpoint, ema=ema, device=device)
     data_shape = tuple(meta["data_shape"])
-    ext = build_extractor(extractor or default_extractor(data_shape), data_shape, device)
+    ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, device)
     if any(s.needs_reference for s in specs):
         ref_needs = frozenset().union(*(s.needs for s in specs if s.needs_reference))
         ref = reference_features(meta["config"]["data"], reference, ext, ref_needs, batch_size, cache)
@@ -186,7 +204,7 @@ def evaluate_paths(
     specs = metric_specs(metrics)
     a, b = load_image_source(reference), load_image_source(generated)
     shape_a = tuple(a.shape[1:]) if torch.is_tensor(a) else tuple(a.shape)
-    ext = build_extractor(extractor or default_extractor(shape_a), shape_a, device)
+    ext = build_extractor(_extractor_name(extractor, specs, shape_a), shape_a, device)
     needs = frozenset().union(*(s.needs for s in specs))
     ref = extract(str(reference), tensor_batches(a, None, batch_size), ext, needs - {"logits"})
     gen = extract(str(generated), tensor_batches(b, None, batch_size), ext, needs)
@@ -206,6 +224,7 @@ def _compute(specs: List[MetricSpec], ref: FeatureSet, gen: FeatureSet) -> Dict[
 
 
 _LABELS = {"fid": "FID", "kid": "KID", "kid_std": "KID std", "is": "IS", "is_std": "IS std",
+           "modes": "modes covered (of 1000)", "modes_kl": "KL(modes || uniform)", "modes_n": "samples classified",
            "precision": "precision (k=3)", "recall": "recall (k=3)", "density": "density (k=5)", "coverage": "coverage (k=5)"}
 
 
