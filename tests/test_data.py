@@ -49,7 +49,7 @@ def test_names_lists_every_dataset():
                 "8gaussians", "25gaussians", "ring", "swissroll", "checkerboard", "gaussian"}
     assert expected <= set(data.names())
     assert data.names() == data.DATASETS.names()
-    assert set(data.labelled()) == {"mnist5k", "mnist", "fashion-mnist", "cifar10", "svhn"}
+    assert set(data.labelled()) == {"mnist5k", "mnist", "fashion-mnist", "cifar10", "svhn", "stacked-mnist"}
 
 
 def test_unknown_dataset_split_and_option_are_config_errors():

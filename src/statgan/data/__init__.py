@@ -10,6 +10,8 @@
   ``statgan.data.toy.get_density(name)``.
 * Labels (digit / class ids, int64, aligned with ``load``'s rows) for mnist5k, mnist,
   fashion-mnist, cifar10 and svhn: :func:`load_labels` with the same arguments.
+* ``stacked-mnist`` (:mod:`statgan.data.stacked`): three MNIST digits as RGB channels, 1,000 modes,
+  labels ``100·d1 + 10·d2 + d3``.
 
 Splits are "train" and "test" ("valid" too for celeba). Nothing is downloaded unless a loader is
 given ``download=True``; missing or malformed files raise one-line :class:`DatasetError` messages
@@ -26,6 +28,7 @@ import torch
 from ..errors import ConfigError
 from ..registry import check_params
 from . import images, toy  # noqa: F401  (importing them registers their loaders)
+from . import stacked  # noqa: F401  (registers stacked-mnist)
 from ._common import DATASETS, TRAIN_TEST, check_split, data_home
 from .images import ImageFiles
 from .toy import get_density

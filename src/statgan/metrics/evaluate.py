@@ -29,6 +29,7 @@ from ..rundir.run import load_generator
 from .frechet import frechet_distance
 from .inception_score import inception_score
 from .kid import kid
+from .modes import MIN_SAMPLES as MODES_MIN_SAMPLES, modes_from_logits
 from .prdc import prdc
 from .sources import (
     FeatureSet,
@@ -53,6 +54,7 @@ class MetricSpec:
     needs: FrozenSet[str]  # subset of {"stats", "features", "logits"}
     compute: Callable[[FeatureSet, FeatureSet], Dict[str, float]]
     needs_reference: bool = True
+    extractor: Optional[str] = None  # the extractor the metric is defined with, used when none is given
     min_reference: int = 2  # the fewest reference / generated samples the metric is defined for
     min_generated: int = 2
 
@@ -60,10 +62,10 @@ class MetricSpec:
 METRICS = Registry("metric")
 
 
-def _metric(name: str, label: str, needs: Sequence[str], needs_reference: bool = True, min_reference: int = 2,
-            min_generated: int = 2):
+def _metric(name: str, label: str, needs: Sequence[str], needs_reference: bool = True, extractor: Optional[str] = None,
+            min_reference: int = 2, min_generated: int = 2):
     def deco(fn: Callable[[FeatureSet, FeatureSet], Dict[str, float]]):
-        spec = MetricSpec(name, label, frozenset(needs), fn, needs_reference, min_reference, min_generated)
+        spec = MetricSpec(name, label, frozenset(needs), fn, needs_reference, extractor, min_reference, min_generated)
         METRICS.register(name)(lambda: spec)
         return fn
 
@@ -100,20 +102,32 @@ def _is(ref: FeatureSet, gen: FeatureSet) -> Dict[str, float]:
     return {"is": mean, "is_std": std}
 
 
+@_metric("modes", "modes", ["logits"], needs_reference=False, extractor="stacked-lenet", min_generated=MODES_MIN_SAMPLES)
+def _modes(ref: FeatureSet, gen: FeatureSet) -> Dict[str, float]:
+    # StackedMNIST mode coverage (metrics/modes.py): at least 26,000 samples, else a one-line error
+    return modes_from_logits(gen.logits)
+
+
 def metric_specs(names: Sequence[str]) -> List[MetricSpec]:
     return [METRICS[n]() for n in names]
 
 
-def check_sample_counts(specs: Sequence[MetricSpec], n_reference: int, n_generated: int) -> None:
-    """Before any work: one ConfigError listing every requested metric the sample counts cannot support."""
+def check_sample_counts(specs: Sequence[MetricSpec], n_reference: Optional[int], n_generated: int) -> None:
+    """Before any work: one ConfigError listing every requested metric the sample counts cannot
+    support (``n_reference`` None: the reference side is not known yet and not checked)."""
     short = []
     for spec in specs:
-        if spec.needs_reference and n_reference < spec.min_reference:
+        if spec.needs_reference and n_reference is not None and n_reference < spec.min_reference:
             short.append(f"{spec.name} needs at least {spec.min_reference} reference samples, got {n_reference}")
         if n_generated < spec.min_generated:
             short.append(f"{spec.name} needs at least {spec.min_generated} generated samples, got {n_generated}")
     if short:
         raise ConfigError("; ".join(short) + "; drop those metrics (--metrics) or use more samples")
+
+
+def _extractor_name(given: Optional[str], specs: List[MetricSpec], data_shape: Sequence[int]) -> str:
+    """The extractor asked for, else the one a requested metric is defined with, else the default."""
+    return given or next((s.extractor for s in specs if s.extractor), None) or default_extractor(data_shape)
 
 
 # ---- the whole evaluation --------------------------------------------------------------------------
@@ -136,17 +150,17 @@ def evaluate_run(
         raise ConfigError(f"--n must be at least 2, got {n}")
     t0 = time.perf_counter()
     specs = metric_specs(metrics)
+    check_sample_counts(specs, None, n)  # the generated side now, the reference side once it is loaded
     G, meta = load_generator(Path(run_dir), checkpoint, ema=ema, device=device)
     data_shape = tuple(meta["data_shape"])
     if any(s.needs_reference for s in specs):
         ref_data = reference_data(meta["config"]["data"], reference)
         check_sample_counts(specs, len(ref_data), n)
-        ext = build_extractor(extractor or default_extractor(data_shape), data_shape, device)
+        ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, device)
         ref_needs = frozenset().union(*(s.needs for s in specs if s.needs_reference))
         ref = reference_features(meta["config"]["data"], reference, ext, ref_needs, batch_size, cache, data=ref_data)
     else:
-        check_sample_counts(specs, 0, n)
-        ext = build_extractor(extractor or default_extractor(data_shape), data_shape, device)
+        ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, device)
         ref = FeatureSet("none", 0)
     gen_needs = frozenset().union(*(s.needs for s in specs))
     gen = extract(f"{run_dir} (step {meta['step']})", generator_batches(G, int(meta["latent_dim"]), n, batch_size, seed), ext, gen_needs)
@@ -181,7 +195,7 @@ def evaluate_paths(
     a, b = load_image_source(reference), load_image_source(generated)
     check_sample_counts(specs, len(a), len(b))
     shape_a = tuple(a.shape[1:]) if torch.is_tensor(a) else tuple(a.shape)
-    ext = build_extractor(extractor or default_extractor(shape_a), shape_a, device)
+    ext = build_extractor(_extractor_name(extractor, specs, shape_a), shape_a, device)
     needs = frozenset().union(*(s.needs for s in specs))
     ref = extract(str(reference), tensor_batches(a, None, batch_size), ext, needs - {"logits"})
     gen = extract(str(generated), tensor_batches(b, None, batch_size), ext, needs)
@@ -209,6 +223,7 @@ def _compute(specs: List[MetricSpec], ref: FeatureSet, gen: FeatureSet) -> Tuple
 
 
 _LABELS = {"fid": "FID", "kid": "KID", "kid_std": "KID std", "is": "IS", "is_std": "IS std",
+           "modes": "modes covered (of 1000)", "modes_kl": "KL(modes || uniform)", "modes_n": "samples classified",
            "precision": "precision (k=3)", "recall": "recall (k=3)", "density": "density (k=5)", "coverage": "coverage (k=5)"}
 
 

@@ -22,8 +22,10 @@ from torch import nn
 
 from .common import DISCRIMINATORS, GENERATORS, count_parameters, init_weights
 from . import dcgan, mlp  # noqa: E402,F401  (importing registers the architectures)
+from . import resnet  # noqa: E402,F401  (registers resnet)
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
+from .resnet import ResNetDiscriminator, ResNetGenerator
 
 
 def build_generator(arch: str, data_shape: Sequence[int], latent_dim: int, **params: Any) -> nn.Module:
@@ -47,4 +49,6 @@ __all__ = [
     "DCGANDiscriminator",
     "MLPGenerator",
     "MLPDiscriminator",
+    "ResNetGenerator",
+    "ResNetDiscriminator",
 ]

@@ -15,6 +15,7 @@ OBJECTIVES = Registry("objective", named_classes=True)
 from .base import Objective  # noqa: E402
 from . import ratio  # noqa: E402,F401  (registers members)
 from . import fgan, ipm, lsgan, relativistic, mmd  # noqa: E402,F401  (register members)
+from . import rpgan  # noqa: E402,F401  (registers rpgan)
 
 
 def get(name: str, **params: Any) -> Objective:

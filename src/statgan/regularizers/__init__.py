@@ -27,6 +27,8 @@ REGULARIZERS = Registry("regularizer", named_classes=True)
 
 from .base import LossContext, ProbeContext, Regularizer, RegularizerSet  # noqa: E402
 from . import dropout, gradient, relaxation, sam, sharpness  # noqa: E402,F401  (register members)
+from . import augment  # noqa: E402,F401  (registers augment)
+from .augment import DiffAugment  # noqa: E402
 from .dropout import MCDropout, mc_dropout  # noqa: E402
 from .ema import EMA  # noqa: E402
 from .gradient import InterpolateGradPenalty, ParamGradPenalty, R1Penalty, R2Penalty, SampleGradPenalty  # noqa: E402
@@ -63,6 +65,7 @@ __all__ = [
     "build",
     "names",
     "EMA",
+    "DiffAugment",
     "Relaxation",
     "ParamGradPenalty",
     "SampleGradPenalty",

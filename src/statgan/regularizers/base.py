@@ -346,6 +346,17 @@ def load_rng_state(gen: torch.Generator, tensors: Dict[str, Tensor], key: str, s
         raise CheckpointError(f"{source}: RNG state {key!r} is invalid ({exc})") from None
 
 
+def load_step_counter(tensors: Dict[str, Tensor], key: str, source: str, default: int) -> int:
+    """A non-negative integer counter saved under ``key`` as a 0-d tensor (``default`` when absent,
+    as for a checkpoint written before the regulariser was switched on)."""
+    if key not in tensors:
+        return default
+    t = tensors[key]
+    if t.numel() != 1 or t.is_floating_point() or int(t.item()) < 0:
+        raise CheckpointError(f"{source}: counter {key!r} is invalid ({t!r})")
+    return int(t.item())
+
+
 __all__ = [
     "GENERATOR",
     "DISCRIMINATOR",
@@ -358,4 +369,5 @@ __all__ = [
     "check_nets",
     "require_discriminator",
     "load_rng_state",
+    "load_step_counter",
 ]

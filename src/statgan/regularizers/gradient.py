@@ -33,7 +33,7 @@ with respect to the parameters it regularises.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -42,9 +42,9 @@ from ..errors import ConfigError
 from ..objectives.base import Objective
 from ..objectives.penalties import NORM_EPS, gradient_penalty, outputs_and_input_gradients, squared_gradient_norms
 from ..runtime.distributed import all_reduce_mean_autograd, world_size
-from ..runtime.validation import check_real
+from ..runtime.validation import check_int, check_real
 from . import REGULARIZERS
-from .base import DISCRIMINATOR, GENERATOR, LossContext, Regularizer, require_discriminator
+from .base import DISCRIMINATOR, GENERATOR, LossContext, Regularizer, load_step_counter, require_discriminator
 
 
 def _weight(what: str, weight: Optional[float], example: str) -> float:
@@ -120,24 +120,51 @@ class SampleGradPenalty(Regularizer):
 
 
 class _DiscriminatorPenalty(Regularizer):
-    """Shared checks of the discriminator penalties: a weight, and an objective with a D."""
+    """Shared checks of the discriminator penalties: a weight, and an objective with a D.
 
-    def __init__(self, weight: float) -> None:
+    Lazy regularisation (Karras et al. 2020, StyleGAN2 Sec. 3.1 / Appendix B): with ``every = k > 1``
+    the penalty is added on discriminator steps 1, k+1, 2k+1, … only, weighted k·γ, so that its
+    gradient summed over k steps equals the every-step penalty's (for slowly changing D and data)
+    at 1/k of its cost. Discriminator steps are counted in :meth:`begin_batch` (once per D update,
+    whatever ``n_critic``, SAM or Monte-Carlo repeats do), and the count is checkpointed.
+    """
+
+    def __init__(self, weight: float, every: int = 1) -> None:
         self.weight = check_real("weight", weight, ge=0.0, owner=f"regularizers.{self.name}")
+        self.every = check_int("every", every, owner=f"regularizers.{self.name}")
+        self._d_steps = 0  # discriminator steps begun so far
+        self._due = True  # does the current step carry the penalty? (True outside a training loop)
 
     def check(self, objective: Objective) -> None:
         require_discriminator(f"regularizers.{self.name}", objective)
 
+    def begin_batch(self, real: Tensor, fake: Tensor, step: int) -> None:
+        if self.every > 1:
+            self._due = self._d_steps % self.every == 0
+            self._d_steps += 1
+
     def penalty(self, ctx: LossContext) -> Optional[Tensor]:
         if ctx.net != DISCRIMINATOR:
             return None
-        return self.weight * self.unweighted(ctx)
+        if self.every == 1:  # the plain path, operation for operation
+            return self.weight * self.unweighted(ctx)
+        if not self._due:
+            return None
+        return (self.weight * self.every) * self.unweighted(ctx)
+
+    def state_tensors(self) -> Dict[str, Tensor]:
+        # only lazy penalties have state: every = 1 checkpoints stay exactly as they were
+        return {"d_steps": torch.tensor(self._d_steps, dtype=torch.int64)} if self.every > 1 else {}
+
+    def load_state_tensors(self, tensors: Dict[str, Tensor], source: str) -> None:
+        if self.every > 1:
+            self._d_steps = load_step_counter(tensors, "d_steps", source, self._d_steps)
 
     def unweighted(self, ctx: LossContext) -> Tensor:
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight:g}"
+        return f"weight={self.weight:g}" + (f", every={self.every}" if self.every > 1 else "")
 
 
 @REGULARIZERS.register()
@@ -146,12 +173,14 @@ class R1Penalty(_DiscriminatorPenalty):
 
     Args:
         weight: γ ≥ 0 (default 10).
+        every: k ≥ 1; with k > 1 the penalty is applied every k-th discriminator step with weight
+            k·γ (lazy regularisation, StyleGAN2 uses k = 16); k = 1 (default) is every step.
     """
 
     name = "r1"
 
-    def __init__(self, weight: float = 10.0) -> None:
-        super().__init__(weight)
+    def __init__(self, weight: float = 10.0, every: int = 1) -> None:
+        super().__init__(weight, every)
 
     def unweighted(self, ctx: LossContext) -> Tensor:
         _, grad = outputs_and_input_gradients(ctx.discriminator, ctx.real)
@@ -164,12 +193,14 @@ class R2Penalty(_DiscriminatorPenalty):
 
     Args:
         weight: γ ≥ 0 (default 10).
+        every: k ≥ 1; with k > 1 the penalty is applied every k-th discriminator step with weight
+            k·γ (lazy regularisation, StyleGAN2 uses k = 16); k = 1 (default) is every step.
     """
 
     name = "r2"
 
-    def __init__(self, weight: float = 10.0) -> None:
-        super().__init__(weight)
+    def __init__(self, weight: float = 10.0, every: int = 1) -> None:
+        super().__init__(weight, every)
 
     def unweighted(self, ctx: LossContext) -> Tensor:
         _, grad = outputs_and_input_gradients(ctx.discriminator, ctx.fake)
