@@ -31,14 +31,19 @@ from safetensors.torch import save as save_safetensors
 
 from . import __version__, data, experiments, nets, objectives, regularizers
 from . import config as config_mod
+from .audit.run import audit_run, invert_split
+from .audit.settings import LOSSES, AuditSettings, InvertSettings
 from .errors import StatganError
-from .metrics.evaluate import METRICS
+from .metrics.evaluate import METRICS, evaluate_paths, evaluate_run, format_table
 from .metrics.features import EXTRACTORS
 from .rundir.catalog import (RunInfo, compare_runs, comparison_html, describe_run, find_runs, format_comparison,
                              format_runs_table)
 from .rundir.files import atomic_write_bytes, atomic_write_text
 from .regularizers.dropout import mc_dropout
-from .rundir.run import CURVES_FILE, load_generator, read_metrics
+from .rundir.run import CURVES_FILE, load_generator, read_metrics, read_run_config, write_run_config
+from .runtime import distributed
+from .runtime.validation import check_int
+from .train.trainer import Trainer, TrainingInterrupted, default_run_name
 from .viz import loss_curves_png, save_loss_curves, save_samples
 
 
@@ -61,11 +66,6 @@ def _fmt_seconds(s: float) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import config as config_mod
-    from .runtime import distributed
-    from .rundir.run import read_run_config, write_run_config
-    from .train.trainer import Trainer, default_run_name
-
     main_rank = distributed.env_rank() == 0  # under torchrun only rank 0 talks
     say = print if main_rank else (lambda *a, **k: None)
     path, overrides = _split_config_and_overrides(args.items)
@@ -84,6 +84,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         for c in changes:
             say(f"config change on resume: {c}", file=sys.stderr)
         trainer = Trainer(cfg, run_dir, resume=True, use_previous=args.use_previous)
+        if trainer.step >= cfg.train.steps:
+            raise StatganError(f"{str(run_dir)!r} already finished its {cfg.train.steps} steps (at step {trainer.step}); "
+                               f"to train longer: statgan train --resume {run_dir} train.steps=N with N > {trainer.step}")
         if changes and main_rank:
             write_run_config(run_dir, cfg)
         say(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps} (from {trainer.loaded_from.name})", file=sys.stderr)
@@ -143,8 +146,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .metrics.evaluate import evaluate_paths, evaluate_run, format_table
-
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not metrics:
         raise StatganError("--metrics is empty; give e.g. fid,kid,prdc")
@@ -248,17 +249,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _set_threads(threads: int) -> None:
-    import torch
-
-    from .runtime.validation import check_int
-
     torch.set_num_threads(check_int("--threads", threads))
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
-    from .audit.run import invert_split
-    from .audit.settings import InvertSettings
-
     _set_threads(args.threads)
     settings = InvertSettings(n=args.n, restarts=args.restarts, steps=args.steps, lr=args.lr, loss=args.loss,
                               seed=args.seed)
@@ -273,9 +267,6 @@ def cmd_invert(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit.run import audit_run
-    from .audit.settings import AuditSettings
-
     _set_threads(args.threads)
     knobs = {k: getattr(args, k) for k in ("n", "n_valid", "n_ood", "restarts", "steps", "loss", "sigma", "ais_steps",
                                            "chains", "leapfrog", "seed") if getattr(args, k) is not None}
@@ -340,8 +331,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     # the defaults of invert/audit knobs live in the settings classes; the help strings quote them
-    from .audit.settings import LOSSES, AuditSettings, InvertSettings
-
     A, Q = AuditSettings, AuditSettings.quick()
 
     def dflt(name: str) -> str:
@@ -441,16 +430,12 @@ def _one_line_warning(message: Warning | str, category: type, filename: str, lin
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .train.trainer import TrainingInterrupted
-
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _one_line_warning
     if args.command is None:
         # `statgan` alone: the main job is training on the embedded default
         args = parser.parse_args(["train", *(argv or [])])
-    from .runtime import distributed
-
     try:
         return args.func(args)
     except TrainingInterrupted as exc:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
-from torchvision.utils import save_image
 
 from .rundir.files import atomic_write_bytes
 
@@ -15,6 +14,9 @@ from .rundir.files import atomic_write_bytes
 def png_grid(images: torch.Tensor, nrow: Optional[int] = None, pad_value: float = 0.0, scale: int = 1) -> bytes:
     """PNG bytes of an image grid; ``images`` in [-1, 1], (B, C, H, W); ``scale`` enlarges every
     pixel to a ``scale`` x ``scale`` block (nearest neighbour: no blur is invented)."""
+    # torchvision takes seconds to import (it pulls torch._dynamo): only picture-making pays for it
+    from torchvision.utils import save_image
+
     if scale > 1:
         images = torch.nn.functional.interpolate(images.detach().float(), scale_factor=scale, mode="nearest")
     n = images.shape[0]
