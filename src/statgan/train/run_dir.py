@@ -14,7 +14,7 @@ from torch import nn
 from ..config import Config
 from ..errors import CheckpointError, StatganError
 from ..rundir import checkpoint as ckpt
-from ..rundir.run import write_run_config
+from ..rundir.run import checkpoint_dir, read_status, write_run_config
 
 Loaded = Tuple[Path, Dict[str, torch.Tensor], Dict[str, Any]]
 
@@ -32,9 +32,16 @@ def prepare_run_dir(run_dir: Path, cfg: Config, G: nn.Module, D: nn.Module, resu
     ``train.keep_checkpoints`` checkpoints; create it and (new runs) write its config.yaml.
     Returns whether this call created the directory."""
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise StatganError(
-            f"run directory {str(run_dir)!r} already exists; continue it with --resume {run_dir} or choose another run.name"
-        )
+        status = read_status(run_dir)
+        if status is not None and status.state == "failed" and not ckpt.list_checkpoints(checkpoint_dir(run_dir)):
+            # a run that failed before writing any checkpoint has nothing to keep: start it afresh
+            print(f"statgan: warning: reusing {run_dir}: its last attempt failed at step {status.step} "
+                  f"with no checkpoint ({status.message.split(';')[0]})", file=sys.stderr)
+            shutil.rmtree(run_dir)
+        else:
+            raise StatganError(
+                f"run directory {str(run_dir)!r} already exists; continue it with --resume {run_dir} or choose another run.name"
+            )
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
@@ -66,7 +66,7 @@ from ..models import build_objective, build_regularizers, data_shape_of
 from ..regularizers import ProbeContext
 from ..regularizers.ema import EMA
 from ..rundir import checkpoint as ckpt
-from ..rundir.run import checkpoint_dir
+from ..rundir.run import CURVES_FILE, checkpoint_dir, read_metrics, write_status
 from ..runtime import distributed
 from ..runtime.device import select_device
 from .batches import BatchStream
@@ -78,6 +78,7 @@ from .setup import build_networks, build_optimizers, check_startable, configure_
 from .signals import StopRequest
 from .state import TrainingState
 from .update import Updater
+from .watch import DiscriminatorWinWatch
 
 StepCallback = Callable[["Trainer", int], None]
 
@@ -163,6 +164,7 @@ class _Fit:
     samples_step: int = -1
     last_checkpoint: Optional[Path] = None
     checkpoint_step: int = -1
+    d_wins: DiscriminatorWinWatch = field(default_factory=DiscriminatorWinWatch)
 
     def record(self, d_loss: Tensor, g_loss: Tensor, grad_norms: Dict[str, Tensor]) -> None:
         """The step just done: its values go to the divergence watch and the running sums (no host sync)."""
@@ -376,13 +378,35 @@ class Trainer:
         """Train to ``train.steps``. A run that fails before its first step leaves no run directory."""
         created = distributed.run_on_main(lambda: prepare_run_dir(self.run_dir, self.cfg, self.G, self.D, self.resume))
         steps_before = self._steps_taken
+        self._record_status("running")
         try:
-            return self._fit()
-        except BaseException:
+            result = self._fit()
+        except BaseException as exc:
             if (created and self._steps_taken == steps_before and self.world.is_main
                     and not ckpt.list_checkpoints(self.ckpt_dir)):
                 shutil.rmtree(self.run_dir, ignore_errors=True)
+            else:
+                self._record_failure(exc)
             raise
+        self._record_status("finished")
+        return result
+
+    def _record_status(self, state: str, message: str = "") -> None:
+        if self.world.is_main:
+            write_status(self.run_dir, state, self.step, message)
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Say in status.json how the run ended, so ``statgan runs`` shows it and a failed run
+        without checkpoints may be reused (:func:`prepare_run_dir`)."""
+        if isinstance(exc, TrainingInterrupted) or isinstance(exc, KeyboardInterrupt):
+            self._record_status("interrupted", str(exc))
+        elif isinstance(exc, TrainingDiverged):
+            self._record_status("diverged", str(exc))
+        else:
+            last = ckpt.latest_checkpoint(self.ckpt_dir)
+            how = (f"continue with statgan train --resume {self.run_dir} (from {last.name})" if last is not None else
+                   "no checkpoint was written: rerunning with the same run.name reuses this folder")
+            self._record_status("failed", f"{' '.join(f'{type(exc).__name__}: {exc}'.split())}; {how}")
 
     def _fit(self) -> TrainResult:
         with contextlib.ExitStack() as cleanup:
@@ -446,6 +470,7 @@ class Trainer:
         """The final samples and checkpoint, unless the last step wrote them already."""
         if run.samples_step != self.step and self.world.is_main:
             run.last_samples = self.save_samples()
+            self.save_curves()
         if run.checkpoint_step != self.step:
             run.last_checkpoint = self.save_checkpoint()
         return TrainResult(self.run_dir, self.step, run.last_samples, run.last_checkpoint,
@@ -507,6 +532,9 @@ class Trainer:
             **self._regularizer_scalars(),
         }
         run.log.log(rec)
+        warning = run.d_wins.observe(self.step, d_val, g_val)
+        if warning is not None and self.world.is_main:
+            print(f"statgan: warning: {warning}", file=sys.stderr)
         if run.bar is not None:
             run.bar.set_postfix(d=f"{d_val:.3f}", g=f"{g_val:.3f}", refresh=False)
         run.restart_interval(now)
@@ -555,6 +583,11 @@ class Trainer:
         run.samples_step = self.step  # on every rank: _finish must agree on whether to write more
         if self.world.is_main:
             run.last_samples = self.save_samples()
+            self.save_curves()
+
+    def save_curves(self) -> Path:
+        """Redraw ``curves.png`` (losses, and FID when evaluated) from the run's metrics.jsonl."""
+        return viz.save_loss_curves(self.run_dir / CURVES_FILE, [(self.run_dir.name, read_metrics(self.run_dir))])
 
     def _checkpoint(self, run: _Fit) -> None:
         run.last_checkpoint, run.checkpoint_step = self.save_checkpoint(), self.step
