@@ -11,7 +11,7 @@ import torch
 
 from statgan import config
 from statgan.rundir import checkpoint as ckpt
-from statgan.train.logging import read_metrics
+from statgan.rundir.run import read_metrics
 from statgan.rundir.run import load_generator
 from statgan.train.trainer import Trainer
 

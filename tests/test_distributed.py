@@ -18,7 +18,7 @@ import torch
 import torch.multiprocessing as mp
 
 from statgan import config
-from statgan.train.logging import read_metrics
+from statgan.rundir.run import read_metrics
 from statgan.train.trainer import Trainer, TrainingInterrupted
 
 from conftest import tiny_dcgan_overrides, toy_overrides
@@ -161,7 +161,8 @@ def test_ranks_hold_identical_weights_equal_to_one_process(ranks, tmp_path, one_
 def test_only_rank0_writes_and_logs_global_losses(ranks):
     tmp, _ = ranks
     rd = tmp / "plain"
-    assert sorted(p.name for p in rd.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "samples"]
+    assert sorted(p.name for p in rd.iterdir()) == ["checkpoints", "config.yaml", "curves.png", "metrics.jsonl", "samples",
+                                                   "status.json"]
     steps = [r["step"] for r in read_metrics(rd)]
     assert steps == [3, 6]  # one writer: no duplicated records
     meta = (rd / "checkpoints" / "step-000006.json").read_text()

@@ -10,7 +10,7 @@ import torch
 from statgan import config
 from statgan.cli import main
 from statgan.metrics.evaluate import evaluate_paths, evaluate_run
-from statgan.train.logging import read_metrics
+from statgan.rundir.run import read_metrics
 from statgan.train.trainer import Trainer
 
 from conftest import tiny_dcgan_overrides, toy_overrides

@@ -10,7 +10,7 @@ from statgan.cli import main
 from statgan.errors import ConfigError, StatganError
 from statgan.objectives.base import Objective
 from statgan.rundir import checkpoint as ckpt
-from statgan.train.logging import read_metrics
+from statgan.rundir.run import read_metrics
 from statgan.rundir.run import load_generator
 from statgan.train.trainer import Trainer, TrainingDiverged
 

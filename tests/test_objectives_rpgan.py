@@ -8,7 +8,7 @@ import torch
 
 from statgan import config, objectives
 from statgan.objectives.rpgan import RpGAN
-from statgan.train.logging import read_metrics
+from statgan.rundir.run import read_metrics
 from statgan.train.trainer import Trainer
 
 

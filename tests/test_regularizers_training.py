@@ -11,7 +11,7 @@ from statgan import config, objectives
 from statgan.cli import main
 from statgan.errors import ConfigError
 from statgan.objectives.base import Objective
-from statgan.train.logging import read_metrics
+from statgan.rundir.run import read_metrics
 from statgan.train.trainer import Trainer
 
 from conftest import tiny_dcgan_overrides, toy_overrides

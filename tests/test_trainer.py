@@ -12,7 +12,7 @@ from statgan.errors import CheckpointError, ConfigError, StatganError
 from statgan.objectives.base import Objective
 from statgan.rundir import checkpoint as ckpt
 from statgan.train.batches import BatchOrder
-from statgan.train.logging import read_metrics
+from statgan.rundir.run import read_metrics
 from statgan.rundir.run import load_generator
 from statgan.train.trainer import Trainer, TrainingInterrupted
 

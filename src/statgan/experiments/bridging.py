@@ -46,7 +46,7 @@ import torch
 from .. import config as config_mod
 from .. import data as datasets
 from ..metrics.evaluate import evaluate_paths, evaluate_run
-from ..train.logging import read_metrics
+from ..rundir.run import read_metrics
 from ..train.trainer import Trainer
 from .grid import Cell
 from .stats import chi2_decile_rms, mean_std, spearman, welch

@@ -84,16 +84,3 @@ class NullLog:
 
     def close(self) -> None:
         pass
-
-
-def read_metrics(run_dir: Path) -> list:
-    """All records of a run's metrics.jsonl (skipping a line cut short by a crash)."""
-    out = []
-    p = Path(run_dir) / "metrics.jsonl"
-    if p.exists():
-        for line in p.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return out
