@@ -107,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     result = trainer.fit()
     say(f"done: step {result.step} in {_fmt_seconds(result.seconds)}")
-    say(f"samples:    {result.samples}")
+    say(f"samples:    {result.samples} ({trainer.sampler_description})")
     say(f"checkpoint: {result.checkpoint}")
     return 0
 

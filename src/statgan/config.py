@@ -97,6 +97,8 @@ class TrainSection:
     ema: bool = _f(True, "keep an exponential moving average of the generator's weights")
     ema_decay: float = _f(0.999, "EMA decay per step", min=0.0, lt=1.0)
     ema_start: int = _f(0, "step at which the EMA starts (before: EMA = current weights)", min=0)
+    ema_halflife_kimg: Optional[float] = _f(None, "EMA half-life in thousands of images; replaces ema_decay (StyleGAN2-ADA: 10)", gt=0.0)
+    ema_rampup: Optional[float] = _f(None, "with ema_halflife_kimg: half-life at most this fraction of the images seen so far (0.05)", gt=0.0)
     log_every: int = _f(50, "steps between metrics.jsonl records", min=1, resumable=True)
     sample_every: int = _f(500, "steps between sample grids (0 = only at the end)", min=0, resumable=True)
     checkpoint_every: int = _f(1000, "steps between checkpoints (0 = only at the end)", min=0, resumable=True)

@@ -217,7 +217,9 @@ class Trainer:
         self.data_shape = data_shape_of(self.train_data)
         self.G, self.D = build_networks(cfg, self.data_shape, self.device, self.precision, self.world)
         self.opt_G, self.opt_D, self.scalers = build_optimizers(t, self.G, self.D, self.regularizers, self.precision)
-        self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
+        self.ema = EMA(self.G, t.ema_decay, t.ema_start,
+                       halflife_images=None if t.ema_halflife_kimg is None else 1000.0 * t.ema_halflife_kimg,
+                       rampup=t.ema_rampup, batch_size=t.batch_size) if t.ema else None
         self.precision.compile_modules(self.G, self.D)  # after the EMA copy, which stays eager
         self.updater = Updater(self.G, self.D, self.regularizers, self.precision, self.scalers,
                                sync=self.world.distributed, device=self.device)
@@ -242,6 +244,11 @@ class Trainer:
     def step(self) -> int:
         """Generator steps done (the checkpointed count)."""
         return self.state.step
+
+    @property
+    def sampler_description(self) -> str:
+        """Which weights the sample grids show: the EMA (and how it is taken) or the raw generator."""
+        return f"{self.ema.describe()} weights" if self.ema is not None else "raw weights (train.ema=false)"
 
     @property
     def sampler(self) -> nn.Module:
