@@ -21,7 +21,7 @@ MNIST5K_MIN_ACCURACY = 0.985
 
 # ---- registry ----------------------------------------------------------------------------------
 def test_registry_names_and_errors():
-    assert EXTRACTORS.names() == ["inception", "lenet", "pixels"]
+    assert EXTRACTORS.names() == ["inception", "lenet", "pixels", "stacked-lenet"]
     with pytest.raises(ConfigError, match="unknown feature extractor 'nope'.*lenet"):
         get_extractor("nope")
     with pytest.raises(ConfigError, match="no parameter 'bogus'"):

@@ -320,7 +320,7 @@ def test_regularizers_from_config_and_overrides():
     ("regularizers.param_grad=true", "regularizers.param_grad: weight is required"),
     ("regularizers.r1.weight=-1", "regularizers.r1: weight=-1 is not allowed (must be >= 0)"),
     ("regularizers.sharpness.every=0", "regularizers.sharpness: every=0 must be an integer >= 1"),
-    ("regularizers=3", "regularizers: expected a mapping"),
+    ("regularizers=3", "'regularizers' is a section; set its keys"),
     ("regularizers.sam=3", "regularizers.sam: expected a mapping of parameters or true/false"),
 ])
 def test_bad_regularizer_values_give_one_line_errors(override, fragment):

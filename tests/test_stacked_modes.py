@@ -162,5 +162,5 @@ def test_metric_registration_and_refusal():
     assert "\n" not in str(info.value)
     with pytest.raises(StatganError, match="needs the 1000 mode logits of the 'stacked-lenet' extractor"):
         modes_from_logits(torch.zeros(MIN_SAMPLES, 10))
-    with pytest.raises(ConfigError, match="metric 'modes' needs --n >= 26000, got 10000"):
+    with pytest.raises(ConfigError, match="modes needs at least 26000 generated samples, got 10000"):
         evaluate_run("no-such-run", metrics=["modes"], n=10_000)  # refused before any sample is generated

@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import torch
 from torch import Tensor, nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from ..errors import StatganError
 
@@ -71,6 +72,8 @@ class World:
 
 
 def _dist() -> Any:
+    # torch.distributed is imported only when several processes run: some builds (macOS, some
+    # CPU wheels) lack it, and single-process use must not depend on it
     import torch.distributed as dist
 
     return dist
@@ -281,8 +284,6 @@ def _buckets(tensors: Sequence[Tensor]) -> Iterable[List[Tensor]]:
 
 def _all_reduce_mean_list(tensors: Sequence[Tensor]) -> None:
     """Average each tensor over the ranks in place, one flat all-reduce per bucket."""
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
     dist, w = _dist(), world_size()
     for bucket in _buckets(tensors):
         flat = _flatten_dense_tensors(bucket)
