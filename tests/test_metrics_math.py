@@ -21,7 +21,7 @@ import scipy.linalg
 import torch
 
 from statgan.errors import ConfigError, StatganError
-from statgan.metrics.frechet import frechet_distance, frechet_distance_from_stats
+from statgan.metrics.frechet import frechet_distance, frechet_distance_from_stats, trace_sqrt_product
 from statgan.metrics.inception_score import inception_score
 from statgan.metrics.kid import kid
 from statgan.metrics.prdc import prdc
@@ -305,6 +305,52 @@ def test_frechet_identical_inputs_near_zero_and_symmetric():
     # torch input gives the same float
     t = [torch.from_numpy(v) for v in (mu1, s1, mu2, s2)]
     assert frechet_distance(*t) == pytest.approx(frechet_distance(mu1, s1, mu2, s2), rel=1e-12)
+
+
+@pytest.mark.parametrize("d", [64, 512])
+def test_frechet_cholesky_path_equals_eigh_and_sqrtm(d):
+    rng = np.random.default_rng(100 + d)
+    mu1, s1 = random_stats(rng, d, 3 * d)  # full rank: Cholesky succeeds
+    mu2, s2 = random_stats(rng, d, 3 * d)
+    tr, path = trace_sqrt_product(s1, s2)
+    tr_eigh, path_eigh = trace_sqrt_product(s1, s2, method="eigh")
+    assert path == "cholesky" and path_eigh == "eigh"
+    assert tr == pytest.approx(tr_eigh, rel=1e-10)
+    ours = frechet_distance(mu1, s1, mu2, s2)
+    assert ours == pytest.approx(frechet_distance(mu1, s1, mu2, s2, method="eigh"), rel=1e-8)
+    assert ours == pytest.approx(fid_sqrtm_reference(mu1, s1, mu2, s2), rel=1e-8)
+    # what LAPACK's type-2 problem computes, spelled out: Σ1 = L Lᵀ, Σ √eig(Lᵀ Σ2 L)
+    L = np.linalg.cholesky(s1)
+    m = L.T @ s2 @ L
+    assert tr == pytest.approx(np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (m + m.T)), 0, None)).sum(), rel=1e-10)
+    with pytest.raises(ConfigError, match="method must be one of"):
+        frechet_distance(mu1, s1, mu2, s2, method="sqrtm")
+
+
+def test_frechet_singular_sigma1_falls_back_to_eigh():
+    rng = np.random.default_rng(8)
+    d = 60
+    # exactly singular Σ1 (a zero direction): Cholesky must fail and eigh take over
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    a, b = rng.uniform(0.1, 4, d), rng.uniform(0.1, 4, d)
+    a[:3] = 0.0
+    s1, s2 = (q * a) @ q.T, (q * b) @ q.T
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(s1)
+    tr, path = trace_sqrt_product(s1, s2)
+    assert path == "eigh"
+    assert tr == pytest.approx(np.sqrt(a * b).sum(), abs=1e-6)
+    # covariances from N < d samples (rank N - 1): whichever path runs, the value is the eigh method's
+    for n in (20, 59, 61):
+        mu1, c1 = random_stats(rng, d, n)
+        mu2, c2 = random_stats(rng, d, 200)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = frechet_distance(mu1, c1, mu2, c2)
+            ref = frechet_distance(mu1, c1, mu2, c2, method="eigh")
+        assert got == pytest.approx(ref, rel=1e-8), n
+    _, path = trace_sqrt_product(np.cov(rng.normal(size=(20, d)), rowvar=False), s2)
+    assert path == "eigh"  # rank 19 of 60: Cholesky meets a non-positive pivot
 
 
 def test_frechet_validation_and_small_n_warning():

