@@ -42,10 +42,11 @@ class FeatureSet:
     info: Dict[str, Any] = field(default_factory=dict)
 
 
-def extract(source: str, batches: Batches, extractor: Any, needs: FrozenSet[str]) -> FeatureSet:
+def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: FrozenSet[str]) -> FeatureSet:
     """One pass: streaming float64 stats always; features / logits kept only when needed."""
     if "logits" in needs and not extractor.has_logits:
-        raise ConfigError(f"extractor {extractor.name!r} has no class logits, so the Inception score cannot be computed with it")
+        why = f" ({extractor.no_logits_reason})" if extractor.no_logits_reason else ""
+        raise ConfigError(f"extractor {extractor.name!r} has no class logits{why}, so the Inception score cannot be computed with it")
     stats = FeatureStats()
     feats: List[torch.Tensor] = []
     logits: List[torch.Tensor] = []
