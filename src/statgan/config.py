@@ -31,6 +31,7 @@ objective.name=renyi objective.alpha=0.5 regularizers.sam.rho=0.5``.
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -131,6 +132,8 @@ class Config:
     train: TrainSection = field(default_factory=TrainSection)
     # regulariser name -> its parameters; empty = none (the trainer then runs exactly as without)
     regularizers: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    # dotted setting -> how it moves over the run (statgan.train.schedules); empty = fixed settings
+    schedules: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     # ---- conversion --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -138,6 +141,8 @@ class Config:
         d = dataclasses.asdict(self)
         d["data"] = {k: v for k, v in d["data"].items() if k != "options"} | dict(self.data.options)
         d["objective"] = {"name": self.objective.name} | dict(self.objective.params)
+        if not d["schedules"]:
+            del d["schedules"]  # configs without schedules read (and hash) as they did before schedules existed
         return d
 
     def to_yaml(self) -> str:
@@ -290,9 +295,67 @@ def _build_regularizers(raw: Any) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+#: how a scheduled setting moves over the run (statgan.train.schedules)
+SCHEDULE_KINDS = ("linear", "cosine")
+
+
+def parse_schedules(raw: Any) -> Dict[str, Dict[str, Any]]:
+    """The ``schedules`` section as ``{dotted key: spec}``. Keys may be dotted (``train.lr_g``) or
+    nested (``train: {lr_g: {...}}``); a spec is a mapping with ``to`` and optionally ``from``,
+    ``kind`` (linear | cosine), ``begin`` and ``end`` (fractions of the run, 0 <= begin < end <= 1)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"schedules: expected a mapping of settings to schedules (e.g. schedules.train.lr_g.to=5e-5), got {raw!r}")
+    out: Dict[str, Dict[str, Any]] = {}
+
+    def walk(node: Mapping, prefix: str) -> None:
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, Mapping) and "to" in v:
+                out[key] = _check_spec(key, v)
+            elif isinstance(v, Mapping) and v:
+                walk(v, key)
+            else:
+                raise ConfigError(f"schedules.{key}: expected a schedule such as {{to: 5.0e-5, kind: cosine}}, got {v!r}")
+
+    walk(raw, "")
+    return out
+
+
+def _number(key: str, field: str, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"schedules.{key}: {field}={value!r} must be a finite number")
+    return float(value)
+
+
+def _check_spec(key: str, spec: Mapping) -> Dict[str, Any]:
+    allowed = ("to", "from", "kind", "begin", "end")
+    unknown = [k for k in spec if k not in allowed]
+    if unknown:
+        raise ConfigError(f"schedules.{key}: unknown field {unknown[0]!r} (allowed: {', '.join(allowed)})")
+    out: Dict[str, Any] = {"to": _number(key, "to", spec["to"])}
+    if "from" in spec:
+        out["from"] = _number(key, "from", spec["from"])
+    kind = spec.get("kind", "linear")
+    if kind not in SCHEDULE_KINDS:
+        raise ConfigError(f"schedules.{key}: kind={kind!r} is not one of: {', '.join(SCHEDULE_KINDS)}")
+    out["kind"] = kind
+    begin, end = _number(key, "begin", spec.get("begin", 0.0)), _number(key, "end", spec.get("end", 1.0))
+    if not 0.0 <= begin < end <= 1.0:
+        raise ConfigError(f"schedules.{key}: begin={begin:g}, end={end:g} must satisfy 0 <= begin < end <= 1 (fractions of the run)")
+    out["begin"], out["end"] = begin, end
+    return out
+
+
 _SECTIONS = {"run": RunSection, "data": DataSection, "model": ModelSection, "objective": ObjectiveSection, "train": TrainSection}
-#: every top-level key: the dataclass sections plus the free ``regularizers`` mapping
-_ALL_SECTIONS = [*_SECTIONS, "regularizers"]
+#: every top-level key: the dataclass sections plus the free ``regularizers`` and ``schedules`` mappings
+_ALL_SECTIONS = [*_SECTIONS, "regularizers", "schedules"]
 
 
 def from_dict(raw: Optional[Mapping[str, Any]]) -> Config:
@@ -304,7 +367,8 @@ def from_dict(raw: Optional[Mapping[str, Any]]) -> Config:
         if k not in _ALL_SECTIONS:
             raise ConfigError(f"unknown section {k!r}{did_you_mean(str(k), _ALL_SECTIONS)} (allowed: {', '.join(_ALL_SECTIONS)})")
     sections = {name: _build_section(cls, raw.get(name), name) for name, cls in _SECTIONS.items()}
-    return Config(**sections, regularizers=_build_regularizers(raw.get("regularizers")))
+    return Config(**sections, regularizers=_build_regularizers(raw.get("regularizers")),
+                  schedules=parse_schedules(raw.get("schedules")))
 
 
 def parse_override(item: str) -> tuple:
@@ -324,7 +388,8 @@ def parse_override(item: str) -> tuple:
 
 #: what the error for a whole-section override suggests instead
 _EXAMPLE_KEYS = {"run": "run.name=NAME", "data": "data.name=mnist5k", "model": "model.latent_dim=64",
-                 "objective": "objective.name=ns", "train": "train.steps=2000", "regularizers": "regularizers.r1.weight=1"}
+                 "objective": "objective.name=ns", "train": "train.steps=2000", "regularizers": "regularizers.r1.weight=1",
+                 "schedules": "schedules.train.lr_g.to=5e-5"}
 
 
 def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:

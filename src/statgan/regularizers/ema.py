@@ -1,4 +1,4 @@
-"""Exponential moving average of generator weights (Karras et al. 2018; Yazıcı et al. 2019).
+r"""Exponential moving average of generator weights (Karras et al. 2018; Yazıcı et al. 2019).
 
 θ_ema ← β·θ_ema + (1 − β)·θ after every generator step once ``step ≥ start`` (before that the
 average simply tracks θ). Buffers (BatchNorm running statistics) are copied, not averaged: they

@@ -77,6 +77,7 @@ from .run_dir import Loaded, newest_good_checkpoint, prepare_run_dir
 from .setup import build_networks, build_optimizers, check_startable, configure_torch
 from .signals import StopRequest
 from .state import TrainingState
+from .schedules import ScheduleRunner, ScheduleTargets, build_schedules
 from .update import Updater
 from .watch import DiscriminatorWinWatch
 
@@ -221,6 +222,11 @@ class Trainer:
                        halflife_images=None if t.ema_halflife_kimg is None else 1000.0 * t.ema_halflife_kimg,
                        rampup=t.ema_rampup, batch_size=t.batch_size) if t.ema else None
         self.precision.compile_modules(self.G, self.D)  # after the EMA copy, which stays eager
+        # the learning rates the schedules move; warm-up and rollback scaling multiply them (_set_lr)
+        self._lrs: Dict[str, float] = {"lr_g": t.lr_g, "lr_d": t.lr_d}
+        self.schedules = ScheduleRunner(build_schedules(cfg), ScheduleTargets(
+            self._lrs, (self.opt_G, self.opt_D), self.objective, self.regularizers), t.steps)
+        self._scheduled: Dict[str, float] = {}  # the values set for the current step, for the log
         self.updater = Updater(self.G, self.D, self.regularizers, self.precision, self.scalers,
                                sync=self.world.distributed, device=self.device)
         self.state = TrainingState(
@@ -358,8 +364,9 @@ class Trainer:
     def _set_lr(self) -> float:
         """Set both learning rates for the next step (warm-up × rollback scale); returns the warm-up factor."""
         t = self.cfg.train
+        self._scheduled = self.schedules.apply(self.step)
         factor = 1.0 if t.warmup_steps == 0 else min(1.0, 0.01 + 0.99 * self.step / t.warmup_steps)
-        for opt, base in ((self.opt_G, t.lr_g), (self.opt_D, t.lr_d)):
+        for opt, base in ((self.opt_G, self._lrs["lr_g"]), (self.opt_D, self._lrs["lr_d"])):
             for g in opt.param_groups:
                 g["lr"] = base * factor * self.state.lr_scale
         return factor
@@ -532,11 +539,12 @@ class Trainer:
             "step": self.step,
             "d_loss": d_val,
             "g_loss": g_val,
-            "lr_g": t.lr_g * lr_factor * self.state.lr_scale,
-            "lr_d": t.lr_d * lr_factor * self.state.lr_scale,
+            "lr_g": self._lrs["lr_g"] * lr_factor * self.state.lr_scale,
+            "lr_d": self._lrs["lr_d"] * lr_factor * self.state.lr_scale,
             "images_per_s": run.interval_steps * t.batch_size / max(now - run.interval_start, 1e-9),
             "elapsed_s": now - run.start_time,
             **self._regularizer_scalars(),
+            **{f"schedule.{k}": v for k, v in self._scheduled.items()},
         }
         run.log.log(rec)
         warning = run.d_wins.observe(self.step, d_val, g_val)
