@@ -225,16 +225,23 @@ class AuditPaths:
 
 # ==== the results ===================================================================================
 @dataclass(slots=True, kw_only=True)
-class AuditSummary:
+class _RunResult:
+    """What every result file about a run starts with: its format, and which weights of which run."""
+
+    format: str
+    run: str
+    step: int
+    weights: str
+
+
+@dataclass(slots=True, kw_only=True)
+class AuditSummary(_RunResult):
     """Everything :func:`statgan.audit.run.audit_run` measured; ``summary.json`` is its JSON form.
 
     ``splits`` and ``auroc`` are keyed by image set (``splits`` also holds ``valid`` and
     ``model_samples``), ``timing`` by stage; ``paths`` is ``None`` when nothing was written."""
 
-    format: str = AUDIT_FORMAT
-    run: str
-    step: int
-    weights: str
+    format: str = AUDIT_FORMAT  # redeclared for its default; it keeps its place first in the JSON
     dataset: str
     data_shape: Tuple[int, ...]
     latent_dim: int
@@ -267,14 +274,11 @@ class InvertedSet:
 
 
 @dataclass(slots=True, kw_only=True)
-class InvertSummary:
+class InvertSummary(_RunResult):
     """What :func:`statgan.audit.run.invert_split` did; its ``.json`` file (beside ``tensors``) is
     the JSON form, ``path`` its location (not written into the file)."""
 
-    format: str = INVERT_FORMAT
-    run: str
-    step: int
-    weights: str
+    format: str = INVERT_FORMAT  # redeclared for its default; it keeps its place first in the JSON
     split: str
     loss: str
     error_unit: str

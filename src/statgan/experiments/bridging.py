@@ -366,32 +366,36 @@ def verdict(outcomes: Dict[str, str], positive: str = "better", negative: str = 
 
 
 # ---- typed results -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ImageRun:
-    """One cell of the regulariser grid as the report reads it (metrics ``nan``/None when failed)."""
+@dataclass(frozen=True, kw_only=True)
+class _Run:
+    """What every cell records: its seed, and the one-line error if it failed (metrics then ``nan``/None)."""
 
-    objective: str
-    cell: str
     seed: int
-    fid: float = math.nan
-    sharpness: Optional[float] = None
-    cpu_s: float = math.nan
     error: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class ToyRun:
+@dataclass(frozen=True, kw_only=True)
+class ImageRun(_Run):
+    """One cell of the regulariser grid as the report reads it."""
+
+    objective: str
+    cell: str
+    fid: float = math.nan
+    sharpness: Optional[float] = None
+    cpu_s: float = math.nan
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToyRun(_Run):
     """One cell of the latent-dimension sweep as the report reads it."""
 
     density: str
     latent_dim: int
-    seed: int
     chi2_rms: Optional[float] = None
     logp_mean: float = math.nan
     logp_data: float = math.nan
     in_support: float = math.nan
     kde_test_ll: float = math.nan
-    error: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -425,11 +429,12 @@ class Results:
             if error is not None:
                 failed[rec["key"]] = error
             if spec["kind"] == "mnist":
-                images.append(ImageRun(spec["objective"], spec["cell"], spec["seed"], fid=res.get("fid", math.nan),
+                images.append(ImageRun(objective=spec["objective"], cell=spec["cell"], seed=spec["seed"],
+                                       fid=res.get("fid", math.nan),
                                        sharpness=res.get("sharpness"), cpu_s=rec.get("cpu_s", rec["wall_s"]),
                                        error=error))
             elif spec["kind"] == "toy":
-                toys.append(ToyRun(spec["density"], spec["latent_dim"], spec["seed"], error=error,
+                toys.append(ToyRun(density=spec["density"], latent_dim=spec["latent_dim"], seed=spec["seed"], error=error,
                                    **{k: res[k] for k in _TOY_METRICS if k in res}))
             elif spec["kind"] == "floor" and error is None:
                 floor = Floor(res["fid"], res["fid_extractor"], res["fid_reference"], res["fid_generated"])

@@ -167,8 +167,21 @@ class _DiscriminatorPenalty(Regularizer):
         return f"weight={self.weight:g}" + (f", every={self.every}" if self.every > 1 else "")
 
 
+class _InputGradientPenalty(_DiscriminatorPenalty):
+    """R1 and R2: half the mean squared input-gradient norm of D on one side of the batch."""
+
+    side = "real"  # which batch of the LossContext: "real" (R1) or "fake" (R2)
+
+    def __init__(self, weight: float = 10.0, every: int = 1) -> None:
+        super().__init__(weight, every)
+
+    def unweighted(self, ctx: LossContext) -> Tensor:
+        _, grad = outputs_and_input_gradients(ctx.discriminator, ctx.real if self.side == "real" else ctx.fake)
+        return 0.5 * squared_gradient_norms(grad).mean()
+
+
 @REGULARIZERS.register()
-class R1Penalty(_DiscriminatorPenalty):
+class R1Penalty(_InputGradientPenalty):
     r""":math:`\frac\gamma2\mathbb E_{p_{data}}\|\nabla_x D(x)\|_2^2` (Mescheder et al. 2018).
 
     Args:
@@ -178,33 +191,16 @@ class R1Penalty(_DiscriminatorPenalty):
     """
 
     name = "r1"
-
-    def __init__(self, weight: float = 10.0, every: int = 1) -> None:
-        super().__init__(weight, every)
-
-    def unweighted(self, ctx: LossContext) -> Tensor:
-        _, grad = outputs_and_input_gradients(ctx.discriminator, ctx.real)
-        return 0.5 * squared_gradient_norms(grad).mean()
+    side = "real"
 
 
 @REGULARIZERS.register()
-class R2Penalty(_DiscriminatorPenalty):
-    r""":math:`\frac\gamma2\mathbb E_{p_g}\|\nabla_{\tilde x} D(\tilde x)\|_2^2` (Mescheder et al. 2018).
-
-    Args:
-        weight: γ ≥ 0 (default 10).
-        every: k ≥ 1; with k > 1 the penalty is applied every k-th discriminator step with weight
-            k·γ (lazy regularisation, StyleGAN2 uses k = 16); k = 1 (default) is every step.
-    """
+class R2Penalty(_InputGradientPenalty):
+    r""":math:`\frac\gamma2\mathbb E_{p_g}\|\nabla_{\tilde x} D(\tilde x)\|_2^2` (Mescheder et al. 2018);
+    ``weight`` and ``every`` as for :class:`R1Penalty`."""
 
     name = "r2"
-
-    def __init__(self, weight: float = 10.0, every: int = 1) -> None:
-        super().__init__(weight, every)
-
-    def unweighted(self, ctx: LossContext) -> Tensor:
-        _, grad = outputs_and_input_gradients(ctx.discriminator, ctx.fake)
-        return 0.5 * squared_gradient_norms(grad).mean()
+    side = "fake"
 
 
 @REGULARIZERS.register()
