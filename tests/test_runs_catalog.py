@@ -91,6 +91,10 @@ def test_compare_lists_only_differences_and_results(tmp_path):
     assert diffs["objective.name"] == ("ns", "hinge")
     assert diffs["regularizers.r1.weight"] == (None, 0.5)
     assert "model.arch" not in diffs  # equal values are not differences
+    cfg = yaml.safe_load((a / "config.yaml").read_text())
+    cfg["train"]["new_key"] = None  # a key newer configs write as null, older ones lack
+    (a / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert "train.new_key" not in dict(catalog.compare_runs([a, b]).differences)
     assert dict(c.results)["FID (lenet-x)"] == (20.0, 10.0)
     text = catalog.format_comparison(c)
     assert "objective.name" in text and "hinge" in text and "FID (lenet-x)" in text

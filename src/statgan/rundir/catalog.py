@@ -173,12 +173,12 @@ def compare_runs(run_dirs: Sequence[Path]) -> Comparison:
     runs = tuple(describe_run(Path(p)) for p in run_dirs)
     flat = [_flatten(r.config) for r in runs]
     keys = sorted(set().union(*flat))
-    missing = object()
     diffs = []
     for k in keys:
-        vals = tuple(f.get(k, missing) for f in flat)
+        # a key an older run's config lacks reads as unset (None), like a key set to null
+        vals = tuple(f.get(k) for f in flat)
         if any(v != vals[0] for v in vals[1:]):
-            diffs.append((k, tuple(None if v is missing else v for v in vals)))
+            diffs.append((k, vals))
     labels: Dict[str, Dict[int, float]] = {}
     for i, r in enumerate(runs):
         for ev in r.evals:  # later files win: the latest result of each metric
