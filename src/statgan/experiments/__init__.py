@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..errors import StatganError
+from ..rundir.files import atomic_write_text
 from ..registry import Registry
 from . import bridging
 from .grid import load_result, run_grid
@@ -100,7 +101,7 @@ def run(name: str, budget: str = DEFAULT_BUDGET, out: Optional[Path] = None, job
             command = saved.read_text().strip()
         results = {c.key: r for c in cells if (r := load_result(out, c)) is not None}
     else:
-        saved.write_text(command + "\n")
+        atomic_write_text(saved, command + "\n")
         results = run_grid(cells, out, mod.run_cell, jobs=jobs, log=log, on_result=write,
                            threads=mod.BUDGETS[budget].threads)
     write(results)

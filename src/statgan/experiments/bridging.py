@@ -46,6 +46,7 @@ import torch
 from .. import config as config_mod
 from .. import data as datasets
 from ..metrics.evaluate import evaluate_paths, evaluate_run
+from ..rundir.files import atomic_write_text
 from ..rundir.run import read_metrics
 from ..train.trainer import Trainer
 from .grid import Cell
@@ -705,7 +706,7 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
         L += [f"- `{k}`" for k in missing] + [""]
     text = "\n".join(L)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write_text(path, text)
     return text
 
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from ..rundir.files import atomic_write_json
 from ..train.trainer import TrainingDiverged
 
 Runner = Callable[[Dict[str, Any], Path], Dict[str, Any]]
@@ -75,9 +76,7 @@ def load_result(out: Path, cell: Cell) -> Optional[Dict[str, Any]]:
 
 def _write_json(path: Path, obj: Dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Dict[str, Any]:
