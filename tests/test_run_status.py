@@ -142,3 +142,13 @@ def test_the_warning_reaches_the_user_once(tmp_path, capsys):
     assert main(["train", *argv]) == 0
     err = capsys.readouterr().err
     assert err.count("statgan: warning: the discriminator is winning outright") == 1
+
+
+def test_resuming_a_finished_run_says_how_to_train_longer(tmp_path, capsys):
+    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "toy")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already finished its 20 steps" in err and "train.steps=N with N > 20" in err and "\n" not in err
+    assert main(["train", "--resume", str(tmp_path / "toy"), "train.steps=25"]) == 0
+    assert read_status(tmp_path / "toy").step == 25
