@@ -41,6 +41,13 @@ RECIPES: Dict[str, List[str]] = {
         "regularizers.r1={weight: 0.1, every: 4}", "regularizers.r2={weight: 0.1, every: 4}",
         "regularizers.augment={ada_target: 0.6}", "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
     ],
+    # the cheap end: the default networks (D without BatchNorm, which R1/R2 assume) with the pairing loss,
+    # rare lazy R1/R2 and the ramped EMA, no augmentation
+    "dcgan-rpgan-lazy": [
+        "objective.name=rpgan", "model.discriminator={width: 32, norm: none}", "train.betas=[0.0, 0.99]",
+        "regularizers.r1={weight: 0.1, every: 16}", "regularizers.r2={weight: 0.1, every: 16}",
+        "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
+    ],
     # R3GAN-style normalisation-free ResNets with the same loss and regularisers
     "resnet-rpgan-aug": [
         "model.arch=resnet", "model.generator={width: 8}", "model.discriminator={width: 8}", "objective.name=rpgan",

@@ -10,10 +10,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..runtime.lazy import scipy_stats
 from ..runtime.validation import check_int, check_positive
 
 __all__ = ["Correlation", "auroc", "correlation", "local_variance"]
@@ -47,7 +47,7 @@ def auroc(scores_in: Any, scores_out: Any) -> float:
     """
     a = _as_scores("scores_in", scores_in)
     b = _as_scores("scores_out", scores_out)
-    ranks = stats.rankdata(np.concatenate([a, b]), method="average")
+    ranks = scipy_stats().rankdata(np.concatenate([a, b]), method="average")
     n_in, n_out = a.size, b.size
     u = ranks[n_in:].sum() - n_out * (n_out + 1) / 2.0
     return float(u / (n_in * n_out))
@@ -107,9 +107,9 @@ def correlation(x: Any, y: Any, method: str = "spearman") -> Correlation:
     if a.size < 3:
         raise ValueError(f"correlation needs at least 3 pairs, got {a.size}")
     if method == "spearman":
-        res = stats.spearmanr(a, b)
+        res = scipy_stats().spearmanr(a, b)
     elif method == "pearson":
-        res = stats.pearsonr(a, b)
+        res = scipy_stats().pearsonr(a, b)
     else:
         raise ValueError(f"method must be 'spearman' or 'pearson', got {method!r}")
     return Correlation(float(res.statistic), float(res.pvalue), int(a.size), method)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
 import torch
-from scipy.stats import mannwhitneyu
 from torch import Tensor
 
 from ..errors import StatganError
+from ..runtime.lazy import scipy_stats
 from ..runtime.seeding import derived_seed
 from .ais import BDMCResult, ais, bdmc, bits_per_dim, select_sigma
 from .inversion import InversionResult, invert
@@ -258,7 +258,7 @@ def ood_scores(err: Dict[str, Tensor], ll: Dict[str, Tensor], typ: TypicalityTes
 
 
 def _mann_whitney_p(a: Tensor, b: Tensor) -> float:
-    return float(mannwhitneyu(a.double().numpy(), b.double().numpy(), alternative="two-sided").pvalue)
+    return float(scipy_stats().mannwhitneyu(a.double().numpy(), b.double().numpy(), alternative="two-sided").pvalue)
 
 
 def memorisation(err: Dict[str, Tensor], ll: Dict[str, Tensor]) -> Memorisation:

@@ -11,7 +11,8 @@ import math
 from typing import Sequence, Tuple
 
 import numpy as np
-from scipy import stats
+
+from ..runtime.lazy import scipy_stats
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -44,12 +45,12 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
         return diff, math.nan, math.nan
     t = diff / math.sqrt(se2)
     dof = se2**2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
-    return diff, float(t), float(2 * stats.t.sf(abs(t), dof))
+    return diff, float(t), float(2 * scipy_stats().t.sf(abs(t), dof))
 
 
 def ranks(x: Sequence[float]) -> np.ndarray:
     """1-based ranks, ties getting the average of the ranks they span."""
-    return stats.rankdata(np.asarray(x, dtype=np.float64), method="average").astype(np.float64)
+    return scipy_stats().rankdata(np.asarray(x, dtype=np.float64), method="average").astype(np.float64)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
@@ -60,7 +61,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
         raise ValueError(f"spearman: x and y differ in length ({len(x)} vs {len(y)})")
     if len(x) < 3 or np.ptp(np.asarray(x, dtype=np.float64)) == 0 or np.ptp(np.asarray(y, dtype=np.float64)) == 0:
         return math.nan, math.nan
-    res = stats.spearmanr(x, y)
+    res = scipy_stats().spearmanr(x, y)
     return float(res.statistic), float(res.pvalue)
 
 
