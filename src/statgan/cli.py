@@ -19,7 +19,6 @@ torchrun only rank 0 prints (other ranks report only errors of their own, prefix
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import sys
 import warnings
@@ -44,7 +43,7 @@ from .rundir.run import CURVES_FILE, load_generator, read_metrics, read_run_conf
 from .runtime import distributed
 from .runtime.validation import check_int
 from .train.trainer import Trainer, TrainingInterrupted, default_run_name
-from .viz import loss_curves_png, save_loss_curves, save_samples
+from .viz import loss_curves_png, png_data_uri, save_loss_curves, save_samples
 
 
 def _split_config_and_overrides(items: Sequence[str]) -> tuple:
@@ -202,11 +201,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _pictures(run: RunInfo) -> Dict[str, str]:
     """data: URIs of a run's loss curves and last sample grid, for the compare page."""
-    out = {f"{run.name}/curves": "data:image/png;base64," + base64.b64encode(
-        loss_curves_png([(run.name, read_metrics(run.path))])).decode()}
+    out = {f"{run.name}/curves": png_data_uri(loss_curves_png([(run.name, read_metrics(run.path))]))}
     grids = sorted((run.path / "samples").glob("step-*.png"))
     if grids:
-        out[f"{run.name}/samples"] = "data:image/png;base64," + base64.b64encode(grids[-1].read_bytes()).decode()
+        out[f"{run.name}/samples"] = png_data_uri(grids[-1].read_bytes())
     return out
 
 

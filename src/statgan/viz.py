@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -9,6 +10,11 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from .rundir.files import atomic_write_bytes
+
+
+def png_data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` for PNG bytes (pictures embedded in self-contained HTML pages)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def png_grid(images: torch.Tensor, nrow: Optional[int] = None, pad_value: float = 0.0, scale: int = 1) -> bytes:

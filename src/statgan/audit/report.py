@@ -9,7 +9,6 @@ per-image results (:class:`~statgan.audit.stages.PerImage`) for the plots.
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import math
@@ -20,11 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..viz import png_grid
+from ..viz import png_data_uri, png_grid
 from .stages import PerImage, errors
 from .summary import AuditSummary, SigmaChoice, Stats
 
-__all__ = ["png_data_uri", "render_report"]
+__all__ = ["render_report"]
 
 _VERDICT_CLASS = {"holds": "holds", "partly holds": "partly", "does not hold": "nothold",
                   "signal": "nothold", "weak signal": "partly", "no signal": "holds"}
@@ -47,11 +46,6 @@ img{max-width:100%;image-rendering:pixelated}
 
 
 # ==== helpers =======================================================================================
-def png_data_uri(png: bytes) -> str:
-    """``data:image/png;base64,...`` for PNG bytes."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 def _plt() -> Any:
     """matplotlib.pyplot on the Agg backend."""
     import matplotlib  # imported here, not at module level: heavy, and only the report's plots need it

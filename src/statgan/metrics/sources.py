@@ -172,10 +172,14 @@ def build_extractor(name: str, data_shape: Sequence[int], device: str) -> Featur
 
 
 # ---- a dataset split as reference --------------------------------------------------------------
+def _loader_options(cfg_data: Dict[str, Any]) -> Dict[str, Any]:
+    """The dataset loader's own options in a run's ``data`` config section."""
+    return {k: v for k, v in cfg_data.items() if k not in ("name", "root")}
+
+
 def reference_data(cfg_data: Dict[str, Any], split: str) -> Any:
     """The split of the dataset a run's ``data`` config section names."""
-    options = {k: v for k, v in cfg_data.items() if k not in ("name", "root")}
-    return datasets.load(cfg_data["name"], split, cfg_data.get("root"), **options)
+    return datasets.load(cfg_data["name"], split, cfg_data.get("root"), **_loader_options(cfg_data))
 
 
 def reference_features(
@@ -186,7 +190,6 @@ def reference_features(
     split, if already loaded). When only statistics are needed they are cached by content
     (extractor, preprocessing, dataset, split, N)."""
     name, root = cfg_data["name"], cfg_data.get("root")
-    options = {k: v for k, v in cfg_data.items() if k not in ("name", "root")}
     needs = frozenset(needs) - {"logits"}
     if data is None:
         data = reference_data(cfg_data, split)
@@ -197,7 +200,7 @@ def reference_features(
         "dataset": name,
         "split": split,
         "root": str(Path(root).expanduser().resolve()) if root else None,
-        "options": options,
+        "options": _loader_options(cfg_data),
         "n": len(data),
     }
     if needs <= {"stats"}:

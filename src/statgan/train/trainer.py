@@ -412,7 +412,7 @@ class Trainer:
     def _record_failure(self, exc: BaseException) -> None:
         """Say in status.json how the run ended, so ``statgan runs`` shows it and a failed run
         without checkpoints may be reused (:func:`prepare_run_dir`)."""
-        if isinstance(exc, TrainingInterrupted) or isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)):
             self._record_status("interrupted", str(exc))
         elif isinstance(exc, TrainingDiverged):
             self._record_status("diverged", str(exc))
