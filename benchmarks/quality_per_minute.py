@@ -54,6 +54,21 @@ RECIPES: Dict[str, List[str]] = {
         "train.betas=[0.0, 0.99]", "regularizers.r1={weight: 0.1, every: 4}", "regularizers.r2={weight: 0.1, every: 4}",
         "regularizers.augment={ada_target: 0.6}", "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
     ],
+    # --- candidates of the 2026-11-30 sweep (see docs/quality.md) ---
+    "dcgan64-ns": ["model.generator={width: 64}", "model.discriminator={width: 64}"],
+    "dcgan-ns-d64": ["model.discriminator={width: 64}"],
+    "dcgan-rpgan-lazy-lr5": [
+        "objective.name=rpgan", "model.discriminator={width: 32, norm: none}", "train.betas=[0.0, 0.99]",
+        "regularizers.r1={weight: 0.1, every: 16}", "regularizers.r2={weight: 0.1, every: 16}",
+        "train.ema_halflife_kimg=10", "train.ema_rampup=0.05", "train.lr_g=5e-4", "train.lr_d=5e-4",
+    ],
+    "dcgan64-rpgan-lazy": [
+        "objective.name=rpgan", "model.generator={width: 64}", "model.discriminator={width: 64, norm: none}",
+        "train.betas=[0.0, 0.99]", "regularizers.r1={weight: 0.1, every: 16}", "regularizers.r2={weight: 0.1, every: 16}",
+        "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
+    ],
+    "dcgan-ns-b32": ["train.batch_size=32"],
+    "dcgan-ns-lr5": ["train.lr_g=5e-4", "train.lr_d=5e-4"],
 }
 
 
@@ -62,11 +77,12 @@ def cpu_minutes() -> float:
     return time.process_time() / 2 / 60
 
 
-def train_recipe(name: str, seed: int, budgets: List[float], out: Path) -> Path:
+def train_recipe(name: str, seed: int, budgets: List[float], out: Path, threads: int = 2,
+                 data: List[str] = ()) -> Path:
     run_dir = out / f"{name}-seed{seed}"
-    overrides = [*RECIPES[name], f"run.seed={seed}", "train.steps=10000000", "train.progress=false",
-                 "train.checkpoint_every=0", "train.sample_every=2000", "train.keep_checkpoints=1", "train.threads=2"]
-    trainer = Trainer(config.load(None, overrides), run_dir)
+    overrides = [*RECIPES[name], *data, f"run.seed={seed}", "train.steps=10000000", "train.progress=false",
+                 "train.checkpoint_every=0", "train.sample_every=2000", "train.keep_checkpoints=1", f"train.threads={threads}"]
+    trainer = Trainer(config.load("mnist5k-dcgan", overrides), run_dir)
     start = cpu_minutes()
     pending = sorted(budgets)
 
@@ -86,38 +102,107 @@ def train_recipe(name: str, seed: int, budgets: List[float], out: Path) -> Path:
     return run_dir
 
 
+#: what each dataset is judged by: lenet-FID against the training split, or StackedMNIST mode coverage
+DATA_OVERRIDES: Dict[str, List[str]] = {"mnist5k": [], "stacked-mnist": ["data.name=stacked-mnist"]}
+
+
+def evaluate_budget(data: str, run_dir: Path, ckpt: Path, n: int) -> Dict[str, float]:
+    """lenet-FID (mnist5k) or modes covered and KL to uniform (stacked-mnist) of one budget's EMA generator."""
+    if data == "stacked-mnist":
+        res = evaluate_run(run_dir, metrics=["modes"], n=max(n, 26_000), checkpoint=ckpt, write=False)
+        return {"modes": res["metrics"]["modes"], "kl": res["metrics"]["modes_kl"]}
+    res = evaluate_run(run_dir, metrics=["fid"], n=n, extractor="lenet", checkpoint=ckpt, write=False)
+    return {"fid": res["metrics"]["fid"]}
+
+
+def print_table(result: Dict) -> None:
+    records, floor = result["records"], result.get("floor")
+    key = "fid" if "fid" in records[0] else "modes"
+    recipes = list(dict.fromkeys(r["recipe"] for r in records))
+    budgets = sorted({r["cpu_minutes"] for r in records})
+    if floor is not None:
+        print(f"floor (mnist5k test vs train): {floor:.2f}")
+    print(f"{'recipe':<24} {'CPU-min':>7}  {'median ' + key:>12}  {'range':>17}  {'x floor':>7}  seeds")
+    for name in recipes:
+        for b in budgets:
+            vals = [r[key] for r in records if r["recipe"] == name and r["cpu_minutes"] == b]
+            if not vals:
+                continue
+            med = statistics.median(vals)
+            ratio = f"{med / floor:>7.1f}" if floor and key == "fid" else f"{'':>7}"
+            print(f"{name:<24} {b:>7g}  {med:>12.2f}  {min(vals):>8.1f}–{max(vals):<8.1f}  {ratio}  {len(vals)}")
+
+
+def plot(result: Dict, path: Path) -> None:
+    """Median lenet-FID against CPU-minutes per recipe (seeds as dots), the floor as a line; log scales."""
+    import matplotlib  # optional and heavy: only the plot needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records, floor = result["records"], result["floor"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    for name in dict.fromkeys(r["recipe"] for r in records):
+        rs = [r for r in records if r["recipe"] == name]
+        budgets = sorted({r["cpu_minutes"] for r in rs})
+        meds = [statistics.median(r["fid"] for r in rs if r["cpu_minutes"] == b) for b in budgets]
+        (line,) = ax.plot(budgets, meds, marker="o", label=name)
+        ax.scatter([r["cpu_minutes"] for r in rs], [r["fid"] for r in rs], s=8, color=line.get_color(), alpha=0.5)
+    ax.axhline(floor, color="k", ls="--", lw=1, label=f"floor (test vs train) {floor:.1f}")
+    ticks = sorted({r["cpu_minutes"] for r in records})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set(xscale="log", yscale="log", xlabel="CPU-minutes (2 cores)", ylabel="lenet-FID vs mnist5k train (10k samples)")
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budgets", nargs="+", type=float, default=[2.5, 5.0, 10.0, 20.0], help="CPU-minutes (2 cores)")
+    ap.add_argument("--data", choices=list(DATA_OVERRIDES), default="mnist5k",
+                    help="mnist5k: lenet-FID; stacked-mnist: modes covered and KL (26,000 samples)")
     ap.add_argument("--n", type=int, default=10_000, help="generated samples per FID (default 10000)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads per run (default 2: the 2-core budget)")
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
+    ap.add_argument("--tabulate", nargs="+", type=Path, metavar="RESULTS_JSON",
+                    help="train nothing: merge these results.json files, print the table (and --plot)")
+    ap.add_argument("--plot", type=Path, help="write FID against CPU-minutes as a PNG")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    if args.tabulate:
+        parts = [json.loads(p.read_text()) for p in args.tabulate]
+        result = {"floor": parts[0].get("floor"), "records": [r for p in parts for r in p["records"]]}
+        print_table(result)
+        if args.plot:
+            plot(result, args.plot)
+        return 0
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
-    floor = evaluate_paths("data:mnist5k:test", "data:mnist5k:train", metrics=["fid"], extractor="lenet")["metrics"]["fid"]
+    floor = None
+    if args.data == "mnist5k":
+        floor = evaluate_paths("data:mnist5k:test", "data:mnist5k:train", metrics=["fid"], extractor="lenet")["metrics"]["fid"]
     records = []
     for name in args.recipes:
         for seed in args.seeds:
-            run_dir = train_recipe(name, seed, args.budgets, args.out)
+            run_dir = train_recipe(name, seed, args.budgets, args.out, args.threads, DATA_OVERRIDES[args.data])
             for b in sorted(args.budgets):
                 ckpt = run_dir / "checkpoints" / f"budget-{b:g}min.json"
-                res = evaluate_run(run_dir, metrics=["fid"], n=args.n, extractor="lenet", checkpoint=ckpt, write=False)
+                values = evaluate_budget(args.data, run_dir, ckpt, args.n)
                 step = json.loads(ckpt.read_text())["step"]
-                records.append({"recipe": name, "seed": seed, "cpu_minutes": b, "step": step, "fid": res["metrics"]["fid"]})
-                print(f"{name:<20} seed {seed}  {b:>5g} CPU-min  step {step:>6}  lenet-FID {res['metrics']['fid']:.2f}",
-                      flush=True)
-    result = {"floor": floor, "n": args.n, "load_average_at_start": load, "records": records}
+                records.append({"recipe": name, "seed": seed, "cpu_minutes": b, "step": step, **values})
+                shown = "  ".join(f"{k} {v:.3f}" for k, v in values.items())
+                print(f"{name:<24} seed {seed}  {b:>5g} CPU-min  step {step:>6}  {shown}", flush=True)
+    result = {"data": args.data, "floor": floor, "n": args.n, "threads": args.threads,
+              "load_average_at_start": load, "load_average_at_end": os.getloadavg()[0], "records": records}
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nfloor (mnist5k test vs train): {floor:.2f}; load average at start {load:.2f}")
-    print(f"{'recipe':<20} {'CPU-min':>7}  {'median FID':>10}  {'x floor':>7}  seeds")
-    for name in args.recipes:
-        for b in sorted(args.budgets):
-            fids = [r["fid"] for r in records if r["recipe"] == name and r["cpu_minutes"] == b]
-            med = statistics.median(fids)
-            print(f"{name:<20} {b:>7g}  {med:>10.2f}  {med / floor:>7.1f}  {len(fids)}")
+    print(f"\nload average at start {load:.2f}, at end {os.getloadavg()[0]:.2f}")
+    print_table(result)
+    if args.plot and floor is not None:
+        plot(result, args.plot)
     return 0
 
 
