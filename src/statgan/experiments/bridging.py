@@ -483,9 +483,11 @@ def verdict(effects: Sequence[Effect], verdicts: bool = True) -> str:
         return "**unresolved**: nothing testable (no finished cells, or fewer than two seeds per cell)"
     pos = [e.label for e in tested if e.outcome == "supports"]
     neg = [e.label for e in tested if e.outcome == "contradicts"]
-    rule = f"Holm-adjusted p < {P_THRESHOLD} over the {len(tested)} tests"
+    rule = (f"Holm-adjusted p < {P_THRESHOLD} over the {len(tested)} tests" if len(tested) > 1
+            else f"p < {P_THRESHOLD}, a single test")
     if pos and len(pos) == len(tested):
-        head = f"**holds**: significant in the predicted direction for all {len(tested)} ({rule})"
+        which = f"all {len(tested)}" if len(tested) > 1 else f"the one test ({tested[0].label})"
+        head = f"**holds**: significant in the predicted direction for {which} ({rule})"
     elif pos:
         head = (f"**partly holds**: significant in the predicted direction for {', '.join(pos)} only ({rule})"
                 + (f"; significantly the other way for {', '.join(neg)}" if neg else ""))
