@@ -13,7 +13,9 @@ from scipy import stats as sps
 
 from statgan.cli import main
 from statgan.experiments import bridging, grid
-from statgan.experiments.stats import chi2_decile_rms, mean_std, ranks, spearman, welch
+from statgan.experiments.stats import (cell_mean_spearman, chi2_decile_rms, holm, mean_std, ranks, spearman,
+                                       spearman_exact, spearman_interval, welch, welch_test)
+from statgan.regularizers.sharpness import fixed_batch_sharpness, top_hessian_eigenvalue
 
 
 # ---- end to end ----------------------------------------------------------------------------------
@@ -40,6 +42,7 @@ def test_tiny_writes_report_and_finite_cells(tiny_run):
         if cell.spec["kind"] == "mnist":
             assert math.isfinite(res["fid"]) and res["fid"] > 0
             assert res["sharpness"] is not None and math.isfinite(res["sharpness"])
+            assert math.isfinite(res["sharpness_last_batch"]) and res["sharpness_n"] == 256
             assert res["fid_extractor"].startswith("lenet-")
         else:
             for k in ("chi2_rms", "logp_mean", "kde_test_ll", "logp_data"):
@@ -51,6 +54,13 @@ def test_tiny_writes_report_and_finite_cells(tiny_run):
     assert "MC dropout helps on small data" in text and "Flatter minima" in text
     assert "cells finished: 9 of 9" in text and "Missing cells" not in text
     assert "| χ² RMS |" in text
+    # a smoke test: it says so and judges nothing (issue 14: three points gave "holds ... p < 0.001")
+    assert "**Smoke test: no verdicts at the tiny budget**" in text
+    assert text.count("**smoke test: no verdicts at the tiny budget**") == 5  # claims 1, 2 (+ SAM alone), 3; the sweep
+    for word in ("**holds", "**partly holds", "**does not hold", "**unresolved", "significantly worse:"):
+        assert word not in text, word
+    assert "Baselines have not learned" in text  # 4 steps: FID hundreds of times the floor
+    assert "Spearman on 3 cell means (3 runs; exact permutation p)" in text
     # measured, not typed: the floor from its cell, the image counts from the data
     floor = json.loads(grid.result_path(out, bridging.FLOOR_KEY).read_text())["result"]["fid"]
     assert f"the floor (data:mnist5k:test (n=1000) vs data:mnist5k:train (n=4000), measured) is {floor:.2f}" in text
@@ -87,6 +97,16 @@ def test_report_only_marks_missing_cells(tiny_run, tmp_path):
     assert "- `mnist/ragan/mcd/s0`" in text
 
 
+def test_five_seeds_are_accepted(tmp_path):
+    # --seeds takes any number of distinct seeds; the report-only path builds the whole grid without running it
+    out = tmp_path / "o"
+    assert main(["reproduce", "bridging", "--budget", "tiny", "--seeds", "0", "1", "2", "3", "4", "--out", str(out),
+                 "--report-only"]) == 0
+    text = (out / "bridging.md").read_text()
+    assert "- seeds: 0, 1, 2, 3, 4" in text and "cells finished: 0 of 41" in text  # floor + 5 × (6 image + 2 toy)
+    assert bridging.BUDGETS["small"].seeds == (0, 1, 2, 3, 4)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "nope"], "unknown reproduction 'nope'; choose one of: bridging"),
     (["reproduce", "bridging", "--budget", "huge"], "unknown budget 'huge' for bridging; choose one of: tiny, small, full"),
@@ -102,14 +122,14 @@ def test_bad_input_is_one_line_error(argv, message, capsys, tmp_path):
 def test_small_grid_is_complete_and_seed_major():
     cells = bridging.cells("small")
     mnist = [c for c in cells if c.key.startswith("mnist/")]
-    assert len(mnist) == 3 * 8 * 3
+    assert len(mnist) == 3 * 8 * 5  # at least 5 seeds (issue 14)
     assert {c.spec["objective"] for c in mnist} == {"wgan-div", "ragan", "gmmn"}
     # the cells the claims compare come first for every seed, then the toys, then the rest (seed-major)
     assert cells[0].spec["kind"] == "floor"
     cells = cells[1:]
     groups = [c.spec.get("cell") in bridging.PRIORITY_CELLS for c in cells]
     n_first = sum(groups)
-    assert n_first == 3 * 4 * 3 and all(groups[:n_first]) and not any(groups[n_first:])
+    assert n_first == 3 * 4 * 5 and all(groups[:n_first]) and not any(groups[n_first:])
     for part in (cells[:n_first], [c for c in cells[n_first:] if c.spec["kind"] == "mnist"]):
         assert [c.spec["seed"] for c in part] == sorted(c.spec["seed"] for c in part)
     by = {c.key: c.spec["config"] for c in mnist}
@@ -119,6 +139,9 @@ def test_small_grid_is_complete_and_seed_major():
     assert "sample_grad" in by["mnist/gmmn/gradreg/s0"]["regularizers"]
     assert "param_grad" in by["mnist/wgan-div/sam_gradreg/s0"]["regularizers"]
     assert by["mnist/ragan/mcd/s0"]["regularizers"]["mc_dropout"] == {"p": 0.1, "n_mcd": 2}
+    # every cell's sharpness on the same fixed evaluation batch
+    assert {json.dumps(c.spec["sharpness"], sort_keys=True) for c in mnist} == {json.dumps(
+        {"method": "fixed-batch-eval", "n": 1024, "iters": 20, "seed": bridging.SHARPNESS_SEED}, sort_keys=True)}
     toys = {(c.spec["density"], c.spec["latent_dim"]) for c in cells if c.key.startswith("toy/")}
     assert {d for _, d in toys} == {1, 2, 4, 8} and ("gaussian", 1) in toys
     assert next(c for c in cells if c.key == "toy/gaussian/z2/s0").spec["config"]["data"]["n"] == 200
@@ -191,16 +214,75 @@ def test_welch_matches_scipy_and_mean_std():
     assert math.isnan(mean_std([4.0])[1])
 
 
+def _effect(label, estimate, p, expected=-1):
+    return bridging.Effect(label, "Δ FID", estimate, estimate - 10, estimate + 10, "Welch t(4.0) = 1.00", p, p,
+                           expected)
+
+
 def test_verdicts_follow_the_numbers():
-    assert bridging.classify(-5.0, 0.01) == "better"
-    assert bridging.classify(5.0, 0.01) == "worse"
-    assert bridging.classify(-5.0, 0.2) == "n.s."
-    assert bridging.verdict({"a": "better", "b": "better", "c": "n.s."}).startswith("**holds**")
-    assert bridging.verdict({"a": "better", "b": "n.s."}).startswith("**holds only for a**")
-    assert bridging.verdict({"a": "worse", "b": "worse", "c": "n.s."}).startswith("**does not hold**")
-    assert bridging.verdict({"a": "worse", "b": "n.s."}).startswith("**not supported**")
-    assert bridging.verdict({"a": "better", "b": "worse"}).startswith("**mixed**")
-    assert bridging.verdict({"a": "n.s."}).startswith("**inconclusive")
+    sig_better, sig_worse = _effect("a", -5.0, 0.01), _effect("b", 5.0, 0.01)
+    ns_better, ns_worse = _effect("c", -5.0, 0.2), _effect("d", 94.4, 0.238)
+    assert [e.outcome for e in (sig_better, sig_worse, ns_better, ns_worse)] == ["supports", "contradicts", "n.s.", "n.s."]
+    assert bridging.verdict([sig_better, _effect("e", -1.0, 0.001)]).startswith("**holds**")
+    assert bridging.verdict([sig_better, ns_better]).startswith("**partly holds**")
+    mixed = bridging.verdict([sig_better, sig_worse])
+    assert mixed.startswith("**partly holds**") and "significantly the other way for b" in mixed
+    assert bridging.verdict([sig_worse, ns_better]).startswith("**does not hold**")
+    assert bridging.verdict([ns_better, ns_worse]).startswith("**unresolved**")
+    assert bridging.verdict([_effect("x", math.nan, math.nan)]).startswith("**unresolved**: nothing testable")
+    # a positive claim (ρ > 0 predicted)
+    assert bridging.verdict([_effect("r", 0.9, 0.001, expected=+1)]).startswith("**holds**")
+
+
+def test_verdict_names_wrong_direction_estimates():
+    sam = _effect("wgan-div", 94.4, 0.238)
+    assert sam.wrong_way and not _effect("ragan", -24.2, 0.12).wrong_way
+    text = bridging.verdict([sam, _effect("ragan", -24.2, 0.12)])
+    assert "point estimates in the wrong direction (not significant): wgan-div (Δ FID +94.4)" in text
+    line = sam.describe()
+    assert line.startswith("wgan-div: Δ FID +94.4 [95% CI +84.4, +104.4], Welch t(4.0) = 1.00, p 0.238")
+    assert line.endswith("the wrong direction, not significant")
+    assert _effect("b", 5.0, 0.01).describe().endswith("the wrong direction, significant")
+
+
+def test_holm_changes_a_verdict():
+    # three objectives with raw p 0.04, 0.3, 0.5: significant alone, not after Holm (0.04·3 = 0.12)
+    effects = bridging.with_holm([_effect("a", -5.0, 0.04), _effect("b", -1.0, 0.3), _effect("c", -1.0, 0.5)])
+    assert [e.p_adj for e in effects] == pytest.approx([0.12, 0.6, 0.6])
+    assert bridging.verdict(effects).startswith("**unresolved**")
+
+
+def test_no_verdicts_at_a_smoke_test_budget():
+    assert not bridging.BUDGETS["tiny"].verdicts and bridging.BUDGETS["small"].verdicts
+    text = bridging.verdict([_effect("a", -5.0, 0.001)], verdicts=False)
+    assert text == "**smoke test: no verdicts at the tiny budget**"
+    sweep = [("gaussian", "χ² RMS", 2, _effect("z = 1", 0.1, 0.001, expected=+1))]
+    lines = bridging.sweep_summary(sweep, 1, verdicts=False)
+    assert any("smoke test: no verdicts" in line for line in lines) and not any("significantly worse" in line for line in lines)
+
+
+def test_sweep_summary_is_holm_corrected():
+    # four comparisons with p 0.01, 0.02, 0.03, 0.2: Holm 0.04, 0.06, 0.06, 0.2 -> only the first is worse
+    sweep = [("gaussian", "χ² RMS", 2, _effect("z = 1", 0.5, 0.01, expected=+1)),
+             ("gaussian", "χ² RMS", 2, _effect("z = 4", 0.1, 0.02, expected=+1)),
+             ("gaussian", "KDE test LL", 2, _effect("z = 1", -0.2, 0.03)),
+             ("gaussian", "KDE test LL", 2, _effect("z = 4", -0.1, 0.2))]
+    text = "\n".join(bridging.sweep_summary(sweep, 1))
+    assert "Holm-adjusted over all 4 comparisons" in text
+    assert "- gaussian, χ² RMS: best z = 2; significantly worse: z = 1 (+0.50, Holm p 0.040)" in text
+    assert "- gaussian, KDE test LL: best z = 2; significantly worse: none" in text
+    assert "significantly worse than the best dimension on 1 of 2 scores" in text
+
+
+def test_report_says_when_baselines_have_not_learned():
+    floor = bridging.Floor(4.23, "lenet-x", "test", "train")
+    runs = tuple(bridging.ImageRun(objective="wgan-div", cell="baseline", seed=s, fid=f) for s, f in enumerate([350.0, 367.6]))
+    ok = tuple(bridging.ImageRun(objective="gmmn", cell="baseline", seed=s, fid=f) for s, f in enumerate([20.0, 22.0]))
+    note = bridging.learned_note(bridging.Results(runs + ok, (), floor, {}), ["wgan-div", "gmmn"])
+    assert note.startswith("**Baselines have not learned**: wgan-div FID 358.8 = 85×floor; gmmn FID 21.0 = 5×floor")
+    assert "for wgan-div)" in note
+    good = bridging.learned_note(bridging.Results(ok, (), floor, {}), ["gmmn"])
+    assert good.startswith("Baselines within 10× the real-vs-real floor of 4.23")
 
 
 def test_kde_log_likelihood_single_kernel_is_a_gaussian():
@@ -210,3 +292,192 @@ def test_kde_log_likelihood_single_kernel_is_a_gaussian():
     for value, bw in zip(got, (h, 2 * h)):
         expected = sps.multivariate_normal(mean=[0, 0], cov=bw**2 * np.eye(2)).logpdf(x.numpy()).mean()
         assert value == pytest.approx(expected, abs=1e-10)
+
+
+# ---- issue 14: sharpness on a fixed evaluation batch ----------------------------------------------
+def _least_squares(n, d, top, rest, seed=0):
+    """x with second moment exactly diag(top, rest, ..., rest) (whitened, then scaled), so the
+    full-data Hessian of ½·mean (xᵀw − y)² is that matrix: its top eigenvalue is ``top``, in closed form."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    e, v = torch.linalg.eigh(x.T @ x / n)
+    x = x @ v @ torch.diag(e.rsqrt()) @ v.T
+    scale = torch.full((d,), rest, dtype=torch.float64)
+    scale[0] = top
+    x = x * scale.sqrt()
+    y = x @ torch.randn(d, 1, generator=g, dtype=torch.float64) + 0.1 * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    return x, y
+
+
+def _old_and_new_sharpness(x, y, batch, eval_n=1024, steps=30):
+    """Train a linear model by SGD at ``batch``; return (old, new) estimates: the old one on the
+    last training batch (what the in-training probe measured), the new one on the fixed
+    evaluation batch of :func:`bridging.sharpness_batch` with the module in eval mode."""
+    torch.manual_seed(1)
+    model = torch.nn.Linear(x.shape[1], 1, bias=False).double()
+    order = torch.Generator().manual_seed(2)
+    for _ in range(steps):  # plain SGD, lr 1 (by hand: torch.optim's first import costs seconds)
+        idx = torch.randperm(len(x), generator=order)[:batch]
+        model.zero_grad()
+        (0.5 * ((model(x[idx]) - y[idx]) ** 2).mean()).backward()
+        with torch.no_grad():
+            model.weight -= model.weight.grad
+    last = 0.5 * ((model(x[idx]) - y[idx]) ** 2).mean()
+    old = top_hessian_eigenvalue(last, list(model.parameters()), 20, 1e-3, torch.Generator().manual_seed(3))
+    xy, _ = bridging.sharpness_batch(torch.cat([x, y], 1), eval_n, latent_dim=1)
+    xe, ye = xy[:, :-1], xy[:, -1:]
+    new = fixed_batch_sharpness(lambda: 0.5 * ((model(xe) - ye) ** 2).mean(), list(model.parameters()), [model], 20,
+                                generator=torch.Generator().manual_seed(3))
+    return old, new
+
+
+def test_fixed_batch_sharpness_does_not_depend_on_training_batch_size():
+    # Least squares: the Hessian is X_Bᵀ X_B / b whatever the weights, so any dependence of an
+    # estimate on the training batch size is the estimator's. Full-data top eigenvalue λ = 0.01
+    # (a spike over 19 directions of 0.0025, d = 20, n = 4,096).
+    lam = 0.01
+    x, y = _least_squares(4096, 20, lam, 0.0025)
+    est = {b: _old_and_new_sharpness(x, y, b) for b in (16, 128, 4096)}
+    news = [new for _, new in est.values()]
+    # the same evaluation batch for every training batch size: the same value
+    assert max(news) == pytest.approx(min(news), rel=1e-9)
+    # ≈ λ: the 1,024-row evaluation batch's top eigenvalue has relative sd ≈ sqrt(2/m)·sqrt(1 − m/n)
+    # = 0.038 (a sample mean of x₁²; finite-population correction) and a spiked-model bias of
+    # (d/m)·rest/(λ − rest) = 0.65%: 15% is about four standard deviations
+    for b, (_, new) in est.items():
+        assert new == pytest.approx(lam, rel=0.15), b
+    # the old estimate (last training batch) at batch 16 is outside that tolerance: the test fails with it
+    assert est[16][0] > 1.15 * lam
+    assert est[4096][0] == pytest.approx(lam, rel=1e-3)  # the full data: exact up to the power-iteration tolerance
+
+
+def test_old_sharpness_grows_as_the_batch_shrinks_new_one_does_not():
+    # The issue's isotropic case (d = 200, λ = 0.01): the b-sample Hessian's top eigenvalue is about
+    # λ(1 + sqrt(d/b))² (Marchenko–Pastur), 20× λ at b = 16; the fixed evaluation batch has the same
+    # finite-batch bias λ(1 + sqrt(200/1024))² ≈ 1.9λ for every run, so comparisons are fair.
+    lam = 0.01
+    x, y = _least_squares(4096, 200, lam, lam)
+    est = {b: _old_and_new_sharpness(x, y, b) for b in (16, 128, 4096)}
+    assert est[16][0] > 10 * est[4096][0]
+    news = [new for _, new in est.values()]
+    assert max(news) == pytest.approx(min(news), rel=1e-9)
+    assert lam < news[0] < lam * (1 + math.sqrt(200 / 1024)) ** 2 * 1.1
+
+
+def test_fixed_batch_sharpness_uses_eval_mode_and_restores_the_modules():
+    # BatchNorm (affine=False) with set running statistics, then dropout, then a linear layer: in
+    # eval mode the Hessian w.r.t. the linear weight is ZᵀZ/m with Z = (x − μ)/sqrt(v + eps),
+    # independently computed with numpy; dropout off, so two calls agree exactly.
+    torch.manual_seed(0)
+    d, m = 6, 64
+    net = torch.nn.Sequential(torch.nn.BatchNorm1d(d, affine=False), torch.nn.Dropout(0.5),
+                              torch.nn.Linear(d, 1, bias=False)).double()
+    bn = net[0]
+    bn.running_mean.copy_(torch.linspace(-1, 1, d))
+    bn.running_var.copy_(torch.linspace(0.5, 2, d))
+    x = torch.randn(m, d, dtype=torch.float64) * torch.linspace(0.5, 3, d) + 0.3
+    y = torch.randn(m, 1, dtype=torch.float64)
+    net.train()
+    buffers = [b.clone() for b in net.buffers()]
+    loss = lambda: 0.5 * ((net(x) - y) ** 2).mean()  # noqa: E731
+    weight = [net[2].weight]
+    got = [fixed_batch_sharpness(loss, weight, [net], 200, 1e-10, torch.Generator().manual_seed(0)) for _ in range(2)]
+    z = ((x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)).numpy()
+    expected = np.linalg.eigvalsh(z.T @ z / m)[-1]
+    assert got[0] == got[1] == pytest.approx(expected, rel=1e-6)
+    assert all(mod.training for mod in net.modules())  # train mode restored
+    assert all(torch.equal(a, b) for a, b in zip(buffers, net.buffers()))  # running statistics untouched
+    # train mode (batch statistics, dropout on) measures a different function
+    train_value = top_hessian_eigenvalue(loss(), weight, 200, 1e-10, torch.Generator().manual_seed(0))
+    assert abs(train_value - expected) > 0.05 * expected
+
+
+def test_sharpness_batch_is_fixed_by_its_seed():
+    data = torch.arange(100.0).reshape(50, 2)
+    a, za = bridging.sharpness_batch(data, 16, 3)
+    b, zb = bridging.sharpness_batch(data, 16, 3)
+    assert torch.equal(a, b) and torch.equal(za, zb) and za.shape == (16, 3)
+    assert len(set(a[:, 0].tolist())) == 16  # distinct rows
+    c, _ = bridging.sharpness_batch(data, 16, 3, seed=1)
+    assert not torch.equal(a, c)
+    assert len(bridging.sharpness_batch(data, 500, 3)[0]) == 50  # at most the whole data
+
+
+# ---- issue 14: statistics of the verdicts ---------------------------------------------------------
+def test_holm_against_hand_computed_values():
+    # sorted p: 0.005, 0.01, 0.03, 0.04 (m = 4) -> ×4, ×3, ×2, ×1 = 0.02, 0.03, 0.06, 0.04, then
+    # running maximum: 0.02, 0.03, 0.06, 0.06; nan is not counted in m
+    got = holm([0.01, 0.04, 0.03, 0.005, math.nan])
+    assert got[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15) and math.isnan(got[4])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == [0.02]
+
+
+def test_welch_interval_matches_scipy():
+    a, b = [10.0, 12.0, 11.5], [15.0, 14.0, 18.0, 16.5]
+    w = welch_test(a, b)
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert (w.lo, w.hi) == pytest.approx((ci.low, ci.high)) and w.p == pytest.approx(ref.pvalue)
+    assert math.isnan(welch_test([1.0], [2.0, 3.0]).lo)
+
+
+def test_spearman_on_cell_means_counts_cells():
+    # 4 cells of 2 runs; the cell means are (1, 1), (2, 3), (3, 2), (4, 4): ρ = 1 − 6·2/(4·15) = 0.8.
+    # Within each cell the runs go the other way (x up, y down), which a pooled correlation would mix in.
+    cells = [([0.5, 1.5], [1.5, 0.5]), ([1.5, 2.5], [3.5, 2.5]), ([2.5, 3.5], [2.5, 1.5]), ([3.5, 4.5], [4.5, 3.5])]
+    c = cell_mean_spearman(cells)
+    assert (c.n, c.n_runs) == (4, 8) and c.rho == pytest.approx(0.8)
+    # exact two-sided p: pairings with |ρ| ≥ 0.8 are those with Σd² ∈ {0, 2, 18, 20}: 1 + 3 + 3 + 1 of 24
+    assert c.p == pytest.approx(8 / 24)
+    pooled = spearman([v for xs, _ in cells for v in xs], [v for _, ys in cells for v in ys])[0]
+    assert pooled != pytest.approx(c.rho)
+    assert -1 < c.lo < c.rho < c.hi < 1 and c.hi - c.lo > 1  # n − 3 = 1: a very wide interval
+    # three points in perfect order: exactly 2 of the 3! pairings are as extreme (the t approximation says p ≈ 0)
+    assert spearman_exact([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx((1.0, 1 / 3))
+
+
+def test_spearman_interval_hand_computed():
+    # ρ = 0.5, n = 10: z = artanh 0.5 = 0.54931, se = sqrt(1.125/7) = 0.40089, half = 1.95996·se = 0.78573
+    lo, hi = spearman_interval(0.5, 10)
+    assert lo == pytest.approx(math.tanh(0.54931 - 0.78573), abs=1e-4)
+    assert hi == pytest.approx(math.tanh(0.54931 + 0.78573), abs=1e-4)
+    assert math.isnan(spearman_interval(0.5, 3)[0])
+
+
+def test_small_report_from_synthetic_results(tmp_path):
+    # the report's verdict path (not reached by the tiny budget), on made-up cell records: MC dropout
+    # lowers FID by 50 (sd 5 over 5 seeds: significant), SAM & gradient reg. raises it by 94 with
+    # sd 150 (the wrong direction, not significant)
+    cells = bridging.cells("small")
+    rng = np.random.default_rng(0)
+    shift = {"mcd": -50.0, "sam_gradreg": 94.0}
+    noise = {"sam_gradreg": 150.0}
+    records = {}
+    for c in cells:
+        spec = c.spec
+        if spec["kind"] == "floor":
+            res = {"fid": 4.23, "fid_extractor": "lenet-x", "fid_reference": "test", "fid_generated": "train"}
+        elif spec["kind"] == "mnist":
+            fid = 300.0 + shift.get(spec["cell"], 0.0) + rng.normal(0, noise.get(spec["cell"], 5.0))
+            res = {"fid": fid, "sharpness": 1.0 + 0.01 * fid + rng.normal(0, 0.1), "sharpness_last_batch": 5.0}
+        else:
+            res = {"chi2_rms": 0.1 + 0.5 * (spec["latent_dim"] == 1) + rng.normal(0, 0.01), "logp_mean": -3.0,
+                   "logp_data": -2.85, "in_support": 1.0, "kde_test_ll": -3.0 - (spec["latent_dim"] == 1)
+                   + rng.normal(0, 0.01)}
+        records[c.key] = {"key": c.key, "spec": spec, "result": res, "wall_s": 1.0, "cpu_s": 1.0,
+                          "finished": "2026-01-01T00:00:00"}
+    text = bridging.write_report("small", cells, records, tmp_path / "r.md", "cmd", 1.0, "machine")
+    claims = text.split("## The paper's claims, checked")[1]
+    assert claims.count("\n1. **MC dropout helps on small data**") == 1
+    claim1 = claims.split("\n1. ")[1].split("\n2. ")[0]
+    assert "**holds**: significant in the predicted direction for all 3" in claim1
+    claim2 = claims.split("\n2. ")[1].split("\n3. ")[0]
+    assert claim2.index("**unresolved**") < claim2.index("SAM alone")
+    assert "point estimates in the wrong direction (not significant): wgan-div (Δ FID +" in claim2
+    assert "the wrong direction, not significant" in claim2
+    assert "Spearman on 8 cell means (40 runs; exact permutation p)" in claims
+    assert "**Baselines have not learned**" in claims and "71×floor" in claims
+    assert "Holm-adjusted over all 12 comparisons" in text  # 4 scores (gaussian 2, the others 1 each) × 3 dimensions
+    assert "significantly worse than the best dimension on 4 of 4 scores" in text
+    assert "smoke test" not in text

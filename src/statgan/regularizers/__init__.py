@@ -34,7 +34,7 @@ from .ema import EMA  # noqa: E402
 from .gradient import InterpolateGradPenalty, ParamGradPenalty, R1Penalty, R2Penalty, SampleGradPenalty  # noqa: E402
 from .relaxation import Relaxation  # noqa: E402
 from .sam import SAM, SharpnessAware  # noqa: E402
-from .sharpness import SharpnessProbe, top_hessian_eigenvalue  # noqa: E402
+from .sharpness import SharpnessProbe, fixed_batch_sharpness, top_hessian_eigenvalue  # noqa: E402
 
 
 def get(name: str, **params: Any) -> Regularizer:
@@ -76,6 +76,7 @@ __all__ = [
     "SharpnessAware",
     "SharpnessProbe",
     "top_hessian_eigenvalue",
+    "fixed_batch_sharpness",
     "MCDropout",
     "mc_dropout",
 ]

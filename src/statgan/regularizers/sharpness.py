@@ -13,6 +13,14 @@ Filippone & Linhard report this quantity (via the ``hessian_eigenthings`` packag
 of how flat a generator's minimum is. As a ``regularizers.sharpness`` entry it changes nothing in
 training: it runs every ``every`` generator steps on the step's last batch, in a forked RNG and
 with all buffers restored, and writes ``{"step": t, "sharpness": λ}`` to metrics.jsonl.
+
+That in-training probe measures the Hessian of a *mini-batch* loss with BatchNorm in train mode, so
+its value depends on the batch size by construction: the top eigenvalue of a b-sample Hessian
+over-estimates the full-data one, by about (1 + sqrt(d/b))² for an isotropic d-dimensional least
+squares problem (Marchenko–Pastur), and train-mode BatchNorm couples the examples of a batch.
+:func:`fixed_batch_sharpness` is the estimator to compare runs trained at different batch sizes:
+one fixed, large evaluation batch, every module in eval mode (BatchNorm on its running statistics,
+dropout off), so each run is measured on the same deterministic function.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..runtime.seeding import derived_seed
 from ..runtime.validation import check_int, check_real
@@ -84,6 +92,42 @@ def top_hessian_eigenvalue(
     return shifted + mu
 
 
+def fixed_batch_sharpness(
+    loss_fn: Callable[[], Tensor],
+    params: Sequence[Tensor],
+    modules: Sequence[nn.Module],
+    iters: int = 20,
+    tol: float = 1e-3,
+    generator: Optional[torch.Generator] = None,
+) -> float:
+    r"""Top Hessian eigenvalue of ``loss_fn()`` w.r.t. ``params`` with every one of ``modules`` in
+    eval mode: BatchNorm normalises with its running statistics (so the loss is a mean of
+    per-example terms that do not depend on the rest of the batch) and dropout is off (so every
+    Hessian-vector product differentiates the same function). ``loss_fn`` evaluates the loss on a
+    fixed evaluation batch chosen by the caller (the same for every run that is compared).
+
+    For a loss :math:`L(\psi) = \frac1m\sum_{i=1}^m \ell(x_i;\psi)` on a fixed batch this is
+    :math:`\lambda_{\max}(\nabla^2_\psi L)`, computed by :func:`top_hessian_eigenvalue`; as m grows
+    it tends to the full-data value, whatever batch size the model was trained with. Train/eval
+    flags and ``requires_grad`` of parameters outside ``params`` are restored afterwards; buffers
+    are not written (eval-mode BatchNorm reads its statistics only).
+    """
+    wanted = {id(p) for p in params}
+    flags = [(m, m.training) for mod in modules for m in mod.modules()]
+    others = [(p, p.requires_grad) for mod in modules for p in mod.parameters() if id(p) not in wanted]
+    try:
+        for mod in modules:
+            mod.eval()
+        for p, _ in others:
+            p.requires_grad_(False)  # curvature w.r.t. ``params`` only; no graph for the rest
+        return top_hessian_eigenvalue(loss_fn(), params, iters, tol, generator)
+    finally:
+        for m, flag in flags:
+            m.training = flag
+        for p, flag in others:
+            p.requires_grad_(flag)
+
+
 @REGULARIZERS.register()
 class SharpnessProbe(Regularizer):
     """Logs the generator loss's top Hessian eigenvalue every ``every`` steps (a probe: no effect
@@ -119,4 +163,4 @@ class SharpnessProbe(Regularizer):
         return f"every={self.every}, iters={self.iters}, tol={self.tol:g}"
 
 
-__all__ = ["top_hessian_eigenvalue", "SharpnessProbe"]
+__all__ = ["top_hessian_eigenvalue", "fixed_batch_sharpness", "SharpnessProbe"]
