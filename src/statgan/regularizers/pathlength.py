@@ -35,6 +35,8 @@ from .base import GENERATOR, LossContext, Regularizer, load_rng_state
 def path_lengths(generator: torch.nn.Module, z: Tensor, y: Tensor) -> Tensor:
     """Per-sample ``‖J_wᵀ y‖`` (module docstring), differentiable w.r.t. the generator's parameters."""
     ws = generator.mapping(z, update_avg=False)
+    if not ws.requires_grad:  # w independent of the parameters (no mapping layers): differentiate at w itself
+        ws = ws.detach().requires_grad_(True)
     img = generator.synthesis(ws)
     (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
     return grad.square().sum(dim=2).mean(dim=1).sqrt()
