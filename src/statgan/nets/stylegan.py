@@ -219,20 +219,9 @@ class StyleGANGenerator(nn.Module):
     ``synthesis(ws, noise_mode=None) -> x``, ``mix_styles(ws, ws2, crossover)``.
     """
 
-    def __init__(
-        self,
-        data_shape: Sequence[int],
-        latent_dim: int,
-        width: int = 8,
-        max_width: int = 32,
-        w_dim: int = 64,
-        mapping_layers: int = 8,
-        mapping_lr_mul: float = 0.01,
-        style_mixing: float = 0.9,
-        w_avg_beta: float = 0.995,
-        eval_noise: str = "const",
-        tanh: bool = True,
-    ) -> None:
+    def __init__(self, data_shape: Sequence[int], latent_dim: int, width: int = 8, max_width: int = 32, w_dim: int = 64,
+                 mapping_layers: int = 8, mapping_lr_mul: float = 0.01, style_mixing: float = 0.9,
+                 w_avg_beta: float = 0.995, eval_noise: str = "const", tanh: bool = True) -> None:
         super().__init__()
         what = "stylegan generator"
         channels, size, base, widths = _widths(what, data_shape, width, max_width)
