@@ -69,6 +69,14 @@ RECIPES: Dict[str, List[str]] = {
     ],
     "dcgan-ns-b32": ["train.batch_size=32"],
     "dcgan-ns-lr5": ["train.lr_g=5e-4", "train.lr_d=5e-4"],
+    # a small StyleGAN2 with its native recipe: ns + lazy R1, style mixing 0.9 (a generator option), StyleGAN2's
+    # Adam (lr 0.002, betas 0/0.99, for which the equalised learning rate is tuned), ramped EMA; no path length
+    "stylegan-ns-r1": [
+        "model.arch=stylegan", "model.latent_dim=64", "model.generator={width: 8, max_width: 32, style_mixing: 0.9}",
+        "model.discriminator={width: 8, max_width: 32, mbstd: true}", "train.lr_g=0.002", "train.lr_d=0.002",
+        "train.betas=[0.0, 0.99]", "regularizers.r1={weight: 0.1, every: 16}", "train.ema_halflife_kimg=10",
+        "train.ema_rampup=0.05",
+    ],
 }
 
 

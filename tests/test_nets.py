@@ -67,10 +67,10 @@ def test_registries_list_both_archs():
 
 
 def test_unknown_arch_is_config_error():
-    with pytest.raises(ConfigError, match="stylegan"):
-        build_generator("stylegan", (1, 28, 28), LATENT)
-    with pytest.raises(ConfigError, match="stylegan"):
-        build_discriminator("stylegan", (1, 28, 28))
+    with pytest.raises(ConfigError, match="biggan"):
+        build_generator("biggan", (1, 28, 28), LATENT)
+    with pytest.raises(ConfigError, match="biggan"):
+        build_discriminator("biggan", (1, 28, 28))
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])

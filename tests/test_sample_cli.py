@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from statgan.cli import main
@@ -66,3 +67,58 @@ def test_use_previous_skips_a_corrupt_latest_checkpoint(run, tmp_path, capsys):
         assert "step 4" in out and err.startswith("statgan: warning:") and "step-000004.json" in err
     finally:
         latest.write_bytes(good)
+
+
+# ---- w-space pictures: --truncation, --style-mix, statgan interpolate ----------------------------
+@pytest.fixture(scope="module")
+def style_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("style")
+    argv = ["train", *tiny_dcgan_overrides(root, **{
+        "run.name": "sg", "model.arch": "stylegan", "model.generator": "{width: 4, max_width: 8, w_dim: 8, mapping_layers: 2}",
+        "model.discriminator": "{width: 4, max_width: 8}", "train.steps": 4, "train.batch_size": 8})]
+    assert main(argv) == 0
+    return root / "sg"
+
+
+def test_truncation_psi_0_gives_one_image_and_psi_1_the_plain_samples(style_run, tmp_path, capsys):
+    assert main(["sample", str(style_run), "-n", "3", "--truncation", "0", "--out", str(tmp_path / "t0.safetensors")]) == 0
+    assert main(["sample", str(style_run), "-n", "3", "--truncation", "1", "--out", str(tmp_path / "t1.safetensors")]) == 0
+    assert main(["sample", str(style_run), "-n", "3", "--out", str(tmp_path / "plain.safetensors")]) == 0
+    t0, t1, plain = (load_file(str(tmp_path / f"{n}.safetensors"))["samples"] for n in ("t0", "t1", "plain"))
+    assert torch.allclose(t0, t0[:1].expand_as(t0), atol=1e-6) and torch.equal(t1, plain)
+    assert not torch.allclose(plain[0], plain[1])
+    assert "truncation psi=0" in capsys.readouterr().out
+
+
+def test_style_mix_grid_and_latent_walks_are_pngs_of_the_expected_size(style_run, tmp_path):
+    assert main(["sample", str(style_run), "--style-mix", "--mix-grid", "2x3", "--out", str(tmp_path / "mix.png")]) == 0
+    assert _png_size(tmp_path / "mix.png") == (4 * 28 + 5 * 2, 3 * 28 + 4 * 2)  # sources + 2x3 mixes, padding 2
+    for space in ("z", "w"):
+        out = tmp_path / f"walk-{space}.png"
+        assert main(["interpolate", str(style_run), "--space", space, "--steps", "3", "-n", "2", "--out", str(out)]) == 0
+        assert _png_size(out) == (3 * 28 + 4 * 2, 2 * 28 + 3 * 2)
+
+
+def test_z_walk_works_for_any_arch(run, tmp_path):
+    assert main(["interpolate", str(run), "--steps", "4", "-n", "1", "--out", str(tmp_path / "walk.png")]) == 0
+    assert _png_size(tmp_path / "walk.png") == (4 * 28 + 5 * 2, 28 + 2 * 2)
+
+
+@pytest.mark.parametrize("which, argv, fragment", [
+    ("dcgan", ["sample", "--truncation", "0.5"], "--truncation needs an intermediate latent w"),
+    ("dcgan", ["sample", "--style-mix"], "--style-mix needs an intermediate latent w"),
+    ("dcgan", ["interpolate", "--space", "w"], "--space w needs an intermediate latent w"),
+    ("style", ["sample", "--style-mix", "--mix-grid", "0x3"], "--mix-grid '0x3': expected ROWSxCOLS"),
+    ("style", ["sample", "--style-mix", "--out", "m.safetensors"], "--style-mix draws a picture"),
+    ("style", ["sample", "--style-mix", "--crossover", "9"], "--crossover 9: expected a layer in 1..5"),
+    ("style", ["sample", "--truncation", "nan"], "--truncation nan: expected a finite number"),
+    ("style", ["interpolate", "--steps", "1"], "--steps must be at least 2"),
+    ("style", ["interpolate", "--out", "walk.jpg"], "--out 'walk.jpg': expected a file ending in .png"),
+])
+def test_bad_w_space_arguments_are_one_line_errors(run, style_run, tmp_path, capsys, monkeypatch, which, argv, fragment):
+    monkeypatch.chdir(tmp_path)
+    target = run if which == "dcgan" else style_run
+    assert main([argv[0], str(target), *argv[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("statgan: error:") and fragment in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written

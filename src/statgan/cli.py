@@ -3,6 +3,8 @@
     statgan train [CONFIG.yaml] [key=value ...] [--resume RUN_DIR [--force] [--use-previous]]
     torchrun --nproc-per-node N -m statgan train ...   (several processes; docs/scaling.md)
     statgan sample RUN_DIR [-n 64] [--out grid.png] [--seed 0] [--no-ema] [--mc-dropout]
+                   [--truncation PSI] [--style-mix [--crossover K] [--mix-grid 4x6]]   (w: stylegan)
+    statgan interpolate RUN_DIR [--space z|w] [--steps 8] [-n 4] [--out walk.png]
     statgan eval RUN_DIR [--metrics fid,kid,prdc] [--n 10000] [--extractor lenet]
     statgan eval REFERENCE GENERATED            (image folders, .npz files or data:NAME:SPLIT)
     statgan list [datasets|archs|objectives]
@@ -33,6 +35,7 @@ from . import config as config_mod
 from .audit.run import audit_run, invert_split
 from .audit.settings import LOSSES, AuditSettings, InvertSettings
 from .errors import StatganError
+from .latents import latent_walk, style_mix_grid, truncated_samples
 from .metrics.evaluate import METRICS, evaluate_paths, evaluate_run, format_table
 from .metrics.features import EXTRACTORS
 from .rundir.catalog import (RunInfo, compare_runs, comparison_html, describe_run, find_runs, format_comparison,
@@ -124,15 +127,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise StatganError(f"-n must be at least 1, got {args.n}")
     if args.scale < 1:
         raise StatganError(f"--scale must be an integer >= 1, got {args.scale}")
+    if args.style_mix and out.suffix.lower() != ".png":
+        raise StatganError(f"--style-mix draws a picture: --out {args.out!r} must end in .png")
+    rows, cols = _mix_grid(args.mix_grid)
     G, meta = load_generator(Path(args.run_dir), args.checkpoint, ema=not args.no_ema, device=args.device,
                              use_previous=args.use_previous)
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(args.seed)
-    z = torch.randn(args.n, int(meta["latent_dim"]), generator=gen).to(device)
+    latent_dim = int(meta["latent_dim"])
+    if args.style_mix:  # rows from --seed, columns from the stream that follows
+        psi = 1.0 if args.truncation is None else args.truncation
+        z_rows, z_cols = (torch.randn(k, latent_dim, generator=gen).to(device) for k in (rows, cols))
+        x, nrow = style_mix_grid(G, z_rows, z_cols, args.crossover, psi=psi)
+        save_samples(x, out, nrow=nrow, scale=args.scale)
+        print(f"wrote a {rows}x{cols} style-mixing grid (first row/column: the sources; step {meta['step']}, "
+              f"seed {args.seed}) to {out}")
+        return 0
+    z = torch.randn(args.n, latent_dim, generator=gen).to(device)
     # --mc-dropout: dropout stays on (one fresh mask per image, masks seeded from --seed), BatchNorm in eval
     mode = mc_dropout(G, seed=args.seed) if args.mc_dropout else contextlib.nullcontext()
     with torch.no_grad(), mode:
-        x = G(z)
+        x = G(z) if args.truncation is None else truncated_samples(G, z, args.truncation)
     if out.suffix.lower() == ".safetensors":
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, save_safetensors({"samples": x.cpu().contiguous(), "z": z.cpu()}))
@@ -140,7 +155,38 @@ def cmd_sample(args: argparse.Namespace) -> int:
         save_samples(x, out, nrow=args.nrow, scale=args.scale)
     which = "EMA" if (meta.get("ema") and not args.no_ema) else "raw"
     mc = ", MC dropout" if args.mc_dropout else ""
+    mc += f", truncation psi={args.truncation:g}" if args.truncation is not None else ""
     print(f"wrote {args.n} samples ({which} weights{mc}, step {meta['step']}, seed {args.seed}) to {out}")
+    return 0
+
+
+def _mix_grid(text: str) -> tuple:
+    """``ROWSxCOLS`` of ``--mix-grid``."""
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        rows = cols = 0
+    if rows < 1 or cols < 1:
+        raise StatganError(f"--mix-grid {text!r}: expected ROWSxCOLS with positive integers, e.g. 4x6")
+    return rows, cols
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise StatganError(f"--out {args.out!r}: expected a file ending in .png")
+    if args.n < 1:
+        raise StatganError(f"-n must be at least 1, got {args.n}")
+    if args.steps < 2:
+        raise StatganError(f"--steps must be at least 2 (the two ends), got {args.steps}")
+    G, meta = load_generator(Path(args.run_dir), args.checkpoint, ema=not args.no_ema, device=args.device)
+    device = next(G.parameters()).device
+    gen = torch.Generator().manual_seed(args.seed)
+    z0, z1 = (torch.randn(args.n, int(meta["latent_dim"]), generator=gen).to(device) for _ in range(2))
+    x, nrow = latent_walk(G, z0, z1, args.steps, args.space)
+    save_samples(x, out, nrow=nrow, scale=args.scale)
+    how = "slerp in z" if args.space == "z" else "lerp in w"
+    print(f"wrote {args.n} latent walk(s) of {args.steps} steps ({how}, step {meta['step']}, seed {args.seed}) to {out}")
     return 0
 
 
@@ -309,7 +355,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="if the newest checkpoint is corrupt, use the newest good one (with a warning)")
     s.add_argument("--mc-dropout", action="store_true",
                    help="keep dropout on at test time (one fresh mask per image; BatchNorm stays in eval mode)")
+    s.add_argument("--truncation", type=float, default=None, metavar="PSI",
+                   help="truncation in w: w_avg + PSI (w - w_avg); 1 = none, 0 = the average w (stylegan only)")
+    s.add_argument("--style-mix", action="store_true",
+                   help="a style-mixing grid (.png): rows give the coarse styles, columns the fine ones (stylegan only)")
+    s.add_argument("--crossover", type=int, default=0, metavar="K",
+                   help="with --style-mix: styles of layers < K from the rows (default: half the layers)")
+    s.add_argument("--mix-grid", default="4x6", metavar="RxC", help="with --style-mix: sources per side (default 4x6)")
     s.set_defaults(func=cmd_sample)
+
+    ip = sub.add_parser("interpolate", help="latent walks of a trained run: slerp in z (any arch) or lerp in w (stylegan)")
+    ip.add_argument("run_dir", metavar="RUN_DIR")
+    ip.add_argument("--space", choices=("z", "w"), default="z", help="latent space of the walk (default z)")
+    ip.add_argument("--steps", type=int, default=8, help="images per walk, ends included (default 8)")
+    ip.add_argument("-n", type=int, default=4, help="number of walks, one per row (default 4)")
+    ip.add_argument("--out", default="walk.png", help="output .png (default walk.png)")
+    ip.add_argument("--seed", type=int, default=0, help="latent seed of the end points (default 0)")
+    ip.add_argument("--no-ema", action="store_true", help="use the raw generator instead of the EMA weights")
+    ip.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
+    ip.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (default cpu)")
+    ip.add_argument("--scale", type=int, default=1, help="enlarge each pixel to SCALE x SCALE (default 1)")
+    ip.set_defaults(func=cmd_interpolate)
 
     e = sub.add_parser("eval", help="sample-quality metrics (FID, KID, PRDC, IS) of a run, or of two image sets")
     e.add_argument("paths", nargs="+", metavar="PATH",

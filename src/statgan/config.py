@@ -467,9 +467,23 @@ def load(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ())
     dotted overrides, and validate the result (:func:`validate`: structure and names; values are
     checked where the components are built)."""
     raw = load_yaml(resolve(path))
-    cfg = from_dict(apply_overrides(raw, overrides))
+    cfg = from_dict(_drop_other_arch_params(raw, apply_overrides(raw, overrides), overrides))
     validate(cfg)
     return cfg
+
+
+def _drop_other_arch_params(raw: Dict[str, Any], merged: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """When an override switches ``model.arch`` away from the preset's, the preset's
+    ``model.generator`` / ``model.discriminator`` parameters belong to the other arch: drop those the
+    overrides do not set, so ``statgan train model.arch=stylegan`` starts from the arch's defaults."""
+    before, after = (d.get("model") or {} for d in (raw, merged))
+    if not isinstance(before, dict) or not isinstance(after, dict) or before.get("arch") == after.get("arch"):
+        return merged
+    touched = {tuple(parse_override(item)[0][:2]) for item in overrides}
+    for fam in ("generator", "discriminator"):
+        if ("model", fam) not in touched and fam in after:
+            after[fam] = {}
+    return merged
 
 
 def _validate_regularizers(cfg: Config) -> List[str]:

@@ -1,4 +1,4 @@
-"""Generator and discriminator networks, registered by architecture name ("dcgan", "mlp").
+"""Generator and discriminator networks, registered by architecture name ("dcgan", "mlp", "resnet", "stylegan").
 
 ::
 
@@ -20,12 +20,14 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from .common import DISCRIMINATORS, GENERATORS, count_parameters, init_weights
+from .common import DISCRIMINATORS, GENERATORS, count_parameters, has_w_space, init_weights
 from . import dcgan, mlp  # noqa: E402,F401  (importing registers the architectures)
 from . import resnet  # noqa: E402,F401  (registers resnet)
+from . import stylegan  # noqa: E402,F401  (registers stylegan)
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 from .resnet import ResNetDiscriminator, ResNetGenerator
+from .stylegan import StyleGANDiscriminator, StyleGANGenerator
 
 
 def build_generator(arch: str, data_shape: Sequence[int], latent_dim: int, **params: Any) -> nn.Module:
@@ -51,4 +53,7 @@ __all__ = [
     "MLPDiscriminator",
     "ResNetGenerator",
     "ResNetDiscriminator",
+    "StyleGANGenerator",
+    "StyleGANDiscriminator",
+    "has_w_space",
 ]

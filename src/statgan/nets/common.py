@@ -13,7 +13,7 @@ from numbers import Integral
 from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -140,6 +140,43 @@ def _rewarm_spectral_norm(m: nn.Module) -> None:
             p._power_method(p._reshape_weight_to_matrix(_raw_weight(m)), 15)
 
 
+def minibatch_stddev(x: Tensor, group_size: int) -> Tensor:
+    """``x`` with one more channel: the std over groups of samples, averaged over C, H, W.
+
+    Minibatch standard deviation (Karras et al. 2018, ProGAN; StyleGAN2's grouping): groups of
+    ``group_size`` samples (samples i, i + B/G, …; G the largest divisor of the batch ≤
+    ``group_size``) share one feature, the per-feature standard deviation over the group averaged
+    over channels and pixels. Shared by every discriminator with an ``mbstd`` option.
+    """
+    n, _, h, w = x.shape
+    g = min(group_size, n)
+    while n % g:  # the largest group size that divides the batch
+        g -= 1
+    y = x.float().reshape(g, n // g, *x.shape[1:])
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (n/g,)
+    y = y.to(x.dtype).reshape(1, n // g, 1, 1, 1).expand(g, n // g, 1, h, w).reshape(n, 1, h, w)
+    return torch.cat([x, y], dim=1)
+
+
+class MinibatchStddev(nn.Module):
+    """:func:`minibatch_stddev` as a layer (for ``nn.Sequential`` discriminators)."""
+
+    def __init__(self, group_size: int = 4) -> None:
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return minibatch_stddev(x, self.group_size)
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}"
+
+
+def has_w_space(module: nn.Module) -> bool:
+    """Whether a generator has an intermediate latent w (StyleGAN): ``mapping``, ``synthesis``, ``num_ws``."""
+    return all(callable(getattr(module, name, None)) for name in ("mapping", "synthesis")) and hasattr(module, "num_ws")
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars (spectral-norm buffers u, v are buffers, not parameters)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -156,4 +193,7 @@ __all__ = [
     "apply_spectral_norm",
     "init_weights",
     "count_parameters",
+    "minibatch_stddev",
+    "MinibatchStddev",
+    "has_w_space",
 ]

@@ -50,12 +50,13 @@ from typing import List, Optional, Sequence, Tuple
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..runtime.validation import check_choice, check_int, check_rate, check_shape
+from ..runtime.validation import check_bool, check_choice, check_int, check_rate, check_shape
 from .common import (
     DISCRIMINATORS,
     GENERATORS,
     LEAKY_SLOPE,
     NORMS,
+    MinibatchStddev,
     apply_spectral_norm,
     init_weights,
     resolve_dropout_slots,
@@ -192,10 +193,15 @@ class DCGANDiscriminator(nn.Module):
             and the final one, as Miyato et al. 2018: the Lipschitz bound needs all layers).
         dropout: rate p of ``nn.Dropout2d`` after the blocks in ``dropout_slots``; 0 inserts nothing.
         dropout_slots: 1-based hidden-block indices (module docstring); None = the defaults.
+        mbstd: append the minibatch-stddev channel (:func:`statgan.nets.common.minibatch_stddev`,
+            Karras et al. 2018) before the final convolution, a child ``mbstd`` of ``net``. Off by
+            default: with it D(x) depends on the rest of the batch, which breaks the per-sample
+            reading of D as a log density ratio that the audit code uses.
+        mbstd_group: its group size (StyleGAN2: 4).
 
     Attributes: ``data_shape``, ``n_hidden_blocks``, ``dropout_slots`` (the blocks that carry a
     Dropout2d; empty when dropout == 0), ``net`` (``nn.Sequential`` with children
-    ``block1 .. block{n}`` and ``output``).
+    ``block1 .. block{n}``, [``mbstd``] and ``output``).
     """
 
     def __init__(
@@ -205,11 +211,15 @@ class DCGANDiscriminator(nn.Module):
         norm: str = "batch",
         dropout: float = 0.0,
         dropout_slots: Optional[Sequence[int]] = None,
+        mbstd: bool = False,
+        mbstd_group: int = 4,
     ) -> None:
         super().__init__()
         what = "dcgan discriminator"
         channels, size, base, n_up = dcgan_geometry(what, data_shape)
         width, norm, dropout, slots = _check_common(what, width, norm, dropout, dropout_slots, n_up)
+        self.mbstd = check_bool("mbstd", mbstd, owner=what)
+        self.mbstd_group = check_int("mbstd_group", mbstd_group, owner=what)
 
         self.data_shape: Tuple[int, ...] = (channels, size, size)
         self.n_hidden_blocks = n_up
@@ -232,6 +242,9 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.Dropout2d(dropout))
             blocks[f"block{i}"] = nn.Sequential(*layers)
             in_ch = out_ch
+        if self.mbstd:
+            blocks["mbstd"] = MinibatchStddev(self.mbstd_group)
+            in_ch += 1
         final = nn.Conv2d(in_ch, 1, base, 1, 0, bias=True)  # base x base -> 1x1 logit
         convs.append(final)
         blocks["output"] = final
@@ -253,7 +266,7 @@ class DCGANDiscriminator(nn.Module):
         return (
             f"data_shape={self.data_shape}, width={self.width}, norm={self.norm!r}, "
             f"dropout={self.dropout}, dropout_slots={self.dropout_slots}"
-        )
+        ) + (f", mbstd_group={self.mbstd_group}" if self.mbstd else "")
 
 
 __all__ = ["DCGAN_SIZES", "DCGANGenerator", "DCGANDiscriminator", "dcgan_geometry", "default_dropout_slots"]

@@ -72,7 +72,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..runtime.validation import check_bool, check_int
-from .common import DISCRIMINATORS, GENERATORS, LEAKY_SLOPE
+from .common import DISCRIMINATORS, GENERATORS, LEAKY_SLOPE, minibatch_stddev
 from .dcgan import dcgan_geometry
 
 #: gain of LeakyReLU(0.2) that keeps the second moment (He et al. 2015): √(2 / (1 + a²))
@@ -147,18 +147,6 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.branch(x)
-
-
-def minibatch_stddev(x: Tensor, group_size: int) -> Tensor:
-    """``x`` with one more channel: the std over groups of samples, averaged over C, H, W."""
-    n, _, h, w = x.shape
-    g = min(group_size, n)
-    while n % g:  # the largest group size that divides the batch
-        g -= 1
-    y = x.float().reshape(g, n // g, *x.shape[1:])
-    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (n/g,)
-    y = y.to(x.dtype).reshape(1, n // g, 1, 1, 1).expand(g, n // g, 1, h, w).reshape(n, 1, h, w)
-    return torch.cat([x, y], dim=1)
 
 
 def _geometry(what: str, data_shape: Sequence[int], width: int) -> Tuple[int, int, int, List[int]]:
