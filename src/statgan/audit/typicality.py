@@ -170,7 +170,7 @@ def typicality_test(
         p_values = torch.empty(test.shape[0], dtype=torch.float64)
         for b in range(test.shape[0]):
             null = _permutation_stats(torch.cat([reference, test[b]]), batch_size, n_train, n_bootstrap, rng)
-            p_values[b] = (1.0 + (null >= stats[b]).sum()) / (1.0 + n_bootstrap)
+            p_values[b] = (1.0 + (null >= stats[b]).sum().double()) / (1.0 + n_bootstrap)
         is_ood = p_values <= alpha
     return TypicalityResult(
         entropy=float(entropy), epsilon=float(epsilon), statistics=stats, is_ood=is_ood,
