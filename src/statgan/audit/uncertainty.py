@@ -21,6 +21,7 @@ it is (and "unresolved" when the uncertainty is larger than the effect):
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
@@ -67,6 +68,22 @@ def auroc_ci(scores_in: Any, scores_out: Any, level: float = 0.95) -> Tuple[floa
     return auc, max(0.0, auc - z * se), min(1.0, auc + z * se)
 
 
+@lru_cache(maxsize=256)
+def _exact_u_quantile(n: int, m: int, tail: float) -> int:
+    """The largest k with P(U <= k) <= tail for the Mann-Whitney U of samples of n and m without ties
+    (-1 if none): U's counts are the coefficients of the Gaussian binomial [n + m choose n]_q =
+    prod_{i=1..n} (1 - q^(m+i)) / (1 - q^i)."""
+    poly = np.zeros(n * m + 1)
+    poly[0] = 1.0
+    for i in range(1, n + 1):
+        poly[m + i:] -= poly[: n * m + 1 - (m + i)].copy()   # times (1 - q^(m+i))
+        for j in range(i, n * m + 1):                          # divided by (1 - q^i)
+            poly[j] += poly[j - i]
+    cdf = np.cumsum(poly) / poly.sum()
+    below = np.nonzero(cdf <= tail * (1 + 1e-12))[0]
+    return int(below[-1]) if below.size else -1
+
+
 def shift_test(a: Any, b: Any, level: float = 0.95) -> ShiftTest:
     """Mann-Whitney U test of b against a, with the Hodges-Lehmann shift of b over a and its CI.
 
@@ -78,8 +95,11 @@ def shift_test(a: Any, b: Any, level: float = 0.95) -> ShiftTest:
     x, y = _arr(a), _arr(b)
     n, m = x.size, y.size
     d = np.sort((y[None, :] - x[:, None]).ravel())
-    z = float(scipy_stats().norm.ppf(0.5 + level / 2))
-    k = math.floor(n * m / 2.0 - z * math.sqrt(n * m * (n + m + 1) / 12.0))
+    if n * m <= 2500:
+        k = _exact_u_quantile(n, m, (1 - level) / 2)
+    else:
+        z = float(scipy_stats().norm.ppf(0.5 + level / 2))
+        k = math.floor(n * m / 2.0 - z * math.sqrt(n * m * (n + m + 1) / 12.0))
     lo, hi = (float(d[k]), float(d[n * m - k - 1])) if k >= 0 else (-math.inf, math.inf)
     p = float(scipy_stats().mannwhitneyu(y, x, alternative="two-sided").pvalue)
     return ShiftTest(shift=float(np.median(d)), lo=lo, hi=hi, pvalue=p, n_a=n, n_b=m, level=level)
