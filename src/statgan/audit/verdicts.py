@@ -25,7 +25,7 @@ likelihood shift, and Meehan et al.'s data-copying test C_T).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 from .summary import AuditSummary, Finding, SetCorrelation, ShiftTest
@@ -338,7 +338,11 @@ def _memorisation(s: AuditSummary, t: Thresholds) -> Finding:
     else:
         text += "The data-copying test C_T was not run. "
     return Finding(id="memorisation", title="The generator memorises its training images", verdict=verdict,
-                   text=_close(text, verdict, reason), numbers=asdict(m),
+                   text=_close(text, verdict, reason),
+                   numbers={"auroc_inversion": m.auroc_inversion, "auroc_inversion_ci": [lo, hi],
+                            "p_inversion": m.p_inversion, "auroc_likelihood": m.auroc_likelihood,
+                            "c_t": ct.c_t if ct else None, "c_t_pvalue": ct.pvalue if ct else None,
+                            "signals": signals},
                    statistic="AUROC of inversion error and of -log p, test vs training; C_T",
                    test="Mann-Whitney U (train vs test); Meehan et al.'s C_T (per-cell Mann-Whitney z)",
                    uncertainty=f"DeLong 95% {_ci(lo, hi)}; C_T null sd {_f(ct.null_sd) if ct else 'n/a'}; "
