@@ -232,6 +232,8 @@ class Memorisation:
     auroc_likelihood_ci: Optional[Tuple[float, float]] = None
     likelihood_shift: Optional[ShiftTest] = None
     data_copying: Optional[DataCopying] = None
+    #: why the data-copying test did not run (e.g. too few held-out images)
+    data_copying_skipped: Optional[str] = field(default=None, metadata=_OMIT_NONE)
 
 
 @dataclass(slots=True, kw_only=True)

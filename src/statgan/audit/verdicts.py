@@ -336,7 +336,7 @@ def _memorisation(s: AuditSummary, t: Thresholds) -> Finding:
                  f"{ct.space}): C_T = {_f(ct.c_t)} (null sd {_f(ct.null_sd)}, one-sided p = {_f(ct.pvalue)}); "
                  f"C_T << 0 means copying, >> 0 underfitting. ")
     else:
-        text += "The data-copying test C_T was not run. "
+        text += f"The data-copying test C_T was not run ({m.data_copying_skipped or 'not part of this summary'}). "
     return Finding(id="memorisation", title="The generator memorises its training images", verdict=verdict,
                    text=_close(text, verdict, reason),
                    numbers={"auroc_inversion": m.auroc_inversion, "auroc_inversion_ci": [lo, hi],
