@@ -123,15 +123,16 @@ class DataCopying:
     c_t: float
     null_sd: float
     pvalue: float
-    n_cells: int
-    cells_used: int
-    min_per_cell: int
+    space: str = "pixels"
     n_train: int
     n_test: int
     n_generated: int
-    cell_z: Tuple[float, ...]
-    cell_weights: Tuple[float, ...]
-    space: str
+    # the cells: how many, how many had enough samples, and each used cell's z-score and weight
+    n_cells: int
+    cells_used: int
+    min_per_cell: int = 5
+    cell_z: Tuple[float, ...] = ()
+    cell_weights: Tuple[float, ...] = ()
 
 
 @dataclass(slots=True, kw_only=True)

@@ -119,11 +119,12 @@ def _finding_a(s: AuditSummary, t: Thresholds) -> Finding:
     text = (
         f"The median inversion error ({s.error_unit}) of training images is {_f(tr)}, against {_f(ge)} for images "
         f"the generator produced itself: a ratio of {_f(ratio)}, 95% bootstrap interval {_ci(lo, hi)} (Mann-Whitney "
-        f"p = {_f(inv.pvalue_train_vs_generated)}; held-out test images: {_f(te)}). Friedman & Weiss report about an "
-        f"order of magnitude; the finding holds when the interval lies at or above {_f(t.a_holds_ratio)}, partly from "
-        f"{_f(t.a_partly_ratio)}. Generated images are exactly on the manifold, so their error measures only how well "
-        f"the optimiser converges; more inversion steps lower it and raise the ratio. "
+        f"p = {_f(inv.pvalue_train_vs_generated)}; held-out test images: {_f(te)}). "
     )
+    text += (f"Friedman & Weiss report about an order of magnitude; the finding holds when the interval lies at or "
+             f"above {_f(t.a_holds_ratio)}, partly from {_f(t.a_partly_ratio)}. ")
+    text += ("Generated images are exactly on the manifold, so their error measures only how well the optimiser "
+             "converges; more inversion steps lower it and raise the ratio. ")
     return Finding(id="a", title="The GAN does not pass through its training images", verdict=verdict,
                    text=_close(text, verdict, reason),
                    numbers={"median_train": tr, "median_generated": ge, "median_test": te, "ratio": ratio,
@@ -154,12 +155,12 @@ def _finding_b(s: AuditSummary, t: Thresholds) -> Finding:
                                          f"straddle {_f(t.b_close_auroc)}.")
     else:
         verdict, reason = "does not hold", "every OOD set lies clearly farther from the manifold than held-out images."
-    text = (
-        f"AUROC of the inversion error for telling each OOD set from held-out test images (0.5 = no better than "
-        f"chance, 1 = OOD images always farther from the manifold), with DeLong 95% intervals: {'; '.join(listing)}. "
-        f"A set counts as being as close as in-distribution images when its interval lies at or below "
-        f"{_f(t.b_close_auroc)}, as farther when it lies above. "
-    )
+    text = " ".join([
+        "AUROC of the inversion error for telling each OOD set from held-out test images (0.5 = no better than",
+        f"chance, 1 = OOD images always farther from the manifold), with DeLong 95% intervals: {'; '.join(listing)}.",
+        "A set counts as being as close as in-distribution images when its interval lies at or below",
+        f"{_f(t.b_close_auroc)}, as farther when it lies above. ",
+    ])
     return Finding(id="b", title="The GAN passes as close to OOD images as to in-distribution ones", verdict=verdict,
                    text=_close(text, verdict, reason),
                    numbers={"auroc_inversion": {k: v.auroc_inversion for k, v in s.auroc.items()}, "close": close,
@@ -279,12 +280,13 @@ def _finding_d(s: AuditSummary, t: Thresholds) -> Finding:
         f"The model's typical set is estimated from its own samples x = G(z) + sigma*eps: entropy estimate "
         f"H = {_f(H, 4)} nats. A batch of M = {typ.batch_size} images is outside it when its mean NLL differs from H "
         f"more than a {typ.calibration} test at level alpha = {_f(typ.alpha)} allows (the permutation test also "
-        f"accounts for the uncertainty of H). {k} of {tr.n_batches} batches of training images are flagged "
-        f"(rate {_f(tr.rejection_rate)}, 95% Clopper-Pearson interval {_ci(lo, hi)}, binomial p = {_f(p)} against "
-        f"alpha; test images: {_f(te.rejection_rate)}); their median batch NLL is {_f(nll, 4)} nats, so training "
-        f"images are {direction} likely than typical model samples, by {_f(effect, 3)} nats against a median BDMC gap "
-        f"of {_f(gap, 3)} nats. "
+        f"accounts for the uncertainty of H). "
     )
+    text += (f"{k} of {tr.n_batches} batches of training images are flagged (rate {_f(tr.rejection_rate)}, 95% "
+             f"Clopper-Pearson interval {_ci(lo, hi)}, binomial p = {_f(p)} against alpha; test images: "
+             f"{_f(te.rejection_rate)}); their median batch NLL is {_f(nll, 4)} nats, so training images are "
+             f"{direction} likely than typical model samples, by {_f(effect, 3)} nats against a median BDMC gap of "
+             f"{_f(gap, 3)} nats. ")
     return Finding(id="d", title="Training images fall outside the GAN's typical set", verdict=verdict,
                    text=_close(text, verdict, reason),
                    numbers={"rejection_rate_train": tr.rejection_rate, "rejection_ci": [lo, hi], "pvalue": p,
