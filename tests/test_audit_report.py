@@ -280,3 +280,47 @@ def test_report_renders_in_a_headless_browser_at_700_px(audited, tmp_path):
     assert ImageStat.Stat(im).var[0] > 200
     top, bottom = im.crop((0, 0, 700, 400)), im.crop((0, 1200, 700, 2400))
     assert top.getextrema()[0] < 80 and bottom.getextrema()[0] < 80
+
+
+def test_summaries_written_before_the_intervals_are_still_read_and_judged(audited):
+    """summary.json files of earlier audits lack the intervals, tests and C_T: they read back, and
+    their verdicts fall back to the point estimates (with the earlier labels' colours kept apart)."""
+    out, s, _ = audited
+    old = json.loads((out / "summary.json").read_text())
+    for row in old["auroc"].values():
+        for k in ("auroc_inversion_ci", "auroc_likelihood_ci", "auroc_likelihood_vs_train_ci", "likelihood_vs_train"):
+            del row[k]
+    for k in ("auroc_inversion_ci", "auroc_likelihood_ci", "likelihood_shift", "data_copying"):
+        old["memorisation"].pop(k, None)
+    for k in ("per_set", "stratified"):
+        del old["correlation"][k]
+    for k in ("lo", "hi"):
+        for c in ("pooled", "test"):
+            del old["correlation"][c][k]
+    for group in ("model_typical_set", "ood_test"):
+        for k, v in old["typicality"][group].items():
+            if k != "reference":
+                del v["rejected"]
+    del old["typicality"]["calibration"]
+    del old["inversion"]["train_over_generated_ci"], old["inversion"]["pvalue_train_vs_generated"]
+    for f in old["findings"]:
+        for k in ("statistic", "test", "uncertainty"):
+            del f[k]
+        f["verdict"] = "no signal" if f["id"] == "memorisation" else f["verdict"]
+    back = from_json(json.dumps(old))
+    assert back.typicality.calibration == "fixed-entropy" and back.memorisation.data_copying is None
+    assert back.findings[4].verdict == "no signal" and back.correlation.stratified is None
+    again = verdicts.findings(back)
+    assert all(verdicts.verdict_of(f.text) == f.verdict for f in again)
+    from statgan.audit.report import _VERDICT_CLASS
+
+    assert _VERDICT_CLASS["no signal"] != _VERDICT_CLASS["holds"]
+
+
+def test_one_median_for_tables_and_plots():
+    import torch
+
+    from statgan.audit.summary import Stats, median
+
+    x = torch.tensor([0.0131, 0.0132, 0.02, 0.001])
+    assert Stats.of(x).median == median(x) == pytest.approx(0.01315) != float(x.median())  # torch: lower middle
