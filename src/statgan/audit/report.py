@@ -34,10 +34,10 @@ _VERDICT_CLASS = {"holds": "holds", "partly holds": "partly", "does not hold": "
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45;overflow-wrap:anywhere}
+color:#222;line-height:1.45;overflow-wrap:break-word}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em;display:block;max-width:100%;overflow-x:auto}
-th{overflow-wrap:normal;word-break:normal}
+th,td{overflow-wrap:normal;word-break:normal}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
 td.l,th.l{text-align:left}
 .meta{color:#555;font-size:.92em}
@@ -215,7 +215,7 @@ def _plot_typicality(panels: List[Any]) -> bytes:
         lin = max(eps, 1e-6)
         ax.set_xscale("symlog", linthresh=lin)
         bins = np.concatenate([np.linspace(0, lin, 15), np.geomspace(lin, max(hi, lin * 1.01), 30)[1:]])
-        ax.hist(boot, bins=bins, color="0.7", label="bootstrap (in-distribution batches)", density=False)
+        ax.hist(boot, bins=bins, color="0.7", label="null distribution (reference values)", density=False)
         ax.axvline(eps, color="k", ls="--", lw=1.2, label=f"epsilon = {eps:.3g}")
         col = _colors(list(results))
         ymax = ax.get_ylim()[1]
@@ -224,7 +224,7 @@ def _plot_typicality(panels: List[Any]) -> bytes:
             y = ymax * (0.95 - 0.08 * j) * np.ones_like(s)
             ax.scatter(s, y, marker="|", s=120, color=col[k], label=f"{k}: {r.rejection_rate:.2f} rejected")
         ax.set_xlabel("|mean batch NLL - H|, nats")
-        ax.set_ylabel("bootstrap batches")
+        ax.set_ylabel("resampled batches")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     return _fig_png(fig)
@@ -382,9 +382,11 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
         (f"Model's typical set (H from model samples), batches of {t.batch_size}", per.typicality.model),
         (f"OOD test (H from training images), batches of {t.batch_size}", per.typicality.ood),
     ]), "typicality bootstrap",
-        f"Bootstrap distribution of the typicality statistic (grey), its (1 - alpha) quantile epsilon (alpha = "
+        f"Null distribution of the typicality statistic from the reference values (grey; {_e(t.calibration)}), its "
+        f"(1 - alpha) quantile epsilon (alpha = "
         f"{_fmt(t.alpha)}), and the statistic of each batch of each set (ticks). A batch right of epsilon is "
-        "outside the typical set. Left: finding (d). Right: Nalisnick et al.'s OOD test."))
+        "outside the typical set (with the permutation test each batch is judged by its own p-value, so a batch "
+        "near epsilon may fall either way). Left: finding (d). Right: Nalisnick et al.'s OOD test."))
     rows = [[_e(name), _e(k), v.n_batches, v.entropy, v.epsilon, v.batch_mean_nll.median, v.rejection_rate,
              _ci(v.rejected.lo, v.rejected.hi) if v.rejected else "n/a",
              v.rejected.pvalue_above_null if v.rejected else None]
