@@ -235,6 +235,10 @@ def _plot_sigma(sigma: SigmaChoice) -> bytes:
     ax.plot(sigma.candidates, sigma.mean_log_likelihood, "o-")
     ax.axvline(sigma.chosen, color="k", ls="--", lw=1)
     ax.set_xscale("log")
+    # the candidates themselves as ticks, and no minor-tick labels (log axes label 3e-1, 4e-1 ... on top
+    # of each other)
+    ax.set_xticks(list(sigma.candidates), labels=[_fmt(c) for c in sigma.candidates])
+    ax.xaxis.set_minor_formatter(_plt().NullFormatter())
     ax.set_yscale("symlog", linthresh=100)
     ax.set_xlabel("sigma")
     ax.set_ylabel("mean valid log-lik (nats)")
