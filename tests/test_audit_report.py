@@ -76,6 +76,9 @@ def test_report_is_self_contained_html_with_decodable_pngs(audited):
         assert im.format == "PNG" and im.size[0] > 20 and im.size[1] > 20
         im.load()  # the whole image decodes
     assert all(not a.get("href", "").startswith("http") for _, a in parser.tags)
+    # the run's FID first (this run was never evaluated: the page says how to get it), with its samples
+    head = page[: page.index("<h2>")]
+    assert "FID: not evaluated" in head and f"statgan eval {out.parent}" in head and "samples of the generator" in head
 
 
 def test_summary_has_the_expected_keys_and_finite_numbers(audited):
