@@ -10,7 +10,7 @@
     result = invert_split("runs/default", "test", InvertSettings(n=50))  # per-image errors + latents
 
 The image sets (:mod:`statgan.audit.rundata`): ``train``, ``test``, ``valid`` (held-out images that
-choose sigma and give the OOD test's bootstrap), ``generated``, the OOD sets, and the model samples
+choose sigma and join the OOD test's permutation pool), ``generated``, the OOD sets, and the model samples
 x = G(z) + sigma * eps of the BDMC run (the reference for the model's typical set).
 
 The pipeline (:mod:`statgan.audit.stages`): inversion of every set (Adam + cosine LR, the best of

@@ -50,7 +50,7 @@ class AuditSettings(InvertSettings):
     defaults finish in ~2.5 min on 2 idle CPU cores for the default MNIST run (~10 min when other
     jobs share the cores)."""
 
-    n_valid: int = 50                 # held-out images for sigma and the OOD bootstrap
+    n_valid: int = 50                 # held-out images for sigma and the OOD test's permutation pool
     n_ood: int = 50                   # images per OOD set
     ood: Optional[Tuple[str, ...]] = None  # None: built-in sets + fashion-mnist/svhn when found locally
     sigma: Optional[float] = None     # observation noise std; None: chosen on the valid images

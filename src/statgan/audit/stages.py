@@ -27,7 +27,6 @@ from ..runtime.seeding import derived_seed
 from .ais import BDMCResult, ais, bdmc, bits_per_dim, select_sigma
 from .inversion import InversionResult, invert
 from .memorisation import data_copying_test
-from .ood import auroc, correlation
 from .rundata import FeatureLoss, RunData
 from .settings import AuditSettings, InvertSettings
 from .summary import (
@@ -71,7 +70,7 @@ def _tick(progress: Progress, n: int) -> None:
 # ==== image sets ====================================================================================
 @dataclass
 class ImageSets:
-    """The images of one audit (CPU, float32). ``valid`` chooses sigma and bootstraps the OOD test."""
+    """The images of one audit (CPU, float32). ``valid`` chooses sigma and joins the OOD test's permutation pool."""
 
     train: Tensor
     test: Tensor
