@@ -9,8 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from statgan.audit.rundata import load_run, split_images
-from statgan.audit.summary import InvertSummary, from_json
+from statgan.audit import run as audit_run_module
+from statgan.audit.rundata import load_run, run_fid, split_images
+from statgan.audit.settings import AuditSettings
+from statgan.audit.summary import AuditSummary, InvertSummary, from_json
 from statgan.cli import main
 
 from conftest import tiny_dcgan_overrides, toy_overrides
@@ -107,7 +109,7 @@ def test_invert_on_toy_data_works_except_for_ood(tmp_path, capsys):
     (["audit", "{run}", "--n", "0"], "n must be an integer >= 1"),
     (["audit", "{run}", "--quick", "--ood", "glyphs,nope"], "unknown OOD set 'nope'"),
     (["audit", "{run}", "--quick", "--sigma", "-1"], "sigma must be a finite positive number"),
-    (["audit", "{run}", "--n", "600", "--n-valid", "500"], "must not exceed it"),
+    (["audit", "{run}", "--quick", "--n-valid", "1"], "n_valid must be an integer >= 2"),
 ])
 def test_bad_input_is_one_line_error(run_dir, tmp_path, capsys, argv, fragment):
     argv = [a.format(run=run_dir, missing=tmp_path / "nowhere") for a in argv]
@@ -142,5 +144,85 @@ def test_quick_settings_are_the_defaults_with_the_quick_changes():
     q = AuditSettings.quick(n=30)
     changed = {k for k, v in asdict(q).items() if v != asdict(AuditSettings())[k]}
     assert changed == set(AuditSettings.QUICK) and q.n == 30 and q.steps == AuditSettings.QUICK["steps"]
-    with pytest.raises(ValueError, match="bdmc_images .* twice the typicality batch"):
-        AuditSettings.quick(bdmc_images=6).validate()
+    with pytest.raises(ValueError, match="bdmc_images must be an integer >= 2"):
+        AuditSettings.quick(bdmc_images=1).validate()
+
+
+def _tiny_folder(root, n=30, size=12):
+    """``n`` gray images of random bright rectangles on black (every 10th sorted file is a test image)."""
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        a = np.zeros((size, size), np.uint8)
+        y, x = rng.integers(0, size - 4, 2)
+        h, w = rng.integers(3, 8, 2)
+        a[y:y + h, x:x + w] = rng.integers(120, 256)
+        Image.fromarray(a, "L").save(root / f"{i:02d}.png")
+
+
+def test_a_folder_of_thirty_images_can_be_audited(tmp_path, capsys, monkeypatch):
+    """30 images -> 27 train, 3 test: the audit splits the 3 between test (2) and valid (1), tests
+    typicality batches of 2, skips the data-copying test with its reason, and writes its report."""
+    pics = tmp_path / "pics"
+    _tiny_folder(pics)
+    over = tiny_dcgan_overrides(tmp_path, **{"train.steps": 2, "data.name": "folder", "data.root": str(pics),
+                                             "data.image_size": 28, "data.channels": 1, "train.batch_size": 8})
+    assert main(["train", *over]) == 0
+    capsys.readouterr()
+    bars = []
+
+    class Bar:  # records what the audit's progress bars are told (tqdm itself draws only on a terminal)
+        def __init__(self, total=None, desc="", **kwargs):
+            self.total, self.desc, self.done = total, desc, 0
+            bars.append(self)
+
+        def update(self, n):
+            self.done += n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(audit_run_module, "tqdm", Bar)
+    assert main(["audit", str(tmp_path / "dcgan"), "--quick", "--n", "30", "--n-ood", "4", "--ood", "glyphs,noise",
+                 "--steps", "5", "--ais-steps", "4"]) == 0
+    # one bar per long stage, counting images to its total: train 27, test 2, generated 30, glyphs 4,
+    # noise 4, valid 1 inverted, then scored
+    by_stage = {b.desc: b for b in bars}
+    assert by_stage["audit: inversion"].total == by_stage["audit: inversion"].done == 27 + 2 + 30 + 4 + 4 + 1
+    assert by_stage["audit: ais"].total == by_stage["audit: ais"].done == 68
+    out = capsys.readouterr().out
+    s = from_json((tmp_path / "dcgan" / "audit" / "summary.json").read_text(), AuditSummary)
+    assert (s.splits["train"].n, s.splits["test"].n, s.splits["valid"].n) == (27, 2, 1)
+    assert s.typicality.batch_size == 2 and s.typicality.batch_size_requested == AuditSettings.QUICK["typicality_batch"]
+    assert s.memorisation.data_copying is None and "no cell has 5 held-out" in s.memorisation.data_copying_skipped
+    assert s.correlation.per_set["test"].r is None  # 2 images: no correlation, and no crash
+    assert [f.verdict for f in s.findings] and "report:" in out
+    assert "typicality" in (tmp_path / "dcgan" / "audit" / "report.html").read_text()
+
+
+def test_a_test_split_of_one_image_is_a_clear_error(tmp_path, capsys):
+    pics = tmp_path / "pics"
+    _tiny_folder(pics, n=12)  # 11 train, 1 test
+    over = tiny_dcgan_overrides(tmp_path, **{"train.steps": 1, "data.name": "folder", "data.root": str(pics),
+                                             "data.image_size": 28, "data.channels": 1, "train.batch_size": 4})
+    assert main(["train", *over]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(tmp_path / "dcgan"), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("statgan: error: ") and "needs at least 2 held-out images" in err and err.count("\n") == 1
+
+
+def test_run_fid_reads_the_newest_eval_of_the_audited_step(tmp_path):
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    assert run_fid(tmp_path, 8) is None
+    rec = {"metrics": {"fid": 12.5, "kid": 0.1}, "extractor": {"id": "lenet-x"}, "generated": {"n": 1000, "step": 8}}
+    (ev / "a.json").write_text(json.dumps(rec))
+    (ev / "b.json").write_text(json.dumps({**rec, "metrics": {"fid": 30.0}, "generated": {"n": 500, "step": 4}}))
+    (ev / "c.json").write_text(json.dumps({"metrics": {"kid": 1.0}}))  # no FID: ignored
+    f = run_fid(tmp_path, 8)
+    assert (f.value, f.extractor, f.n, f.step) == (12.5, "lenet-x", 1000, 8) and f.path.endswith("a.json")
+    assert run_fid(tmp_path, 99).value in (12.5, 30.0)  # no result for that step: the newest of any

@@ -1,4 +1,5 @@
-"""Typicality test (Nalisnick et al. 2019) on N(0, I_d), whose entropy is (d/2) log(2 pi e)."""
+"""Typicality test (Nalisnick et al. 2019) on N(0, I_d), whose entropy is (d/2) log(2 pi e); the
+false-alarm rate of its permutation calibration checked by simulation."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def splits():
 
 def test_entropy_estimate_matches_closed_form(splits):
     train, valid, test_in, _ = splits
-    res = audit.typicality_test(train, valid, test_in, M, alpha=0.05, n_bootstrap=2000, seed=0)
+    res = audit.typicality_test(train, valid, test_in, M, alpha=0.05, n_bootstrap=2000, seed=0, calibration="fixed-entropy")
     exact = 0.5 * D * math.log(2 * math.pi * math.e)
     se = math.sqrt(D / 2) / math.sqrt(train.numel())  # Var[-log p] = d/2 under N(0, I_d)
     assert abs(res.entropy - exact) < 4 * se
@@ -42,7 +43,7 @@ def test_entropy_estimate_matches_closed_form(splits):
 def test_in_distribution_accepted_at_one_minus_alpha(splits):
     train, valid, test_in, _ = splits
     alpha = 0.05
-    res = audit.typicality_test(train, valid, test_in, M, alpha=alpha, n_bootstrap=2000, seed=0)
+    res = audit.typicality_test(train, valid, test_in, M, alpha=alpha, n_bootstrap=2000, seed=0, calibration="fixed-entropy")
     n = res.statistics.numel()
     assert n == 400 and res.is_ood.dtype == torch.bool and res.bootstrap.shape == (2000,)
     # binomial(400, 0.05): mean 20, sd 4.4 -> 4 sd band, plus slack for the finite valid set
@@ -53,7 +54,7 @@ def test_in_distribution_accepted_at_one_minus_alpha(splits):
 
 def test_wider_gaussian_batches_rejected(splits):
     train, valid, _, test_out = splits
-    res = audit.typicality_test(train, valid, test_out, M, alpha=0.01, seed=0)
+    res = audit.typicality_test(train[:200], valid[:200], test_out, M, alpha=0.01, seed=0)
     assert res.is_ood.all() and res.rejection_rate == 1.0
     # wider data have *lower* likelihood: -mean log p above the entropy by ~ d (1.5^2 - 1) / 2
     assert (res.batch_mean_nll - res.entropy).mean() == pytest.approx(D * (1.5**2 - 1) / 2, rel=0.15)
@@ -61,8 +62,8 @@ def test_wider_gaussian_batches_rejected(splits):
 
 def test_pre_batched_input_and_dropped_remainder(splits):
     train, valid, test_in, _ = splits
-    flat = audit.typicality_test(train, valid, test_in[: 3 * M + 5], M, seed=1)
-    batched = audit.typicality_test(train, valid, test_in[: 3 * M].reshape(3, M), M, seed=1)
+    flat = audit.typicality_test(train[:100], valid[:100], test_in[: 3 * M + 5], M, seed=1)
+    batched = audit.typicality_test(train[:100], valid[:100], test_in[: 3 * M].reshape(3, M), M, seed=1)
     assert flat.statistics.shape == (3,)
     assert torch.equal(flat.statistics, batched.statistics) and flat.epsilon == batched.epsilon
 
@@ -84,3 +85,41 @@ def test_argument_errors(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         audit.typicality_test(**args)
+
+
+def _false_alarm_rate(calibration: str, alpha: float, replicates: int, n_ref: int, k: int, seed: int) -> float:
+    """Fraction of in-distribution batches flagged when H^ comes from only ``n_ref`` values: every
+    replicate draws its own training, held-out and tested values from N(0, I_D) (exact log p)."""
+    g = torch.Generator().manual_seed(seed)
+    m = 5
+    flagged = 0
+    for r in range(replicates):
+        x = gaussian_ll(torch.randn(2 * n_ref + m, D, generator=g))
+        res = audit.typicality_test(x[:n_ref], x[n_ref:2 * n_ref], x[2 * n_ref:], m, alpha=alpha, n_bootstrap=k,
+                                    seed=r, calibration=calibration)
+        flagged += int(res.is_ood.sum())
+    return flagged / replicates
+
+
+def test_permutation_calibration_false_alarm_rate_is_alpha_with_few_reference_values():
+    # The audit's setting: H^ from 25 model samples, batches of 5. The permutation test is exact, so
+    # the false-alarm rate over replicates is Binomial(R, alpha') / R with alpha' <= alpha and, for
+    # continuous values and K = 199, alpha' = floor(alpha (K + 1)) / (K + 1) = alpha exactly.
+    # R = 2000, alpha = 0.05: sd = sqrt(0.05 * 0.95 / 2000) = 0.0049; 4 sd band.
+    alpha, r = 0.05, 2000
+    rate = _false_alarm_rate("permutation", alpha, r, n_ref=25, k=199, seed=3)
+    assert abs(rate - alpha) <= 4 * math.sqrt(alpha * (1 - alpha) / r)
+
+
+def test_permutation_calibration_has_power_and_p_values():
+    g = torch.Generator().manual_seed(4)
+    ref = gaussian_ll(torch.randn(50, D, generator=g))
+    wide = gaussian_ll(1.5 * torch.randn(10 * M, D, generator=g))
+    res = audit.typicality_test(ref[:25], ref[25:], wide, M, alpha=0.01, n_bootstrap=500, seed=0)
+    assert res.calibration == "permutation" and res.is_ood.all()
+    assert res.p_values.shape == (10,) and bool((res.p_values <= 0.01).all()) and res.p_values.min() >= 1 / 501
+
+
+def test_unknown_calibration_is_refused():
+    with pytest.raises(ValueError, match="calibration must be one of permutation, fixed-entropy, got 'x'"):
+        audit.typicality_test(torch.zeros(4), torch.zeros(4), torch.zeros(4), 2, calibration="x")

@@ -434,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds (numbers mean little)")
     # None: the settings' default (or --quick's), which the help quotes
     au.add_argument("--n", type=int, default=None, help=f"train, test and generated images ({dflt('n')})")
-    au.add_argument("--n-valid", type=int, default=None, help=f"held-out images for sigma and the bootstrap ({dflt('n_valid')})")
+    au.add_argument("--n-valid", type=int, default=None, help=f"held-out images for sigma and the typicality test ({dflt('n_valid')})")
     au.add_argument("--n-ood", type=int, default=None, help=f"images per OOD set ({dflt('n_ood')})")
     au.add_argument("--ood", default=None, help="comma-separated OOD sets (default: glyphs,noise,constant,blurred,inverted + local fashion-mnist/svhn)")
     au.add_argument("--restarts", type=int, default=None, help=f"inversion starts per image ({dflt('restarts')})")

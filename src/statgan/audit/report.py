@@ -21,25 +21,33 @@ from torch import Tensor
 
 from ..viz import png_data_uri, png_grid
 from .stages import PerImage, errors
-from .summary import AuditSummary, SigmaChoice, Stats
+from .settings import AuditSettings
+from .summary import AuditSummary, SigmaChoice, Stats, median
 
 __all__ = ["render_report"]
 
-_VERDICT_CLASS = {"holds": "holds", "partly holds": "partly", "does not hold": "nothold",
-                  "signal": "nothold", "weak signal": "partly", "no signal": "holds"}
+#: verdict -> CSS class: green, amber, red, grey. "unresolved" (the data cannot say) is never the
+#: green of "holds"; the labels of summaries written before verdicts carried their uncertainty
+#: ("signal", "weak signal", "no signal") keep distinct colours too.
+_VERDICT_CLASS = {"holds": "holds", "partly holds": "partly", "does not hold": "nothold", "unresolved": "unresolved",
+                  "signal": "holds", "weak signal": "partly", "no signal": "unresolved"}
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}
+color:#222;line-height:1.45;overflow-wrap:break-word}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em;display:block;max-width:100%;overflow-x:auto}
+th,td{overflow-wrap:normal;word-break:normal}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
 td.l,th.l{text-align:left}
 .meta{color:#555;font-size:.92em}
 .finding{border-left:6px solid #999;padding:.4em .9em;margin:1em 0;background:#fafafa}
 .finding.holds{border-color:#2a7d2a}.finding.partly{border-color:#c98a00}.finding.nothold{border-color:#b22222}
+.finding.unresolved{border-color:#777}.finding .how{color:#555;font-size:.88em;margin:.2em 0}
 .badge{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;font-size:.85em;margin-left:.4em}
 .badge.holds{background:#2a7d2a}.badge.partly{background:#c98a00}.badge.nothold{background:#b22222}
+.badge.unresolved{background:#777}
+.top{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.top img{width:320px}
 figure{margin:1em 0}figcaption{color:#555;font-size:.9em;max-width:900px}
 img{max-width:100%;image-rendering:pixelated}
 """
@@ -56,7 +64,17 @@ def _plt() -> Any:
     return plt
 
 
+def _figure(figsize: Any, ncols: int = 1) -> Any:
+    """(fig, axes) with constrained layout, so labels, titles and legends never overlap."""
+    fig, axes = _plt().subplots(1, ncols, figsize=figsize, layout="constrained", squeeze=False)
+    return fig, (axes[0, 0] if ncols == 1 else list(axes[0]))
+
+
 def _fig_png(fig: Any) -> bytes:
+    for ax in fig.axes:  # long tick labels (set names, symlog decades) slant instead of colliding
+        for label in ax.get_xticklabels():
+            label.set_rotation(30)
+            label.set_horizontalalignment("right")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     _plt().close(fig)
@@ -128,17 +146,16 @@ def _symlog_ticks(values: Any, linthresh: float) -> List[float]:
 
 
 def _plot_inversion(errors: Dict[str, Tensor], unit: str) -> bytes:
-    plt = _plt()
     names = list(errors)
     col = _colors(names)
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = _figure((8, 3.8))
     vals = {k: torch.log10(v.double().clamp_min(1e-12)) for k, v in errors.items()}
     lo = min(float(v.min()) for v in vals.values())
     hi = max(float(v.max()) for v in vals.values())
     bins = torch.linspace(lo, hi + 1e-9, 41).numpy()
     for k in names:
         ax.hist(vals[k].numpy(), bins=bins, histtype="step", lw=1.8 if k in ("train", "test", "generated") else 1.2,
-                color=col[k], label=f"{k} (median {10 ** float(vals[k].median()):.3g})", density=True)
+                color=col[k], label=f"{k} (median {_fmt(median(errors[k]))})", density=True)
     ax.set_xlabel(f"log10 inversion error ({unit})")
     ax.set_ylabel("density")
     ax.legend(fontsize=8, ncol=2)
@@ -150,7 +167,7 @@ def _plot_loglik(ll: Dict[str, Tensor]) -> bytes:
     plt = _plt()
     names = list(ll)
     col = _colors(names)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.4))
+    fig, ax = _figure((8, 0.45 * len(names) + 1.6))
     data = [ll[k].double().numpy() for k in names]
     # "orientation" replaced "vert" in matplotlib 3.10 (and "vert" warns from 3.11)
     version = tuple(int(p) for p in plt.matplotlib.__version__.split(".")[:2])
@@ -171,10 +188,9 @@ def _plot_loglik(ll: Dict[str, Tensor]) -> bytes:
 
 
 def _plot_variance(ll: Dict[str, Tensor], lv: Dict[str, Tensor], rho: Any, p: Any) -> bytes:
-    plt = _plt()
     names = list(lv)
     col = _colors(names)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _figure((7.5, 4.6))
     for k in names:
         ax.scatter(lv[k].numpy(), ll[k].numpy(), s=9, color=col[k], label=k, alpha=0.75)
     lt = _linthresh(ll[k] for k in names)
@@ -182,16 +198,15 @@ def _plot_variance(ll: Dict[str, Tensor], lv: Dict[str, Tensor], rho: Any, p: An
     ax.set_yticks(_symlog_ticks([ll[k] for k in names], lt))
     ax.set_xlabel("local variance (mean coefficient of variation of 8x8 patches)")
     ax.set_ylabel("AIS log-likelihood (nats)")
-    ax.set_title(f"Likelihood vs local variance: Spearman rho = {_fmt(rho)} (p = {_fmt(p)}), pooled over train, test, OOD")
+    ax.set_title(f"Likelihood vs local variance\nwithin-set Spearman rho = {_fmt(rho)} (p = {_fmt(p)})", fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     return _fig_png(fig)
 
 
 def _plot_typicality(panels: List[Any]) -> bytes:
     """panels: (title, TypicalityResult-by-set dict); bootstrap histogram, epsilon, batch statistics."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 3.8), squeeze=False)
-    for ax, (title, results) in zip(axes[0], panels):
+    fig, axes = _figure((6.2 * len(panels), 4.4), ncols=len(panels))
+    for ax, (title, results) in zip(axes, panels):
         first = next(iter(results.values()))
         boot = first.bootstrap.double().numpy()
         eps = first.epsilon
@@ -200,7 +215,7 @@ def _plot_typicality(panels: List[Any]) -> bytes:
         lin = max(eps, 1e-6)
         ax.set_xscale("symlog", linthresh=lin)
         bins = np.concatenate([np.linspace(0, lin, 15), np.geomspace(lin, max(hi, lin * 1.01), 30)[1:]])
-        ax.hist(boot, bins=bins, color="0.7", label="bootstrap (in-distribution batches)", density=False)
+        ax.hist(boot, bins=bins, color="0.7", label="null distribution (reference values)", density=False)
         ax.axvline(eps, color="k", ls="--", lw=1.2, label=f"epsilon = {eps:.3g}")
         col = _colors(list(results))
         ymax = ax.get_ylim()[1]
@@ -209,18 +224,21 @@ def _plot_typicality(panels: List[Any]) -> bytes:
             y = ymax * (0.95 - 0.08 * j) * np.ones_like(s)
             ax.scatter(s, y, marker="|", s=120, color=col[k], label=f"{k}: {r.rejection_rate:.2f} rejected")
         ax.set_xlabel("|mean batch NLL - H|, nats")
-        ax.set_ylabel("bootstrap batches")
+        ax.set_ylabel("resampled batches")
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     return _fig_png(fig)
 
 
 def _plot_sigma(sigma: SigmaChoice) -> bytes:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    fig, ax = _figure((4.5, 3))
     ax.plot(sigma.candidates, sigma.mean_log_likelihood, "o-")
     ax.axvline(sigma.chosen, color="k", ls="--", lw=1)
     ax.set_xscale("log")
+    # the candidates themselves as ticks, and no minor-tick labels (log axes label 3e-1, 4e-1 ... on top
+    # of each other)
+    ax.set_xticks(list(sigma.candidates), labels=[_fmt(c) for c in sigma.candidates])
+    ax.xaxis.set_minor_formatter(_plt().NullFormatter())
     ax.set_yscale("symlog", linthresh=100)
     ax.set_xlabel("sigma")
     ax.set_ylabel("mean valid log-lik (nats)")
@@ -229,6 +247,46 @@ def _plot_sigma(sigma: SigmaChoice) -> bytes:
 
 
 # ==== the page ======================================================================================
+def _ci(lo: Any, hi: Any) -> str:
+    return f"[{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def _est(value: Any, ci: Any) -> str:
+    """'0.512 [0.43, 0.59]' (the estimate and its interval, when there is one)."""
+    return _fmt(value) if ci is None else f"{_fmt(value)} {_ci(*ci)}"
+
+
+def _settings_rows(s: AuditSummary) -> List[List[str]]:
+    """(setting, value, "default" or "chosen"): a ``None`` knob shows what it meant in this run
+    (sigma: the chosen value; OOD sets: the sets built; cells: automatic) instead of "None"."""
+    defaults = AuditSettings()
+    meaning = {"sigma": f"chosen on held-out images: {_fmt(s.sigma.chosen)}",
+               "ood": f"built-in + local external sets: {', '.join(s.ood_sets)}",
+               "copying_cells": "automatic" + (f": {s.memorisation.data_copying.n_cells}" if s.memorisation.data_copying else "")}
+    rows = []
+    for f in fields(s.settings):
+        v = getattr(s.settings, f.name)
+        shown = meaning.get(f.name, "n/a") if v is None else (", ".join(map(_fmt, v)) if isinstance(v, tuple) else _fmt(v))
+        rows.append([_e(f.name), _e(shown) if v is None else shown, "default" if v == getattr(defaults, f.name) else "chosen"])
+    return rows
+
+
+def _top(s: AuditSummary, per: PerImage) -> str:
+    """The run's FID (from ``statgan eval``) and a grid of its samples, first thing on the page."""
+    if s.fid is not None:
+        f = s.fid
+        fid = (f"<p><b>FID {_fmt(f.value)}</b> ({_e(f.extractor)} features, n = {_fmt(f.n)}, step {_fmt(f.step)}"
+               + ("" if f.step == s.step else f"; the audit read step {s.step}") + f"; from {_e(f.path)})</p>")
+    else:
+        fid = (f"<p><b>FID: not evaluated.</b> Run <code>statgan eval {_e(s.run)}</code> and audit again to see it "
+               "here.</p>")
+    grid = png_grid(per.sets.generated[:32].float(), nrow=8, pad_value=0.5)
+    return (f'<div class="top"><figure><img src="{png_data_uri(grid)}" alt="samples of the generator">'
+            f"<figcaption>Samples G(z), z ~ N(0, I) (the audit's generated set).</figcaption></figure>"
+            f"<div>{fid}</div></div>")
+
+
+
 def _stat(stats: Optional[Stats], name: str) -> Optional[float]:
     """A statistic of a set that may not have it (model samples have no inversion error)."""
     return getattr(stats, name) if stats is not None else None
@@ -251,6 +309,7 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
         f'{_e(list(s.data_shape))}, latent {s.latent_dim}; statgan {_e(s.versions.statgan)}, torch '
         f'{_e(s.versions.torch)}; {s.time}; {_fmt(s.seconds)} s on {_e(m.device)} with {m.threads} '
         f'thread(s) of {m.cpu_count} CPUs.</p>')
+    add(_top(s, per))
     add("<p>The generator G is read as a density model: z ~ N(0, I), x | z ~ N(G(z), sigma<sup>2</sup> I) "
         f"with sigma = {_fmt(s.sigma.chosen)} ({_e(s.sigma.method)}). Inversion finds, per image, the latent "
         "whose output is nearest; AIS estimates log p(x) (a stochastic lower bound). The verdicts test the findings of "
@@ -259,11 +318,17 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
 
     # ---- verdicts
     add("<h2>Verdicts</h2>")
+    add('<p class="meta">Colours: <span class="badge holds">holds</span><span class="badge partly">partly holds</span>'
+        '<span class="badge nothold">does not hold</span><span class="badge unresolved">unresolved</span> -- whether '
+        "the finding holds for this run, not whether that is good; unresolved: the estimator's own uncertainty "
+        "(BDMC gap, confidence interval) is larger than the effect.</p>")
     for f in s.findings:
         cls = _VERDICT_CLASS.get(f.verdict, "")
         label = f"({f.id}) " if len(f.id) == 1 else ""
+        how = "".join(f'<p class="how"><b>{name}:</b> {_e(v)}</p>' for name, v in
+                      (("statistic", f.statistic), ("test", f.test), ("uncertainty", f.uncertainty)) if v)
         add(f'<div class="finding {cls}" id="finding-{_e(f.id)}"><b>{_e(label + f.title)}</b>'
-            f'<span class="badge {cls}">{_e(f.verdict)}</span><p>{_e(f.text)}</p></div>')
+            f'<span class="badge {cls}">{_e(f.verdict)}</span>{how}<p>{_e(f.text)}</p></div>')
 
     # ---- per-set table
     add("<h2>Per image set</h2>")
@@ -301,11 +366,18 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
     ll_sets["model samples"] = per.bdmc.lower
     add(_img(_plot_loglik(ll_sets), "log-likelihood distributions",
              "AIS log-likelihood per image set. Finding (c): do OOD sets score above the training images?"))
-    c = s.correlation.pooled
+    cor = s.correlation
+    c = cor.stratified or cor.pooled
     add(_img(_plot_variance({k: ll[k] for k in lv}, {k: v for k, v in lv.items() if k != "generated"}, c.r, c.pvalue),
              "likelihood against local variance",
-             f"Log-likelihood against local image variance. Spearman rho = {_fmt(c.r)} (p = {_fmt(c.pvalue)}, "
-             f"n = {c.n}) pooled over train, test and OOD images (generated images left out of the correlation)."))
+             f"Log-likelihood against local image variance. Spearman rho within sets, combined = {_fmt(c.r)} "
+             f"(95% interval {_ci(c.lo, c.hi)}, p = {_fmt(c.pvalue)}, n = {c.n}); pooled over sets "
+             f"{_fmt(cor.pooled.r)} (misleading when the sets' means differ). Generated images are left out."))
+    add(_table(["set", "n", "Spearman rho", "95% interval", "p"],
+               [[_e(k), v.n, v.r, _ci(v.lo, v.hi), v.pvalue] for k, v in cor.per_set.items()]
+               + ([[_e("within sets (combined)"), c.n, c.r, _ci(c.lo, c.hi), c.pvalue]] if cor.stratified else [])
+               + [[_e("pooled (for reference)"), cor.pooled.n, cor.pooled.r, _ci(cor.pooled.lo, cor.pooled.hi),
+                   cor.pooled.pvalue]]))
 
     # ---- typicality
     add("<h2>Typicality tests</h2>")
@@ -314,28 +386,49 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
         (f"Model's typical set (H from model samples), batches of {t.batch_size}", per.typicality.model),
         (f"OOD test (H from training images), batches of {t.batch_size}", per.typicality.ood),
     ]), "typicality bootstrap",
-        f"Bootstrap distribution of the typicality statistic (grey), its (1 - alpha) quantile epsilon (alpha = "
+        f"Null distribution of the typicality statistic from the reference values (grey; {_e(t.calibration)}), its "
+        f"(1 - alpha) quantile epsilon (alpha = "
         f"{_fmt(t.alpha)}), and the statistic of each batch of each set (ticks). A batch right of epsilon is "
-        "outside the typical set. Left: finding (d). Right: Nalisnick et al.'s OOD test."))
-    rows = [[_e(name), _e(k), v.n_batches, v.entropy, v.epsilon, v.batch_mean_nll.median, v.rejection_rate]
+        "outside the typical set (with the permutation test each batch is judged by its own p-value, so a batch "
+        "near epsilon may fall either way). Left: finding (d). Right: Nalisnick et al.'s OOD test."))
+    rows = [[_e(name), _e(k), v.n_batches, v.entropy, v.epsilon, v.batch_mean_nll.median, v.rejection_rate,
+             _ci(v.rejected.lo, v.rejected.hi) if v.rejected else "n/a",
+             v.rejected.pvalue_above_null if v.rejected else None]
             for name, group in (("model typical set", t.model_typical_set), ("OOD test", t.ood_test))
             for k, v in group.sets.items()]
-    add(_table(["test", "batches of", "n batches", "H (nats)", "epsilon", "median batch NLL", "rejected"], rows, left=2))
+    add(_table(["test", "batches of", "n batches", "H (nats)", "epsilon", "median batch NLL", "rejected",
+                "95% interval", "p (rate > alpha)"], rows, left=2))
+    add(f'<p class="meta">Calibration: {_e(t.calibration)}; batches of M = {t.batch_size}'
+        + (f" (asked for {t.batch_size_requested}; a set has fewer images)" if t.batch_size_requested else "")
+        + ". Interval: Clopper-Pearson; p: binomial test of the rejections against alpha.</p>")
 
     # ---- AUROC
     add("<h2>OOD detection (AUROC)</h2>")
-    rows = [[_e(k), v.auroc_inversion, v.auroc_likelihood, v.auroc_likelihood_vs_train, v.median_ll_minus_train,
+    rows = [[_e(k), _est(v.auroc_inversion, v.auroc_inversion_ci), _est(v.auroc_likelihood, v.auroc_likelihood_ci),
+             _est(v.auroc_likelihood_vs_train, v.auroc_likelihood_vs_train_ci),
+             _est(v.likelihood_vs_train.shift, (v.likelihood_vs_train.lo, v.likelihood_vs_train.hi))
+             if v.likelihood_vs_train else _fmt(v.median_ll_minus_train),
              v.typicality_rejection] for k, v in s.auroc.items()]
     add(_table(["OOD set", "AUROC inversion error", "AUROC -log p (vs test)", "AUROC -log p (vs train)",
-                "median log-lik - train median", f"typicality rejected (M={t.batch_size})"], rows))
+                "log-lik shift over train (HL)", f"typicality rejected (M={t.batch_size})"], rows))
     add('<p class="meta">AUROC: probability that a random OOD image scores higher (farther from the manifold, or '
         "less likely) than a random in-distribution image; 0.5 = chance, below 0.5 = OOD images look <i>more</i> "
-        "in-distribution.</p>")
+        "in-distribution. Brackets: DeLong 95% intervals. Log-likelihood shift: Hodges-Lehmann estimate of the OOD "
+        "set's log-likelihoods over the training images' with its distribution-free 95% interval (Mann-Whitney); "
+        f"differences within the median BDMC gap ({_fmt(s.bdmc.gap.median)} nats) are not resolved.</p>")
     mm = s.memorisation
     add("<h3>Train vs held-out</h3>")
     add(_table(["score", "AUROC (test vs train)", "Mann-Whitney p"],
-               [["inversion error", mm.auroc_inversion, mm.p_inversion],
-                ["-log-likelihood", mm.auroc_likelihood, mm.p_likelihood]]))
+               [["inversion error", _est(mm.auroc_inversion, mm.auroc_inversion_ci), mm.p_inversion],
+                ["-log-likelihood", _est(mm.auroc_likelihood, mm.auroc_likelihood_ci), mm.p_likelihood]]))
+    ct = mm.data_copying
+    if ct is not None:
+        add(f"<p>Data-copying test C_T (Meehan, Chaudhuri &amp; Dasgupta 2020): distances of {ct.n_generated} generated "
+            f"and {ct.n_test} held-out images to their nearest of {ct.n_train} training images ({_e(ct.space)}), "
+            f"compared by Mann-Whitney z within {ct.cells_used} of {ct.n_cells} k-means cells (at least "
+            f"{ct.min_per_cell} of each per cell), weighted by held-out mass: <b>C_T = {_fmt(ct.c_t)}</b> (null sd "
+            f"{_fmt(ct.null_sd)}, one-sided p = {_fmt(ct.pvalue)}). C_T &lt;&lt; 0: copying; &gt;&gt; 0: underfitting.</p>")
+        add(_table(["cell", "weight", "Z_U"], [[str(i + 1), w, z] for i, (w, z) in enumerate(zip(ct.cell_weights, ct.cell_z))]))
 
     # ---- sigma, BDMC, settings
     add("<h2>Likelihood estimator checks</h2>")
@@ -355,8 +448,7 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
         "bounds the error of the audit's likelihoods on data like the simulated data; on real and OOD images the "
         "error can be larger. Differences between sets smaller than the gap are not resolved.</p>")
     add("<h3>Settings</h3>")
-    settings = [(f.name, getattr(s.settings, f.name)) for f in fields(s.settings)]
-    add(_table(["setting", "value"], [[_e(k), _e(list(v) if isinstance(v, tuple) else v)] for k, v in settings]))
+    add(_table(["setting", "value", ""], _settings_rows(s)))
     add(_table(["stage", "seconds"], [[_e(k), v] for k, v in s.timing.items()]))
     add("</body></html>")
     return "\n".join(parts)

@@ -10,7 +10,7 @@
     result = invert_split("runs/default", "test", InvertSettings(n=50))  # per-image errors + latents
 
 The image sets (:mod:`statgan.audit.rundata`): ``train``, ``test``, ``valid`` (held-out images that
-choose sigma and give the OOD test's bootstrap), ``generated``, the OOD sets, and the model samples
+choose sigma and join the OOD test's permutation pool), ``generated``, the OOD sets, and the model samples
 x = G(z) + sigma * eps of the BDMC run (the reference for the model's typical set).
 
 The pipeline (:mod:`statgan.audit.stages`): inversion of every set (Adam + cosine LR, the best of
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from safetensors.torch import save
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import ConfigError, StatganError
@@ -43,7 +44,7 @@ from ..rundir.files import atomic_write_bytes, atomic_write_text
 from . import stages
 from .ood import local_variance
 from .report import render_report
-from .rundata import feature_loss, load_run, parse_split, split_images
+from .rundata import feature_loss, load_run, parse_split, run_fid, split_images
 from .settings import AuditSettings, InvertSettings
 from .summary import (
     AUDIT_FORMAT,
@@ -121,19 +122,27 @@ def invert_split(
 
 # ==== statgan audit =================================================================================
 class _Clock:
-    """Times the audit's stages (``summary.timing``) and logs each as it ends."""
+    """Times the audit's stages (``summary.timing``), logs each as it ends, and shows a tqdm progress
+    bar with an ETA per stage (on a terminal only, and never with ``quiet``)."""
 
-    def __init__(self, say: Log) -> None:
-        self.say, self.start = say, time.perf_counter()
+    def __init__(self, say: Log, quiet: bool = False) -> None:
+        self.say, self.start, self.quiet = say, time.perf_counter(), quiet
         self.timing: Dict[str, float] = {}
 
     def elapsed(self) -> float:
         return round(time.perf_counter() - self.start, 2)
 
     @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
+    def __call__(self, stage: str, total: Optional[int] = None, unit: str = "img") -> Iterator[Callable[[int], None]]:
+        """A context whose value is the stage's progress callback (images done, toward ``total``)."""
         t0 = time.perf_counter()
-        yield
+        # disable=None: tqdm draws only on a terminal, so logs and tests stay clean
+        bar = tqdm(total=total, desc=f"audit: {stage}", unit=unit, leave=False, file=sys.stderr,
+                   disable=True if self.quiet or total is None else None, dynamic_ncols=True)
+        try:
+            yield bar.update
+        finally:
+            bar.close()
         self.timing[stage] = round(time.perf_counter() - t0, 2)
         self.say(f"audit: {stage} done in {self.timing[stage]:.1f} s (total {self.elapsed():.0f} s)")
 
@@ -156,16 +165,18 @@ def audit_run(
     out_dir: Optional[Union[str, Path]] = None,
     log: Optional[Log] = _stderr,
     write: bool = True,
+    progress: bool = True,
 ) -> AuditSummary:
     """Audit a run: inversion, sigma, AIS, BDMC, typicality, AUROCs, correlation, verdicts.
 
     Writes ``OUT/report.html`` (self-contained), ``OUT/summary.json`` (:func:`statgan.audit.summary.to_json`
     of the result) and ``OUT/per_image.safetensors`` (per-image errors, log-likelihoods, local
     variances and latents), OUT = ``RUN/audit`` unless ``out_dir``; returns the summary
-    (``summary.paths`` names the files; ``None`` with ``write=False``).
+    (``summary.paths`` names the files; ``None`` with ``write=False``). ``progress``: a tqdm bar
+    with an ETA per stage on stderr, when it is a terminal (never with ``log=None``).
     """
     s = (settings or AuditSettings()).validate()
-    clock = _Clock(log or _quiet)
+    clock = _Clock(log or _quiet, quiet=log is None or not progress)
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
     run = load_run(run_dir, s.seed, checkpoint, ema, device)
     if not run.is_image or min(run.data_shape[1:]) < 8:
@@ -177,19 +188,21 @@ def audit_run(
         sets = stages.image_sets(run, s)
         clock.say(f"audit: {run.run_dir} step {run.step} ({run.weights} weights); sets: "
                   + ", ".join(f"{k} {v.shape[0]}" for k, v in sets.scored.items()) + f", valid {sets.valid.shape[0]}")
-    with clock("inversion"):
-        inv = stages.invert_sets(run, sets, s, feature)
+    inverted = {**sets.scored, "valid": sets.valid}
+    with clock("inversion", total=sum(x.shape[0] for x in inverted.values())) as tick:
+        inv = stages.invert_sets(run, sets, s, feature, progress=tick)
     with clock("sigma"):
         sigma = stages.choose_sigma(run, sets.valid, inv["valid"].z, s)
-    with clock("ais"):
-        lik = stages.likelihoods(run, {"valid": sets.valid, **sets.scored}, inv, sigma.chosen, s)
+    with clock("ais", total=sum(x.shape[0] for x in inverted.values())) as tick:
+        lik = stages.likelihoods(run, inverted, inv, sigma.chosen, s, progress=tick)
     with clock("bdmc"):
         bounds = stages.bdmc_bounds(run, sigma.chosen, s)
     with clock("scores"):
         ll, err, names = lik.log_likelihood, stages.errors(inv), sets.ood_names
         per = stages.PerImage(sets=sets, inversions=inv, likelihoods=lik, bdmc=bounds,
                               local_variance={name: local_variance(x) for name, x in sets.scored.items()},
-                              typicality=stages.typicality_tests(ll, bounds.lower, names, s))
+                              typicality=stages.typicality_tests(ll, bounds.lower, names, s,
+                                                                 stages.typicality_batch(sets, s)))
         summary = AuditSummary(
             run=str(run_dir), step=run.step, weights=run.weights, dataset=run.dataset, data_shape=run.data_shape,
             latent_dim=run.latent_dim, settings=s,
@@ -197,12 +210,14 @@ def audit_run(
             likelihood_unit="nats (density on [-1, 1] pixels); bits/dim in 8-bit pixel units",
             sigma=sigma, bdmc=bounds.summary(),
             splits=stages.set_summaries(inv, lik, per.local_variance, bounds.lower, names, math.prod(run.data_shape)),
-            ood_sets=tuple(names), inversion=stages.inversion_ratios(err),
-            auroc=stages.ood_scores(err, ll, per.typicality, names), memorisation=stages.memorisation(err, ll),
+            ood_sets=tuple(names), inversion=stages.inversion_ratios(err, seed=s.seed),
+            auroc=stages.ood_scores(err, ll, per.typicality, names),
+            memorisation=stages.memorisation(err, ll, run, sets, s),
             correlation=stages.correlations(ll, per.local_variance, names), typicality=per.typicality.summary(s),
             timing=clock.timing, versions=_versions(), time=time.strftime("%Y-%m-%dT%H:%M:%S"),
             machine=Machine(threads=torch.get_num_threads(), cpu_count=os.cpu_count(), device=str(run.device),
                             platform=platform.platform(), load_average_at_start=tuple(load0) if load0 else None),
+            fid=run_fid(run_dir, run.step),
         )
     summary.findings = findings(summary)
     summary.seconds = clock.elapsed()

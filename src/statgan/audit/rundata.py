@@ -18,6 +18,7 @@ the same seed and n.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,8 +32,9 @@ from ..rundir.run import load_generator
 from ..runtime.seeding import derived_seed, seeded_generator
 from .inversion import lenet_feature_fn
 from .settings import LOSSES
+from .summary import RunFID
 
-__all__ = ["FeatureLoss", "RunData", "SPLITS", "feature_loss", "load_run", "split_images"]
+__all__ = ["FeatureLoss", "RunData", "SPLITS", "feature_loss", "load_run", "run_fid", "split_images"]
 
 #: In-distribution image sets; OOD sets are named by :data:`statgan.data.ood.OOD_SETS` /
 #: ``EXTERNAL_SETS`` or all together as ``ood``.
@@ -84,11 +86,19 @@ class RunData:
         return _take(data, perm[: min(n, len(data))])
 
     def test_and_valid(self, n: int, n_valid: int = 0) -> Tuple[Tensor, Optional[Tensor]]:
-        """``n`` test images (the first of a seeded permutation) and ``n_valid`` others (its last)."""
+        """``n`` test images (the first of a seeded permutation) and ``n_valid`` others (its last).
+
+        A test split too small for both keeps ``valid`` to at most half of it and gives ``test`` the
+        rest, so a folder of a few dozen images (3 test images) can still be audited; it needs two
+        images (one each)."""
         data = self._data("test")
         N = len(data)
         if n_valid and n + n_valid > N:
-            raise ConfigError(f"{self.dataset}'s test split has {N} images: n ({n}) + n_valid ({n_valid}) must not exceed it")
+            if N < 2:
+                raise ConfigError(f"{self.dataset}'s test split has {N} image(s); the audit needs at least 2 held-out "
+                                  f"images (one test, one valid): add images or a test/ folder")
+            n_valid = min(n_valid, N // 2)
+            n = min(n, N - n_valid)
         perm = torch.randperm(N, generator=seeded_generator(self.seed, "audit:test"))
         test = _take(data, perm[: min(n, N)])
         valid = _take(data, perm[N - n_valid:]) if n_valid else None
@@ -114,6 +124,24 @@ class RunData:
             raise StatganError(f"OOD sets need image data, but {self.dataset!r} has samples of shape {list(self.data_shape)}")
         # ood_sets takes a 31-bit seed
         return ood_sets(self.reference(), n, seed=derived_seed(self.seed, "audit:ood") % (2**31), names=names)
+
+
+def run_fid(run_dir: Union[str, Path], step: Optional[int] = None) -> Optional[RunFID]:
+    """The run's FID from ``statgan eval``'s ``eval/*.json``: the newest result of checkpoint ``step``
+    if there is one, else the newest of any step; ``None`` if the run was never evaluated."""
+    found = []
+    for p in sorted((Path(run_dir) / "eval").glob("*.json"), key=lambda q: q.stat().st_mtime):
+        try:
+            rec = json.loads(p.read_text())
+            value = float(rec["metrics"]["fid"])
+        except (OSError, ValueError, KeyError, TypeError):  # another file, or no FID in it
+            continue
+        gen = rec.get("generated") or {}
+        found.append(RunFID(value=value, extractor=str((rec.get("extractor") or {}).get("id", "?")),
+                            n=gen.get("n") if isinstance(gen.get("n"), int) else None,
+                            step=gen.get("step") if isinstance(gen.get("step"), int) else None, path=str(p)))
+    same = [f for f in found if step is not None and f.step == step]
+    return (same or found or [None])[-1]
 
 
 def load_run(run_dir: Union[str, Path], seed: int = 0, checkpoint: Optional[Union[str, Path]] = None, ema: bool = True,

@@ -22,6 +22,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,10 +30,11 @@ from ..errors import StatganError
 from .settings import AuditSettings, InvertSettings
 
 __all__ = [
-    "AUDIT_FORMAT", "INVERT_FORMAT", "AuditPaths", "AuditSummary", "BDMCSummary", "Correlations", "Finding",
+    "AUDIT_FORMAT", "INVERT_FORMAT", "AuditPaths", "AuditSummary", "BDMCSummary", "BinomialCI", "Correlations",
+    "DataCopying", "Finding", "RunFID", "ShiftTest",
     "InvertSummary", "InvertedSet", "InversionRatios", "Machine", "Memorisation", "OODScores", "SetCorrelation",
     "SetSummary", "SigmaChoice", "Stats", "TypicalityGroup", "TypicalitySummary", "TypicalityTestSummary", "Versions",
-    "from_json", "to_json",
+    "from_json", "median", "to_json",
 ]
 
 AUDIT_FORMAT = "statgan-audit/1"
@@ -44,6 +46,15 @@ _OMIT_NONE = {"omit_none": True}
 _INLINE = {"inline": True}
 
 T = TypeVar("T")
+
+
+def median(values: Any) -> float:
+    """The audit's one median (``numpy.median``: the mean of the two middle values for even n), NaN
+    for no values. Tables, plots, ratios and verdicts all use it."""
+    if torch.is_tensor(values):
+        values = values.detach().to("cpu", torch.float64).numpy()
+    a = np.asarray(values, dtype=np.float64).ravel()
+    return float(np.median(a)) if a.size else math.nan
 
 
 # ==== the pieces ====================================================================================
@@ -62,10 +73,77 @@ class Stats:
 
     @classmethod
     def of(cls, values: Tensor) -> "Stats":
-        a = torch.as_tensor(values).detach().double().cpu().flatten()
-        q = torch.quantile(a, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).tolist() if a.numel() else [math.nan] * 3
-        return cls(n=int(a.numel()), mean=float(a.mean()), std=float(a.std()) if a.numel() > 1 else 0.0,
-                   q25=q[0], median=q[1], q75=q[2], min=float(a.min()), max=float(a.max()))
+        a = torch.as_tensor(values).detach().double().cpu().flatten().numpy()
+        # numpy's linear quantiles: the median is :func:`median`'s (torch.median would take the lower
+        # middle value for even n, and a plot would disagree with its table)
+        q = np.quantile(a, [0.25, 0.5, 0.75]).tolist() if a.size else [math.nan] * 3
+        return cls(n=int(a.size), mean=float(a.mean()), std=float(a.std(ddof=1)) if a.size > 1 else 0.0,
+                   q25=q[0], median=median(a), q75=q[2], min=float(a.min()), max=float(a.max()))
+
+
+@dataclass(slots=True, kw_only=True)
+class ShiftTest:
+    """Location shift of ``b`` over ``a``: the Hodges-Lehmann estimate (median of all differences
+    b_j - a_i), its ``level`` confidence interval (``None``: unbounded, samples too small for that level), and the
+    two-sided Mann-Whitney p-value."""
+
+    shift: float
+    lo: Optional[float]
+    hi: Optional[float]
+    pvalue: float
+    n_a: int
+    n_b: int
+    level: float = 0.95
+    method: str = "Mann-Whitney U (two-sided); Hodges-Lehmann shift, distribution-free CI"
+
+
+@dataclass(slots=True, kw_only=True)
+class BinomialCI:
+    """``k`` of ``n``: the rate, its Clopper-Pearson interval, and the one-sided binomial p-value of
+    a rate above ``null`` (the test's nominal false-alarm rate)."""
+
+    k: int
+    n: int
+    rate: float
+    lo: float
+    hi: float
+    pvalue_above_null: float
+
+
+
+@dataclass(slots=True, kw_only=True)
+class DataCopying:
+    """Meehan, Chaudhuri & Dasgupta's (2020) three-sample data-copying test
+    (:func:`statgan.audit.memorisation.data_copying_test`). ``c_t``: the held-out-mass weighted mean of
+    the per-cell Mann-Whitney z-scores (``cell_z``, weights ``cell_weights``) of generated samples'
+    vs held-out samples' distances to their nearest training image; ``null_sd`` = sqrt(sum w^2), its
+    standard deviation when nothing is copied, ``pvalue`` = Phi(c_t / null_sd) (one-sided: copying).
+    C_T << 0: copying; >> 0: underfitting."""
+
+    c_t: float
+    null_sd: float
+    pvalue: float
+    space: str = "pixels"
+    n_train: int
+    n_test: int
+    n_generated: int
+    # the cells: how many, how many had enough samples, and each used cell's z-score and weight
+    n_cells: int
+    cells_used: int
+    min_per_cell: int = 5
+    cell_z: Tuple[float, ...] = ()
+    cell_weights: Tuple[float, ...] = ()
+
+
+@dataclass(slots=True, kw_only=True)
+class RunFID:
+    """The run's FID as read from its ``eval/*.json`` (``statgan eval``), newest first."""
+
+    value: float
+    extractor: str
+    n: Optional[int]
+    step: Optional[int]
+    path: str
 
 
 @dataclass(slots=True, kw_only=True)
@@ -115,23 +193,35 @@ class InversionRatios:
 
     train_over_generated: Optional[float]
     test_over_generated: Optional[float]
+    #: 95 % percentile-bootstrap interval of train_over_generated, and the Mann-Whitney p (two-sided)
+    #: of training vs generated errors (absent in files written before they existed)
+    train_over_generated_ci: Optional[Tuple[Optional[float], Optional[float]]] = None
+    pvalue_train_vs_generated: Optional[float] = None
 
 
 @dataclass(slots=True, kw_only=True)
 class OODScores:
     """One OOD set against in-distribution images: AUROCs (1 = the OOD set scores higher), median
-    log-likelihood minus the training images', and the typicality test's rejection rate."""
+    log-likelihood minus the training images', and the typicality test's rejection rate. ``*_ci``:
+    DeLong 95 % intervals of the AUROCs; ``likelihood_vs_train``: Mann-Whitney test and
+    Hodges-Lehmann shift of the set's log-likelihoods over the training images'."""
 
     auroc_inversion: float
     auroc_likelihood: float
     auroc_likelihood_vs_train: float
     median_ll_minus_train: float
     typicality_rejection: float
+    auroc_inversion_ci: Optional[Tuple[float, float]] = None
+    auroc_likelihood_ci: Optional[Tuple[float, float]] = None
+    auroc_likelihood_vs_train_ci: Optional[Tuple[float, float]] = None
+    likelihood_vs_train: Optional[ShiftTest] = None
 
 
 @dataclass(slots=True, kw_only=True)
 class Memorisation:
-    """Training vs held-out test images: AUROCs, Mann-Whitney p-values, gaps."""
+    """Training vs held-out test images: AUROCs (with DeLong 95 % intervals), Mann-Whitney p-values,
+    gaps, the Hodges-Lehmann shift of test over training log-likelihoods, and the data-copying test
+    C_T of generated vs held-out images (Meehan et al. 2020)."""
 
     auroc_inversion: float
     p_inversion: float
@@ -139,23 +229,38 @@ class Memorisation:
     p_likelihood: float
     mean_ll_gap: float
     median_error_ratio: float
+    auroc_inversion_ci: Optional[Tuple[float, float]] = None
+    auroc_likelihood_ci: Optional[Tuple[float, float]] = None
+    likelihood_shift: Optional[ShiftTest] = None
+    data_copying: Optional[DataCopying] = None
+    #: why the data-copying test did not run (e.g. too few held-out images)
+    data_copying_skipped: Optional[str] = field(default=None, metadata=_OMIT_NONE)
 
 
 @dataclass(slots=True, kw_only=True)
 class SetCorrelation:
-    """Correlation of log-likelihood with local variance over the images of ``sets``."""
+    """Correlation of log-likelihood with local variance over the images of ``sets``; ``lo``/``hi``
+    its 95 % Fisher-z interval (``None`` when too few images)."""
 
-    r: float
-    pvalue: float
+    r: Optional[float]
+    pvalue: Optional[float]
     n: int
     method: str
     sets: Tuple[str, ...]
+    lo: Optional[float] = None
+    hi: Optional[float] = None
 
 
 @dataclass(slots=True, kw_only=True)
 class Correlations:
+    """``pooled`` over sets (kept for reference: sets with different means make it misleading),
+    ``test``, ``per_set`` (every scored set but the generated one), and ``stratified``: the
+    within-set correlation combined over ``per_set`` (what the verdict uses)."""
+
     pooled: SetCorrelation
     test: SetCorrelation
+    per_set: Dict[str, SetCorrelation] = field(default_factory=dict)
+    stratified: Optional[SetCorrelation] = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -168,6 +273,8 @@ class TypicalityTestSummary:
     rejection_rate: float
     batch_mean_nll: Stats
     statistic: Stats
+    #: the rejections with their Clopper-Pearson interval and the binomial p of "more than alpha"
+    rejected: Optional[BinomialCI] = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -185,6 +292,11 @@ class TypicalitySummary:
     n_bootstrap: int
     model_typical_set: TypicalityGroup
     ood_test: TypicalityGroup
+    #: how epsilon was calibrated (:data:`statgan.audit.typicality.CALIBRATIONS`); files written
+    #: before the choice existed used Nalisnick et al.'s fixed-entropy bootstrap
+    calibration: str = "fixed-entropy"
+    #: the batch size asked for, when the sets were too small for it (``batch_size`` is what ran)
+    batch_size_requested: Optional[int] = field(default=None, metadata=_OMIT_NONE)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -197,6 +309,10 @@ class Finding:
     verdict: str
     text: str
     numbers: Dict[str, Any]
+    #: what the verdict measures, how it is tested, and how uncertain it is (one line each)
+    statistic: str = ""
+    test: str = ""
+    uncertainty: str = ""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -263,6 +379,7 @@ class AuditSummary(_RunResult):
     time: str
     findings: List[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    fid: Optional[RunFID] = field(default=None, metadata=_OMIT_NONE)
     paths: Optional[AuditPaths] = field(default=None, metadata=_OMIT_NONE)
 
 
