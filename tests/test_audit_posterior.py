@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from statgan import audit
-from statgan.audit.posterior import MODE_WEIGHTS, LaplaceMixture, jacobian, laplace_proposal
+from statgan.audit.posterior import MODE_WEIGHTS, LaplaceMixture, LaplaceOptions, jacobian, laplace_proposal
 from statgan.audit.proposal import GaussianMixture, IsotropicGaussian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -127,7 +127,7 @@ def test_laplace_is_exact_for_a_linear_generator():
     x = mvn.sample((8,))
     exact = mvn.log_prob(x)
     z0 = torch.randn(8, 2, 5, generator=g, dtype=torch.float64)  # far from the mode: refinement + GN step
-    q = laplace_proposal(lin, x, z0, sigma, refine_steps=0)
+    q = laplace_proposal(lin, x, z0, sigma)
     assert (q.n_modes == 1).all()  # both starts reach the one mode in one Gauss-Newton step
     assert torch.allclose(q.laplace_log_likelihood, exact, atol=1e-6)
     res = audit.ais(lin, x, 5, sigma, n_steps=1, n_chains=32, proposal=q, seed=0)
@@ -150,7 +150,7 @@ def test_mixture_keeps_all_four_modes_and_single_mode_loses_three_quarters(four_
     assert (mix.ess > 0.5 * 400).all()
     # one Laplace component (the best restart only): weights p/q ~ p(x) / 4 on its quarter of the mass
     best = q.means[torch.arange(len(x)), q.log_evidence.argmax(-1)].unsqueeze(1)
-    single = laplace_proposal(G, x, best, SIGMA, refine_steps=0)
+    single = laplace_proposal(G, x, best, SIGMA, LaplaceOptions(jacobians=1, newton_steps=0))
     assert (single.n_modes == 1).all()
     one = audit.ais(G, x, 2, SIGMA, n_steps=1, n_chains=400, proposal=single, seed=1)
     assert torch.allclose(one.log_likelihood - exact, torch.full_like(exact, -math.log(4)), atol=0.1)
@@ -182,7 +182,7 @@ def test_two_mode_generator_and_equal_weights():
     exact = grid_log_likelihood(G, x)
     cand = candidates(G, x)
     qe = laplace_proposal(G, x, cand, SIGMA)
-    qq = laplace_proposal(G, x, cand, SIGMA, weights="equal")
+    qq = laplace_proposal(G, x, cand, SIGMA, LaplaceOptions(weights="equal"))
     assert qe.n_modes.tolist() == [2] * len(x) and torch.equal(qe.kept, qq.kept)
     for q in (qe, qq):
         est = audit.ais(G, x, 2, SIGMA, n_steps=1, n_chains=400, proposal=q, seed=3).log_likelihood
@@ -236,11 +236,13 @@ def test_laplace_proposal_argument_errors():
     G = Quadratic()
     x = torch.zeros(3, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"weights must be one of 'evidence', 'equal', got 'mean'"):
-        laplace_proposal(G, x, torch.zeros(3, 1, 2, dtype=torch.float64), SIGMA, weights="mean")
+        laplace_proposal(G, x, torch.zeros(3, 1, 2, dtype=torch.float64), SIGMA, LaplaceOptions(weights="mean"))
+    with pytest.raises(ValueError, match=r"max_scale must be in \(0, 1\]"):
+        laplace_proposal(G, x, torch.zeros(3, 1, 2, dtype=torch.float64), SIGMA, LaplaceOptions(max_scale=2.0))
     with pytest.raises(ValueError, match=r"candidates must be a tensor of shape \(B, R, d\) or \(B, d\) with B = 3"):
         laplace_proposal(G, x, torch.zeros(2, 2, dtype=torch.float64), SIGMA)
     with pytest.raises(ValueError, match="pass init .* or proposal, not both"):
-        q = laplace_proposal(G, x, torch.ones(3, 2, dtype=torch.float64), SIGMA, refine_steps=0)
+        q = laplace_proposal(G, x, torch.ones(3, 2, dtype=torch.float64), SIGMA)
         audit.ais(G, x, 2, SIGMA, n_steps=2, init=torch.zeros(3, 2, dtype=torch.float64), proposal=q)
     with pytest.raises(ValueError, match=r"proposal must be a statgan.audit.proposal.Proposal over 2 images"):
         audit.ais(G, x[:2], 2, SIGMA, n_steps=2, proposal=q)

@@ -180,7 +180,7 @@ def audit_run(
     with clock("inversion"):
         inv = stages.invert_sets(run, sets, s, feature)
     with clock("sigma"):
-        sigma = stages.choose_sigma(run, sets.valid, inv["valid"].z, s)
+        sigma = stages.choose_sigma(run, sets.valid, inv["valid"], s)
     with clock("ais"):
         lik = stages.likelihoods(run, {"valid": sets.valid, **sets.scored}, inv, sigma.chosen, s)
     with clock("bdmc"):
