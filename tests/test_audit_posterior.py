@@ -246,3 +246,30 @@ def test_laplace_proposal_argument_errors():
         audit.ais(G, x, 2, SIGMA, n_steps=2, init=torch.zeros(3, 2, dtype=torch.float64), proposal=q)
     with pytest.raises(ValueError, match=r"proposal must be a statgan.audit.proposal.Proposal over 2 images"):
         audit.ais(G, x[:2], 2, SIGMA, n_steps=2, proposal=q)
+
+
+def test_settings_name_the_proposals_and_refuse_unknown_ones():
+    from statgan.audit import stages
+    from statgan.audit.settings import MODE_WEIGHTS as SETTING_WEIGHTS
+    from statgan.audit.settings import PROPOSALS, AuditSettings
+    from statgan.errors import ConfigError
+
+    assert tuple(stages.PROPOSAL_BUILDERS) == PROPOSALS and set(SETTING_WEIGHTS) == set(MODE_WEIGHTS)
+    with pytest.raises(ConfigError, match="unknown proposal 'gauss'; expected one of: laplace, isotropic"):
+        AuditSettings(proposal="gauss").validate()
+    with pytest.raises(ConfigError, match="unknown mode weights 'mean'"):
+        AuditSettings(mode_weights="mean").validate()
+
+
+def test_invert_keeps_every_restart_and_starts_where_told():
+    G = Quadratic(four=True)
+    x = simulate(G, Z_TRUE[:2])
+    res = audit.invert(G, x, 2, restarts=3, steps=50, lr=0.1, seed=0)
+    assert res.restart_z.shape == (2, 3, 2)
+    best = res.restart_objectives.argmin(1)
+    assert torch.equal(res.restart_z[torch.arange(2), best], res.z)
+    # zero steps from given starts: the starts come back unchanged
+    again = audit.invert(G, x, 2, steps=0, init=res.restart_z)
+    assert torch.equal(again.restart_z, res.restart_z)
+    with pytest.raises(ValueError, match=r"init must be a tensor of shape \(B, restarts, latent_dim\) = \(2, R, 2\)"):
+        audit.invert(G, x, 2, init=torch.zeros(2, 2, dtype=torch.float64))

@@ -63,7 +63,7 @@ class AuditSettings(InvertSettings):
     sigma_candidates: Tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
     sigma_images: int = 16            # valid images used to choose sigma
     sigma_steps: int = 100            # AIS steps per candidate
-    ais_steps: int = 20               # AIS annealing steps T
+    ais_steps: int = 100              # AIS annealing steps T
     chains: int = 1                   # AIS chains per image K
     leapfrog: int = 5                 # HMC leapfrog steps L
     step_size: float = 0.03           # initial HMC step (adapted toward 0.65 acceptance)
