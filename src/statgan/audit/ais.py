@@ -23,6 +23,12 @@ exact posterior sample (available for data simulated from the model) gives an un
 1/p(x), hence a stochastic *upper* bound; the gap between the two bounds the error of both (BDMC,
 Grosse, Ghahramani & Adams 2015; used for GANs by Wu et al. 2017).
 
+The chains may instead start from any normalised proposal q(z | x) with exact samples and density
+(``init=`` for N(z_inv, s^2 I), ``proposal=`` for any :class:`statgan.audit.proposal.Proposal`, e.g.
+the Laplace mixture of :mod:`statgan.audit.posterior`), annealing along
+f_t = q^{1 - beta_t} (p(z) p(x|z))^{beta_t}: the estimator stays unbiased for p(x), and BDMC's
+reverse run back to the same q bounds exactly that estimator.
+
 Implementation notes (why the code looks the way it does):
 
 * Images x chains are one tensor (B, K, d); the generator sees (B*K, d) and the residual against x
