@@ -111,7 +111,11 @@ def test_summary_has_the_expected_keys_and_finite_numbers(audited):
     # None would be a non-finite number turned into JSON null: there must be none in the results
     assert ": null" not in json.dumps(core)
     assert s["sigma"]["chosen"] in s["sigma"]["candidates"]
-    assert s["bdmc"]["upper"]["mean"] <= min(s["bdmc"]["upper_inversion_path"]["mean"], s["bdmc"]["upper_prior_path"]["mean"]) + 1e-9
+    # BDMC certifies the estimator used on real images: one proposal, its own upper bound (no minimum of two)
+    b = s["bdmc"]
+    assert b["proposal"] == "laplace" and "upper_prior_path" not in b and "upper_inversion_path" not in b
+    assert 1.0 <= b["importance_ess"]["median"] and b["proposal_modes"]["min"] >= 1
+    assert s["splits"]["train"]["importance_ess"]["max"] <= s["settings"]["is_samples"] + 1e-9
     for name, row in s["auroc"].items():
         assert 0.0 <= row["auroc_inversion"] <= 1.0 and 0.0 <= row["auroc_likelihood"] <= 1.0
     from safetensors.torch import load_file
@@ -119,6 +123,9 @@ def test_summary_has_the_expected_keys_and_finite_numbers(audited):
     t = load_file(str(out / "per_image.safetensors"))
     assert t["train.log_likelihood"].shape == (8,) and t["glyphs.z"].shape == (4, 8)
     assert float(t["test.errors"].double().quantile(0.5)) == pytest.approx(s["splits"]["test"]["inversion_error"]["median"], rel=1e-6)
+    gap = (t["bdmc.upper"] - t["model_samples.log_likelihood"]).double()
+    assert float(gap.quantile(0.5)) == pytest.approx(s["bdmc"]["gap"]["median"], rel=1e-6, abs=1e-6)
+    assert t["train.log_likelihood_is"].shape == (8,) and t["train.proposal_modes"].min() >= 1
 
 
 def test_verdict_paragraphs_are_in_the_page_and_quote_the_summary(audited):
@@ -208,6 +215,23 @@ def test_summary_round_trips_through_json(audited):
     changed = copy.deepcopy(s)
     changed.splits["test"].log_likelihood.median += 1.0
     assert from_json(to_json(changed)) == changed != s
+
+
+def test_a_summary_from_before_the_laplace_proposal_is_still_read(audited):
+    """statgan-audit/1 files written before the Laplace proposal: BDMC kept per-path bounds and no
+    importance-sampling fields; they read back with those fields set and the new ones None."""
+    data = json.loads((audited[0] / "summary.json").read_text())
+    b = data["bdmc"]
+    for k in ("proposal", "lower_importance_sampling", "importance_ess", "proposal_modes"):
+        del b[k]
+    b["upper_inversion_path"] = b["lower_prior_path"] = b["upper_prior_path"] = b["upper"]
+    for row in data["splits"].values():
+        for k in ("log_likelihood_importance_sampling", "importance_ess", "proposal_modes"):
+            row.pop(k, None)
+    old = from_json(json.dumps(data))
+    assert old.bdmc.proposal is None and old.bdmc.upper_prior_path == audited[1].bdmc.upper
+    assert old.splits["train"].importance_ess is None and old.splits["train"].log_likelihood == audited[1].splits["train"].log_likelihood
+    assert "upper_prior_path" in to_json(old)  # written back as read
 
 
 def test_a_misspelt_field_fails_at_the_line_that_misspells_it(audited):

@@ -33,7 +33,7 @@ from safetensors.torch import save as save_safetensors
 from . import __version__, data, experiments, nets, objectives, regularizers
 from . import config as config_mod
 from .audit.run import audit_run, invert_split
-from .audit.settings import LOSSES, AuditSettings, InvertSettings
+from .audit.settings import LOSSES, PROPOSALS, AuditSettings, InvertSettings
 from .errors import StatganError
 from .latents import latent_walk, style_mix_grid, truncated_samples
 from .metrics.evaluate import METRICS, evaluate_paths, evaluate_run, format_table
@@ -313,7 +313,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     knobs = {k: getattr(args, k) for k in ("n", "n_valid", "n_ood", "restarts", "steps", "loss", "sigma", "ais_steps",
-                                           "chains", "leapfrog", "seed") if getattr(args, k) is not None}
+                                           "chains", "leapfrog", "proposal", "is_samples", "seed")
+             if getattr(args, k) is not None}
     if args.ood is not None:
         knobs["ood"] = tuple(x.strip() for x in args.ood.split(",") if x.strip())
     settings = AuditSettings.quick(**knobs) if args.quick else AuditSettings(**knobs)
@@ -444,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--ais-steps", type=int, default=None, help=f"AIS annealing steps ({dflt('ais_steps')})")
     au.add_argument("--chains", type=int, default=None, help=f"AIS chains per image ({dflt('chains')})")
     au.add_argument("--leapfrog", type=int, default=None, help=f"HMC leapfrog steps ({dflt('leapfrog')})")
+    au.add_argument("--proposal", default=None, choices=PROPOSALS,
+                    help=f"AIS's initial distribution: Laplace mixture at the inversion optima, or N(z_inv, s^2 I) ({dflt('proposal')})")
+    au.add_argument("--is-samples", type=int, default=None, help=f"importance samples per image ({dflt('is_samples')})")
     au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit)")
     au.set_defaults(func=cmd_audit)
 

@@ -7,6 +7,8 @@
     ll = audit.ais_log_likelihood(G, x, latent_dim, sigma, n_steps=1000)        # (B,) nats, lower bound
     sel = audit.select_sigma(G, x_valid, latent_dim)                            # SigmaSelection(.sigma, ...)
     lower, upper = audit.bdmc(G, latent_dim, sigma, n_images=16, n_steps=1000)  # BDMCResult (.gap)
+    q = audit.laplace_proposal(G, x, audit.invert(G, x, latent_dim).restart_z, sigma)  # posterior mixture
+    ll = audit.ais_log_likelihood(G, x, latent_dim, sigma, n_steps=20, proposal=q)  # AIS from q
     res = audit.typicality_test(train_ll, valid_ll, test_ll, batch_size=10)     # TypicalityResult
     audit.auroc(-ll_in, -ll_out); audit.local_variance(images); audit.bits_per_dim(ll, D)
 
@@ -38,12 +40,18 @@ from .ais import (
 from ._common import Prior, StandardNormal
 from .inversion import InversionResult, invert, lenet_feature_fn
 from .ood import Correlation, auroc, correlation, local_variance
+from .posterior import LaplaceMixture, laplace_proposal
+from .proposal import GaussianMixture, IsotropicGaussian, Proposal
 from .typicality import TypicalityResult, typicality_test
 
 __all__ = [
     "AISResult",
     "BDMCResult",
     "Correlation",
+    "GaussianMixture",
+    "IsotropicGaussian",
+    "LaplaceMixture",
+    "Proposal",
     "InversionResult",
     "Prior",
     "StandardNormal",
@@ -56,6 +64,7 @@ __all__ = [
     "bits_per_dim",
     "correlation",
     "invert",
+    "laplace_proposal",
     "lenet_feature_fn",
     "linear_schedule",
     "local_variance",

@@ -23,6 +23,12 @@ exact posterior sample (available for data simulated from the model) gives an un
 1/p(x), hence a stochastic *upper* bound; the gap between the two bounds the error of both (BDMC,
 Grosse, Ghahramani & Adams 2015; used for GANs by Wu et al. 2017).
 
+The chains may instead start from any normalised proposal q(z | x) with exact samples and density
+(``init=`` for N(z_inv, s^2 I), ``proposal=`` for any :class:`statgan.audit.proposal.Proposal`, e.g.
+the Laplace mixture of :mod:`statgan.audit.posterior`), annealing along
+f_t = q^{1 - beta_t} (p(z) p(x|z))^{beta_t}: the estimator stays unbiased for p(x), and BDMC's
+reverse run back to the same q bounds exactly that estimator.
+
 Implementation notes (why the code looks the way it does):
 
 * Images x chains are one tensor (B, K, d); the generator sees (B*K, d) and the residual against x
@@ -66,6 +72,7 @@ from ._common import (
     generate,
     logmeanexp,
 )
+from .proposal import IsotropicGaussian, Proposal
 from ..runtime.seeding import SeedLike, make_rng
 from ..runtime.validation import check_int, check_positive
 
@@ -185,26 +192,8 @@ class _State(NamedTuple):
         return _State(*out)
 
 
-class _GaussianBase:
-    """Initial distribution q(z) = N(mean_b, s^2 I) per image b (the inversion-started path)."""
-
-    def __init__(self, mean: Tensor, scale: float) -> None:
-        self.mean = mean.unsqueeze(1)  # (B, 1, d)
-        self.scale = scale
-        self.const = -0.5 * mean.shape[-1] * math.log(2 * math.pi * scale**2)
-
-    def sample(self, n_chains: int, rng: torch.Generator) -> Tensor:
-        eps = torch.randn(self.mean.shape[0], n_chains, self.mean.shape[-1], generator=rng,
-                          dtype=self.mean.dtype, device=self.mean.device)
-        return self.mean + self.scale * eps
-
-    def log_prob_and_grad(self, z: Tensor) -> Tuple[Tensor, Tensor]:
-        diff = z - self.mean
-        return -0.5 * diff.double().square().sum(-1) / self.scale**2 + self.const, diff / (-self.scale**2)
-
-
 def _make_evaluator(generator: nn.Module, x: Tensor, sigma: float, prior: Prior,
-                    base: Optional[_GaussianBase]) -> Callable[[Tensor], _State]:
+                    base: Optional[Proposal]) -> Callable[[Tensor], _State]:
     """evaluate(z (B, K, d)) -> _State: one generator forward + backward for all chains."""
     data_shape = tuple(x.shape[1:])
     n_dims = int(math.prod(data_shape))
@@ -302,6 +291,7 @@ class BDMCResult:
         data: (B, *data_shape) the simulated images x = G(z) + sigma * noise.
         latents: (B, d) the exact latents z that generated them (exact posterior samples).
         forward, reverse: the two :class:`AISResult` runs.
+        proposal: the initial distribution q of both runs (None: the prior path).
     """
 
     lower: Tensor
@@ -310,6 +300,7 @@ class BDMCResult:
     latents: Tensor
     forward: AISResult = field(repr=False)
     reverse: AISResult = field(repr=False)
+    proposal: Optional[Proposal] = field(default=None, repr=False)
 
     @property
     def gap(self) -> Tensor:
@@ -382,6 +373,15 @@ def _setup(generator: nn.Module, x: Tensor, latent_dim: int) -> Tuple[Tensor, to
     return x.to(device=device, dtype=dtype), device, dtype
 
 
+def _check_proposal(proposal: Optional[Proposal], n_images: int, latent_dim: int) -> None:
+    if proposal is not None and (not isinstance(proposal, Proposal) or proposal.n_images != n_images
+                                 or proposal.dim != latent_dim):
+        got = (f"{proposal.n_images} images of dimension {proposal.dim}" if isinstance(proposal, Proposal)
+               else type(proposal).__name__)
+        raise ValueError(f"proposal must be a statgan.audit.proposal.Proposal over {n_images} images of dimension "
+                         f"{latent_dim}, got {got}")
+
+
 def _check_ais_args(sigma: Any, n_steps: Any, n_chains: Any, leapfrog: Any) -> Tuple[float, int, int, int]:
     return (check_positive("sigma", sigma), check_int("n_steps", n_steps), check_int("n_chains", n_chains),
             check_int("leapfrog", leapfrog))
@@ -401,6 +401,7 @@ def ais(
     prior: Any = None,
     init: Optional[Tensor] = None,
     init_scale: float = 0.1,
+    proposal: Optional[Proposal] = None,
     batch_size: Optional[int] = None,
     seed: SeedLike = None,
 ) -> AISResult:
@@ -431,6 +432,11 @@ def ais(
             prior-path chains at inverted latents would NOT be valid: AIS needs exact samples from
             its first distribution.) ``init_scale`` must not be much smaller than the posterior
             spread, or the weights degenerate (check :attr:`AISResult.ess`).
+        proposal: instead of ``init``, any normalised initial distribution q with exact samples and
+            log-density (:class:`statgan.audit.proposal.Proposal` over the B images), e.g. the
+            Laplace mixture of :func:`statgan.audit.posterior.laplace_proposal`; same path and
+            guarantees. With ``n_steps=1`` the estimate is plain importance sampling from q,
+            log mean_k p(z_k) p(x|z_k) / q(z_k), z_k ~ q.
         batch_size: images per chunk (memory: batch_size * n_chains generator activations).
         seed: int, torch.Generator or None (drawn from the global RNG).
     """
@@ -447,19 +453,21 @@ def ais(
             raise ValueError("step_size schedule must hold finite non-negative values")
     else:
         step_size = check_positive("step_size", step_size)
+    if init is not None and proposal is not None:
+        raise ValueError("pass init (an isotropic Gaussian start) or proposal, not both")
     if init is not None:
         if not torch.is_tensor(init) or tuple(init.shape) != (B, latent_dim):
             got = tuple(init.shape) if torch.is_tensor(init) else type(init).__name__
             raise ValueError(f"init must be a tensor of shape (B, latent_dim) = ({B}, {latent_dim}), got {got}")
-        init = init.detach().to(device=device, dtype=dtype)
-        init_scale = check_positive("init_scale", init_scale)
+        proposal = IsotropicGaussian(init.detach().to(device=device, dtype=dtype), check_positive("init_scale", init_scale))
+    _check_proposal(proposal, B, latent_dim)
     rng = make_rng(seed, device)
 
     parts: List[Tuple[Tensor, Tensor, Tensor, Tensor]] = []
     with frozen(generator), torch.no_grad():
         for sl in chunks(B, batch_size):
             xb = x[sl]
-            base = _GaussianBase(init[sl], init_scale) if init is not None else None
+            base = proposal[sl] if proposal is not None else None
             evaluate = _make_evaluator(generator, xb, sigma, prior_, base)
             z0 = base.sample(n_chains, rng) if base is not None else prior_.sample((xb.shape[0], n_chains), rng, dtype, device)
             eps0 = step_size[:, sl] if torch.is_tensor(step_size) else step_size
@@ -490,7 +498,7 @@ def ais_log_likelihood(
 
     Same arguments as :func:`ais` (which also returns the chains' weights, acceptance rates and
     step sizes); ``options`` are its keyword-only arguments (step_size, schedule, prior, init,
-    init_scale, batch_size, seed). For bits per dimension use :func:`bits_per_dim`.
+    init_scale, proposal, batch_size, seed). For bits per dimension use :func:`bits_per_dim`.
     """
     return ais(generator, x, latent_dim, sigma, n_steps, n_chains, leapfrog, **options).log_likelihood
 
@@ -503,6 +511,8 @@ def select_sigma(
     n_steps: int = 100,
     n_chains: int = 4,
     leapfrog: int = 5,
+    *,
+    proposal: Optional[Callable[[float], Proposal]] = None,
     **options: Any,
 ) -> SigmaSelection:
     """Choose sigma maximising the mean held-out AIS log-likelihood over ``candidates``.
@@ -511,7 +521,8 @@ def select_sigma(
     purpose (the search is a pre-step); note that a loose lower bound is looser for small sigma
     (sharper posteriors are harder to anneal to), so very small budgets favour larger sigma.
     Every candidate uses the same seed (common random numbers), which makes the comparison less
-    noisy. ``options`` go to :func:`ais`.
+    noisy. ``proposal``: optional callable sigma -> :class:`Proposal` over ``x_heldout`` (a
+    posterior approximation depends on sigma). ``options`` go to :func:`ais`.
     """
     cands = [check_positive("candidate sigma", c) for c in candidates]
     if not cands:
@@ -521,7 +532,8 @@ def select_sigma(
         device = seed.device if isinstance(seed, torch.Generator) else "cpu"
         seed = int(torch.randint(0, 2**62, (1,), generator=seed, device=device).item())
     lls = torch.stack([
-        ais_log_likelihood(generator, x_heldout, latent_dim, s, n_steps, n_chains, leapfrog, seed=seed, **options)
+        ais_log_likelihood(generator, x_heldout, latent_dim, s, n_steps, n_chains, leapfrog, seed=seed,
+                           **({"proposal": proposal(s)} if proposal is not None else {}), **options)
         for s in cands
     ])
     means = lls.mean(1)
@@ -543,6 +555,7 @@ def bdmc(
     prior: Any = None,
     init: Optional[Callable[[Tensor], Tensor]] = None,
     init_scale: float = 0.1,
+    proposal: Optional[Callable[[Tensor], Proposal]] = None,
     batch_size: Optional[int] = None,
     seed: SeedLike = None,
 ) -> BDMCResult:
@@ -565,8 +578,15 @@ def bdmc(
     the reverse run ends in q, which is normalised, so E[exp(log w_rev)] = 1/p(x) still holds and
     the gap certifies exactly the estimator that ``ais(..., init=...)`` computes on real data.
     Its upper bound is loose when init(x) lands far from the true z (a many-to-one generator), since
-    the reverse chain must travel there; any reverse run bounds log p(x) from above, so a caller may
-    keep the smaller of this upper bound and the prior path's (``statgan audit`` does).
+    the reverse chain must travel there.
+
+    ``proposal``: instead of ``init``, a callable mapping the simulated images to any
+    :class:`Proposal` over them (e.g. ``lambda x: laplace_proposal(G, x, invert(G, x, d).restart_z,
+    sigma)``): both directions anneal between that q and the posterior, so ``lower``/``upper``
+    bracket exactly the estimator ``ais(..., proposal=q)`` computes on real images (the reverse run
+    starts from the exact posterior sample z and ends in q). The q used is ``result.proposal``.
+    (Do not take the minimum of several upper bounds: each is a stochastic bound, and the minimum
+    of two is biased low.)
     """
     sigma, n_steps, n_chains, leapfrog = _check_ais_args(sigma, n_steps, n_chains, leapfrog)
     latent_dim = check_int("latent_dim", latent_dim)
@@ -588,7 +608,9 @@ def bdmc(
                          f"got {tuple(mean.shape) if torch.is_tensor(mean) else type(mean).__name__}")
     x = mean + sigma * torch.randn(mean.shape, generator=rng, dtype=mean.dtype, device=device)
 
-    z_init = None
+    q: Optional[Proposal] = None
+    if init is not None and proposal is not None:
+        raise ValueError("pass init (an isotropic Gaussian start) or proposal, not both")
     if init is not None:
         if not callable(init):
             raise ValueError(f"init must be a callable mapping images (n_images, ...) to latents (n_images, d), got {type(init).__name__}")
@@ -597,16 +619,21 @@ def bdmc(
         if not torch.is_tensor(z_init) or tuple(z_init.shape) != (n_images, latent_dim):
             got = tuple(z_init.shape) if torch.is_tensor(z_init) else type(z_init).__name__
             raise ValueError(f"init(x) must return latents of shape ({n_images}, {latent_dim}), got {got}")
-        z_init = z_init.detach().to(device=device, dtype=dtype)
+        q = IsotropicGaussian(z_init.detach().to(device=device, dtype=dtype), init_scale)
+    elif proposal is not None:
+        if not callable(proposal):
+            raise ValueError(f"proposal must be a callable mapping images (n_images, ...) to a Proposal, got {type(proposal).__name__}")
+        q = proposal(x.detach())
+        _check_proposal(q, n_images, latent_dim)
     fwd = ais(generator, x, latent_dim, sigma, n_steps, n_chains, leapfrog, step_size=step_size,
-              schedule=schedule, prior=prior, init=z_init, init_scale=init_scale, batch_size=batch_size, seed=rng)
+              schedule=schedule, prior=prior, proposal=q, batch_size=batch_size, seed=rng)
 
     betas = _resolve_schedule(schedule, n_steps).flip(0).tolist()
     eps_rev = fwd.step_sizes.flip(0)  # transition at beta_t forward <-> same beta backward
     parts = []
     with frozen(generator), torch.no_grad():
         for sl in chunks(n_images, batch_size):
-            base = _GaussianBase(z_init[sl], init_scale) if z_init is not None else None
+            base = q[sl] if q is not None else None
             evaluate = _make_evaluator(generator, x[sl], sigma, prior_, base)
             z0 = z[sl].unsqueeze(1).expand(-1, n_chains, -1).contiguous()
             log_w, acc, sched, state = _anneal(evaluate, z0, betas, leapfrog, eps_rev[:, sl], rng)
@@ -618,4 +645,5 @@ def bdmc(
         latents=torch.cat([p[3] for p in parts]),
         sigma=sigma, n_steps=n_steps, n_chains=n_chains, leapfrog=leapfrog,
     )
-    return BDMCResult(lower=fwd.log_likelihood, upper=rev.log_likelihood, data=x, latents=z, forward=fwd, reverse=rev)
+    return BDMCResult(lower=fwd.log_likelihood, upper=rev.log_likelihood, data=x, latents=z, forward=fwd, reverse=rev,
+                      proposal=q)

@@ -57,6 +57,8 @@ class InversionResult:
         restart_objectives: (B, R) best objective reached by each restart (spread = landscape
             difficulty).
         reconstructions: (B, *data_shape) G(z), detached.
+        restart_z: (B, R, d) best iterate of every restart (the candidate posterior modes that
+            :func:`statgan.audit.posterior.laplace_proposal` refines and combines).
     """
 
     z: Tensor
@@ -65,6 +67,7 @@ class InversionResult:
     mse: Tensor
     restart_objectives: Tensor
     reconstructions: Tensor
+    restart_z: Optional[Tensor] = None
 
     def __iter__(self) -> Iterator[Tensor]:
         yield self.z
@@ -129,6 +132,7 @@ def invert(
     feature_weight: float = 1.0,
     prior_weight: float = 0.0,
     betas: Tuple[float, float] = (0.9, 0.999),
+    init: Optional[Tensor] = None,
     batch_size: Optional[int] = None,
     seed: SeedLike = None,
 ) -> InversionResult:
@@ -146,6 +150,7 @@ def invert(
         feature_weight: weight of the feature term in "l2+feature".
         prior_weight: lambda of the penalty lambda * ||z||^2 / d (0 = off).
         betas: Adam's betas.
+        init: optional (B, R, d) starting latents (``restarts`` is then R); default z ~ N(0, I).
         batch_size: images per chunk (memory: batch_size * restarts generator activations).
         seed: int, torch.Generator or None (drawn from the global RNG).
 
@@ -168,6 +173,12 @@ def invert(
     device = param.device if param is not None else x.device
     dtype = param.dtype if param is not None else x.dtype
     x = x.to(device=device, dtype=dtype)
+    if init is not None:
+        if not torch.is_tensor(init) or init.dim() != 3 or tuple(init.shape[::2]) != (x.shape[0], latent_dim):
+            got = tuple(init.shape) if torch.is_tensor(init) else type(init).__name__
+            raise ValueError(f"init must be a tensor of shape (B, restarts, latent_dim) = ({x.shape[0]}, R, {latent_dim}), got {got}")
+        init = init.detach().to(device=device, dtype=dtype)
+        restarts = init.shape[1]
     data_shape = tuple(x.shape[1:])
     rng = make_rng(seed, device)
     B = x.shape[0]
@@ -190,7 +201,8 @@ def invert(
             if use_feat:
                 with torch.no_grad():
                     fx = _check_features(feature_fn(xb), b).reshape(b, 1, -1)  # type: ignore[misc]
-            z = torch.randn(b, restarts, latent_dim, generator=rng, device=device, dtype=dtype).requires_grad_(True)
+            z = (init[sl].clone() if init is not None else
+                 torch.randn(b, restarts, latent_dim, generator=rng, device=device, dtype=dtype)).requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
             best_obj = torch.full((b, restarts), math.inf, device=device, dtype=dtype)
             best_z = z.detach().clone()
@@ -214,7 +226,7 @@ def invert(
             zb = best_z[torch.arange(b, device=device), idx].unsqueeze(1)
             with torch.no_grad():
                 obj, err, mse, out = _objective(generator, zb, x3, fx, data_shape, *args)
-            parts.append((zb.squeeze(1), err.squeeze(1), obj.squeeze(1), mse.squeeze(1), best_obj, out))
-    cat = [torch.cat([p[i] for p in parts]) for i in range(6)]
+            parts.append((zb.squeeze(1), err.squeeze(1), obj.squeeze(1), mse.squeeze(1), best_obj, out, best_z))
+    cat = [torch.cat([p[i] for p in parts]) for i in range(7)]
     return InversionResult(z=cat[0], errors=cat[1], objective=cat[2], mse=cat[3], restart_objectives=cat[4],
-                           reconstructions=cat[5].reshape(B, *data_shape))
+                           reconstructions=cat[5].reshape(B, *data_shape), restart_z=cat[6])

@@ -439,11 +439,18 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
         add(_img(_plot_sigma(sg), "sigma selection", f"sigma chosen: {_fmt(sg.chosen)} ({_e(sg.method)}, "
                  f"{sg.ais_steps} AIS steps). Short AIS runs are looser for small sigma, which favours larger sigma."))
     b = s.bdmc
-    add(f"<p>BDMC on {b.n_images} images simulated from the model, with the audit's own AIS settings. Lower bound "
-        f"(the audit's estimator, started from inverted latents): mean {_fmt(b.lower.mean)} nats. Upper bounds "
-        f"from reverse AIS: inversion-started path mean {_fmt(b.upper_inversion_path.mean)}, prior path mean "
-        f"{_fmt(b.upper_prior_path.mean)} (its forward lower bound: {_fmt(b.lower_prior_path.mean)}); "
-        f"the smaller per image is kept. Gap: mean {_fmt(b.gap.mean)}, median {_fmt(b.gap.median)}, "
+    if b.proposal is not None:
+        ess = b.importance_ess
+        bounds = (f"Lower bound (the audit's estimator: forward AIS from the {_e(b.proposal)} proposal): mean "
+                  f"{_fmt(b.lower.mean)} nats; upper bound (reverse AIS from the exact latent back to the same "
+                  f"proposal): mean {_fmt(b.upper.mean)}. Importance sampling from the proposal alone: mean "
+                  f"{_fmt(b.lower_importance_sampling.mean if b.lower_importance_sampling else math.nan)} nats"
+                  f"{f', median ESS {_fmt(ess.median)} of {s.settings.is_samples}' if ess else ''}. ")
+    else:  # a summary written before the Laplace proposal
+        bounds = (f"Lower bound (started from inverted latents): mean {_fmt(b.lower.mean)} nats; upper bound: per "
+                  f"image the smaller of two reverse runs (biased low), mean {_fmt(b.upper.mean)}. ")
+    add(f"<p>BDMC on {b.n_images} images simulated from the model, with the audit's own AIS settings. {bounds}"
+        f"Gap: mean {_fmt(b.gap.mean)}, median {_fmt(b.gap.median)}, "
         f"max {_fmt(b.gap.max)} nats. The true log p(x) lies (stochastically) between the bounds, so the gap "
         "bounds the error of the audit's likelihoods on data like the simulated data; on real and OOD images the "
         "error can be larger. Differences between sets smaller than the gap are not resolved.</p>")

@@ -15,9 +15,10 @@ x = G(z) + sigma * eps of the BDMC run (the reference for the model's typical se
 
 The pipeline (:mod:`statgan.audit.stages`): inversion of every set (Adam + cosine LR, the best of
 ``restarts``) -> sigma by the held-out AIS likelihood (unless given) -> AIS log-likelihood of every
-set, each chain started from the image's inverted latent (the valid ``init=`` path of
-:func:`statgan.audit.ais`) -> BDMC on simulated data with the same settings (bounds the
-estimator's error) -> local variance, typicality tests, AUROCs, memorisation, correlations ->
+set, each image's chains started from its proposal (by default the Laplace mixture at the distinct
+inversion optima, :func:`statgan.audit.posterior.laplace_proposal`; the valid ``proposal=`` path of
+:func:`statgan.audit.ais`), and importance sampling from it -> BDMC on simulated data with the same
+settings and proposal (bounds that estimator's error) -> local variance, typicality tests, AUROCs, memorisation, correlations ->
 verdicts (:mod:`statgan.audit.verdicts`) -> report (:mod:`statgan.audit.report`).
 """
 
@@ -192,7 +193,7 @@ def audit_run(
     with clock("inversion", total=sum(x.shape[0] for x in inverted.values())) as tick:
         inv = stages.invert_sets(run, sets, s, feature, progress=tick)
     with clock("sigma"):
-        sigma = stages.choose_sigma(run, sets.valid, inv["valid"].z, s)
+        sigma = stages.choose_sigma(run, sets.valid, inv["valid"], s)
     with clock("ais", total=sum(x.shape[0] for x in inverted.values())) as tick:
         lik = stages.likelihoods(run, inverted, inv, sigma.chosen, s, progress=tick)
     with clock("bdmc"):

@@ -14,11 +14,17 @@ from typing import Any, ClassVar, Mapping, Optional, Tuple
 from ..errors import ConfigError
 from ..runtime.validation import check_int, check_positive
 
-__all__ = ["AuditSettings", "InvertSettings", "LOSSES"]
+__all__ = ["AuditSettings", "InvertSettings", "LOSSES", "MODE_WEIGHTS", "PROPOSALS"]
 
 #: ``--loss`` choices of ``statgan invert`` / ``statgan audit``: pixel MSE, or squared distance of
 #: statgan's MNIST LeNet features (MNIST-like data only).
 LOSSES = ("l2", "lenet")
+#: ``--proposal`` choices: AIS's initial distribution q(z | x). "laplace": a mixture of Gauss-Newton
+#: Laplace approximations at the distinct inversion optima (statgan.audit.posterior); "isotropic":
+#: N(z_inverted, init_scale^2 I) around the best restart (the audit's proposal before the mixture).
+PROPOSALS = ("laplace", "isotropic")
+#: how the Laplace mixture weights its modes (statgan.audit.posterior.MODE_WEIGHTS)
+MODE_WEIGHTS = ("evidence", "equal")
 
 
 @dataclass(frozen=True)
@@ -55,13 +61,19 @@ class AuditSettings(InvertSettings):
     ood: Optional[Tuple[str, ...]] = None  # None: built-in sets + fashion-mnist/svhn when found locally
     sigma: Optional[float] = None     # observation noise std; None: chosen on the valid images
     sigma_candidates: Tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
-    sigma_images: int = 32            # valid images used to choose sigma
+    sigma_images: int = 16            # valid images used to choose sigma
     sigma_steps: int = 100            # AIS steps per candidate
-    ais_steps: int = 200              # AIS annealing steps T
+    ais_steps: int = 100              # AIS annealing steps T
     chains: int = 1                   # AIS chains per image K
     leapfrog: int = 5                 # HMC leapfrog steps L
     step_size: float = 0.03           # initial HMC step (adapted toward 0.65 acceptance)
-    init_scale: float = 0.2           # AIS starts from q = N(z_inverted, init_scale^2 I)
+    proposal: str = "laplace"         # AIS's initial distribution (PROPOSALS)
+    posterior_adam_steps: int = 100   # laplace: Adam steps (peak lr 0.1) on -log p(x, z) from each restart
+    posterior_jacobians: int = 1      # laplace: Jacobian rounds per restart (each ~d forward-mode passes)
+    posterior_steps: int = 10         # laplace: Gauss-Newton-preconditioned steps per round toward the mode
+    mode_weights: str = "evidence"    # laplace: weights of the distinct modes (MODE_WEIGHTS)
+    is_samples: int = 32              # importance samples per image from the proposal (reported beside AIS)
+    init_scale: float = 0.4           # isotropic: q = N(z_inverted, init_scale^2 I); laplace: q's largest spread
     bdmc_images: int = 50             # simulated images: BDMC gap and the model's typical set
     typicality_batch: int = 5         # M, images per typicality-test batch
     alpha: float = 0.01               # typicality test level
@@ -70,8 +82,12 @@ class AuditSettings(InvertSettings):
 
     #: What :meth:`quick` changes: a smoke test in seconds (the numbers mean little).
     QUICK: ClassVar[Mapping[str, Any]] = MappingProxyType(dict(
-        n=24, n_valid=16, n_ood=12, restarts=1, steps=40, sigma_images=8, sigma_steps=10, ais_steps=20, bdmc_images=12,
-        typicality_batch=4, n_bootstrap=200))
+        n=24, n_valid=16, n_ood=12, restarts=1, steps=40, sigma_images=8, sigma_steps=10, ais_steps=10, bdmc_images=12,
+        typicality_batch=4, n_bootstrap=200, posterior_adam_steps=10, posterior_steps=3, is_samples=8))
+
+    #: The defaults before the Laplace proposal (the benchmark's reference): isotropic q, 200 steps.
+    LEGACY: ClassVar[Mapping[str, Any]] = MappingProxyType(dict(
+        proposal="isotropic", ais_steps=200, chains=1, leapfrog=5, step_size=0.03, init_scale=0.2, sigma_images=32))
 
     @classmethod
     def quick(cls, **changes: Any) -> "AuditSettings":
@@ -80,8 +96,16 @@ class AuditSettings(InvertSettings):
 
     def validate(self) -> "AuditSettings":
         super().validate()
-        for name in ("sigma_images", "sigma_steps", "ais_steps", "chains", "leapfrog", "typicality_batch", "n_bootstrap"):
+        for name in ("sigma_images", "sigma_steps", "ais_steps", "chains", "leapfrog", "typicality_batch", "n_bootstrap",
+                     "is_samples"):
             check_int(name, getattr(self, name))
+        check_int("posterior_steps", self.posterior_steps, minimum=0)
+        check_int("posterior_jacobians", self.posterior_jacobians)
+        check_int("posterior_adam_steps", self.posterior_adam_steps, minimum=0)
+        if self.proposal not in PROPOSALS:
+            raise ConfigError(f"unknown proposal {self.proposal!r}; expected one of: {', '.join(PROPOSALS)}")
+        if self.mode_weights not in MODE_WEIGHTS:
+            raise ConfigError(f"unknown mode weights {self.mode_weights!r}; expected one of: {', '.join(MODE_WEIGHTS)}")
         # reference samples need two values at least: the OOD bootstrap resamples the valid images,
         # and BDMC's images are halved (entropy, bootstrap)
         check_int("n_valid", self.n_valid, minimum=2)

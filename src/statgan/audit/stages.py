@@ -15,7 +15,7 @@ seed, its purpose), so a stage's numbers do not depend on which stages ran befor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -24,11 +24,13 @@ from torch import Tensor
 from ..errors import StatganError
 from ..runtime.lazy import scipy_stats
 from ..runtime.seeding import derived_seed
-from .ais import BDMCResult, ais, bdmc, bits_per_dim, select_sigma
+from .ais import AISResult, BDMCResult, ais, bdmc, bits_per_dim, select_sigma
 from .inversion import InversionResult, invert
 from .memorisation import data_copying_test
+from .posterior import LaplaceMixture, LaplaceOptions, laplace_proposal
+from .proposal import IsotropicGaussian, Proposal
 from .rundata import FeatureLoss, RunData
-from .settings import AuditSettings, InvertSettings
+from .settings import PROPOSALS, AuditSettings, InvertSettings
 from .summary import (
     BDMCSummary,
     Correlations,
@@ -55,6 +57,8 @@ __all__ = [
 
 #: images per chunk in inversion and AIS (memory: a chunk's generator activations x restarts/chains)
 BATCH = 128
+#: images per chunk of the Laplace proposal (memory: restarts x D x d float64 Jacobians per image)
+LAPLACE_BATCH = 32
 #: training images the data-copying test measures distances to (a seeded subset of larger splits)
 COPYING_TRAIN = 10000
 
@@ -125,84 +129,135 @@ def invert_sets(run: RunData, sets: ImageSets, s: AuditSettings, feature: Featur
     return out
 
 
-# ==== sigma, AIS, BDMC ==============================================================================
+# ==== proposals, sigma, AIS, BDMC ===================================================================
 def _ais_options(s: AuditSettings) -> Dict[str, float]:
-    return dict(step_size=s.step_size, init_scale=s.init_scale, batch_size=BATCH)
+    return dict(step_size=s.step_size, batch_size=BATCH)
 
 
-def choose_sigma(run: RunData, valid: Tensor, z_valid: Tensor, s: AuditSettings) -> SigmaChoice:
+def _isotropic(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> Proposal:
+    return IsotropicGaussian(inv.z.detach().to(run.device), s.init_scale)
+
+
+def _laplace(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> Proposal:
+    assert inv.restart_z is not None  # statgan.audit.invert always fills it
+    options = LaplaceOptions(jacobians=s.posterior_jacobians, newton_steps=s.posterior_steps,
+                             adam_steps=s.posterior_adam_steps, weights=s.mode_weights, max_scale=s.init_scale)
+    return laplace_proposal(run.G, x.to(run.device), inv.restart_z, sigma, options, batch_size=LAPLACE_BATCH)
+
+
+#: AIS's initial distribution by ``AuditSettings.proposal``: (run, images, their inversion, sigma,
+#: settings) -> a normalised q(z | x) over the images.
+PROPOSAL_BUILDERS: Dict[str, Callable[[RunData, Tensor, InversionResult, float, AuditSettings], Proposal]] = {
+    "laplace": _laplace, "isotropic": _isotropic}
+assert tuple(PROPOSAL_BUILDERS) == PROPOSALS, "settings.PROPOSALS names the builders"
+
+
+def proposal(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> Proposal:
+    """The settings' proposal q(z | x) for images ``x`` from their inversion ``inv``."""
+    return PROPOSAL_BUILDERS[s.proposal](run, x, inv, sigma, s)
+
+
+def _head(inv: InversionResult, k: int) -> InversionResult:
+    """The first ``k`` images' inversion."""
+    return replace(inv, **{f: getattr(inv, f)[:k] for f in ("z", "errors", "objective", "mse", "restart_objectives",
+                                                             "reconstructions", "restart_z")
+                           if getattr(inv, f) is not None})
+
+
+def choose_sigma(run: RunData, valid: Tensor, inv_valid: InversionResult, s: AuditSettings) -> SigmaChoice:
     """The settings' sigma, or the candidate with the highest mean AIS log-likelihood of the first
-    ``sigma_images`` valid images (chains started at their inverted latents ``z_valid``)."""
+    ``sigma_images`` valid images (chains started from the settings' proposal at each candidate)."""
     if s.sigma is not None:
         return SigmaChoice(chosen=float(s.sigma), method="given (--sigma)")
     k = min(s.sigma_images, valid.shape[0])
-    sel = select_sigma(run.G, valid[:k].to(run.device), run.latent_dim, candidates=s.sigma_candidates,
-                       n_steps=s.sigma_steps, n_chains=s.chains, leapfrog=s.leapfrog, init=z_valid[:k],
+    xk, ik = valid[:k].to(run.device), _head(inv_valid, k)
+    sel = select_sigma(run.G, xk, run.latent_dim, candidates=s.sigma_candidates, n_steps=s.sigma_steps,
+                       n_chains=s.chains, leapfrog=s.leapfrog, proposal=lambda sg: proposal(run, xk, ik, sg, s),
                        seed=derived_seed(s.seed, "audit:sigma"), **_ais_options(s))
     return SigmaChoice(chosen=float(sel.sigma), method=f"max mean AIS log-likelihood of {k} valid images",
                        candidates=tuple(float(c) for c in sel.candidates),
                        mean_log_likelihood=tuple(float(v) for v in sel.mean_log_likelihood), ais_steps=s.sigma_steps)
 
 
+def _n_modes(q: Optional[Proposal], n: int) -> Tensor:
+    """Distinct posterior modes per image in q (1 for a single Gaussian)."""
+    return q.n_modes.cpu() if isinstance(q, LaplaceMixture) else torch.ones(n, dtype=torch.long)
+
+
+def _importance_sampling(run: RunData, x: Tensor, q: Proposal, sigma: float, s: AuditSettings, purpose: str) -> AISResult:
+    """Plain importance sampling from q (AIS with one step: no transition), ``is_samples`` draws per image."""
+    return ais(run.G, x, run.latent_dim, sigma, 1, s.is_samples, 1, proposal=q, batch_size=BATCH,
+               seed=derived_seed(s.seed, f"audit:is:{purpose}"))
+
+
 @dataclass
 class Likelihoods:
-    """Per set: AIS log-likelihoods (nats, CPU) and the mean HMC acceptance rate."""
+    """Per set (CPU tensors): AIS log-likelihoods (nats) and the mean HMC acceptance rate; importance
+    sampling from the same proposal (log p^ and ESS per image); distinct modes of the proposal."""
 
     log_likelihood: Dict[str, Tensor]
     acceptance: Dict[str, float]
+    is_log_likelihood: Dict[str, Tensor]
+    is_ess: Dict[str, Tensor]
+    n_modes: Dict[str, Tensor]
 
 
 def likelihoods(run: RunData, images: Dict[str, Tensor], inversions: Dict[str, InversionResult], sigma: float,
                 s: AuditSettings, progress: Progress = None) -> Likelihoods:
-    """AIS log-likelihood of every image, each image's chains started from its inverted latent;
-    ``progress`` gets each set's image count when it is done."""
-    ll: Dict[str, Tensor] = {}
-    acceptance: Dict[str, float] = {}
+    """AIS log-likelihood of every image, each image's chains started from its proposal (built from its
+    inversion), and importance sampling from the same proposal; ``progress`` gets each set's image
+    count when it is done."""
+    out = Likelihoods({}, {}, {}, {}, {})
     for name, x in images.items():
-        res = ais(run.G, x.to(run.device), run.latent_dim, sigma, s.ais_steps, s.chains, s.leapfrog,
-                  init=inversions[name].z, seed=derived_seed(s.seed, f"audit:ais:{name}"), **_ais_options(s))
-        ll[name] = res.log_likelihood.cpu()
-        acceptance[name] = float(res.acceptance.mean())
+        x = x.to(run.device)
+        q = proposal(run, x, inversions[name], sigma, s)
+        res = ais(run.G, x, run.latent_dim, sigma, s.ais_steps, s.chains, s.leapfrog, proposal=q,
+                  seed=derived_seed(s.seed, f"audit:ais:{name}"), **_ais_options(s))
+        imp = _importance_sampling(run, x, q, sigma, s, name)
+        out.log_likelihood[name] = res.log_likelihood.cpu()
+        out.acceptance[name] = float(res.acceptance.mean())
+        out.is_log_likelihood[name], out.is_ess[name] = imp.log_likelihood.cpu(), imp.ess.cpu()
+        out.n_modes[name] = _n_modes(q, x.shape[0])
         _tick(progress, x.shape[0])
-    return Likelihoods(ll, acceptance)
+    return out
 
 
 @dataclass
 class BDMCBounds:
-    """BDMC on model samples x = G(z) + sigma eps. ``lower``: the audit's own estimator (forward AIS
-    from inverted latents) -- these are also the model samples' log-likelihoods; ``upper``: per
-    image the smaller reverse-AIS bound of the two paths (CPU, float64)."""
+    """BDMC on model samples x = G(z) + sigma eps with the audit's own estimator: ``lower`` (forward
+    AIS from the proposal -- also the model samples' log-likelihoods) and ``upper`` (reverse AIS from
+    the exact z back to the same proposal), CPU float64; importance sampling from that proposal."""
 
     lower: Tensor
     upper: Tensor
-    inversion_path: BDMCResult
-    prior_path: BDMCResult
+    result: BDMCResult
+    is_lower: Tensor
+    is_ess: Tensor
+    n_modes: Tensor
+    proposal: str
 
     def summary(self) -> BDMCSummary:
         return BDMCSummary(n_images=int(self.lower.numel()), lower=Stats.of(self.lower), upper=Stats.of(self.upper),
-                           gap=Stats.of(self.upper - self.lower), upper_inversion_path=Stats.of(self.inversion_path.upper),
-                           lower_prior_path=Stats.of(self.prior_path.lower),
-                           upper_prior_path=Stats.of(self.prior_path.upper))
+                           gap=Stats.of(self.upper - self.lower), proposal=self.proposal,
+                           lower_importance_sampling=Stats.of(self.is_lower), importance_ess=Stats.of(self.is_ess),
+                           proposal_modes=Stats.of(self.n_modes))
 
 
 def bdmc_bounds(run: RunData, sigma: float, s: AuditSettings) -> BDMCBounds:
-    """Bidirectional Monte Carlo on ``bdmc_images`` simulated images with the audit's AIS settings."""
+    """Bidirectional Monte Carlo on ``bdmc_images`` simulated images with the audit's AIS settings and
+    proposal (built from the simulated images' own inversion, as for real images), so the gap
+    certifies exactly the estimator used on real images."""
 
-    def init(x: Tensor) -> Tensor:
-        return invert_images(run, x, s, "model-samples", ("l2", None)).z
+    def build(x: Tensor) -> Proposal:
+        return proposal(run, x, invert_images(run, x, s, "model-samples", ("l2", None)), sigma, s)
 
-    seed = derived_seed(s.seed, "audit:bdmc")
-    common = dict(n_images=s.bdmc_images, n_steps=s.ais_steps, n_chains=s.chains, leapfrog=s.leapfrog,
-                  step_size=s.step_size, batch_size=BATCH, seed=seed)
-    forward = bdmc(run.G, run.latent_dim, sigma, init=init, init_scale=s.init_scale, **common)
-    # The reverse run of the inversion-started path must travel from the true z to q = N(z_inv, s^2 I),
-    # and z_inv is often far from the true z (many latents give similar images), so its upper bound is
-    # loose. Every reverse-AIS estimate is a stochastic upper bound on log p(x), whatever the path: the
-    # prior path's (same seed -> same simulated images) is usually tighter, and the smaller one is kept.
-    prior = bdmc(run.G, run.latent_dim, sigma, **common)
-    assert torch.equal(forward.data, prior.data), "both BDMC paths must score the same simulated images"
-    return BDMCBounds(lower=forward.lower.cpu(), upper=torch.minimum(forward.upper, prior.upper).cpu(),
-                      inversion_path=forward, prior_path=prior)
+    res = bdmc(run.G, run.latent_dim, sigma, n_images=s.bdmc_images, n_steps=s.ais_steps, n_chains=s.chains,
+               leapfrog=s.leapfrog, step_size=s.step_size, proposal=build, batch_size=BATCH,
+               seed=derived_seed(s.seed, "audit:bdmc"))
+    assert res.proposal is not None
+    imp = _importance_sampling(run, res.data, res.proposal, sigma, s, "model-samples")
+    return BDMCBounds(lower=res.lower.cpu(), upper=res.upper.cpu(), result=res, is_lower=imp.log_likelihood.cpu(),
+                      is_ess=imp.ess.cpu(), n_modes=_n_modes(res.proposal, s.bdmc_images), proposal=s.proposal)
 
 
 # ==== scores ========================================================================================
@@ -265,7 +320,9 @@ def set_summaries(inversions: Dict[str, InversionResult], lik: Likelihoods, lv: 
             kind="ood" if name in ood_names else ("held-out" if name == "valid" else name),
             inversion_error=Stats.of(r.errors), inversion_mse=Stats.of(r.mse), log_likelihood=Stats.of(ll),
             bits_per_dim=Stats.of(bits_per_dim(ll, n_dims)), ais_acceptance=lik.acceptance[name],
-            local_variance=Stats.of(lv[name]) if name in lv else None)
+            local_variance=Stats.of(lv[name]) if name in lv else None,
+            log_likelihood_importance_sampling=Stats.of(lik.is_log_likelihood[name]),
+            importance_ess=Stats.of(lik.is_ess[name]), proposal_modes=Stats.of(lik.n_modes[name]))
     out["model_samples"] = SetSummary(n=int(model_ll.numel()), kind="model", log_likelihood=Stats.of(model_ll),
                                       bits_per_dim=Stats.of(bits_per_dim(model_ll, n_dims)))
     return out
@@ -383,12 +440,17 @@ class PerImage:
     typicality: TypicalityTests
 
     def tensors(self) -> Dict[str, Tensor]:
-        """``SET.errors``, ``SET.mse``, ``SET.log_likelihood``, ``SET.z`` (and ``SET.local_variance``) per
-        inverted set, ``model_samples.log_likelihood`` and ``bdmc.upper``."""
-        out: Dict[str, Tensor] = {"model_samples.log_likelihood": self.bdmc.lower, "bdmc.upper": self.bdmc.upper}
+        """``SET.errors``, ``SET.mse``, ``SET.log_likelihood`` (AIS), ``SET.log_likelihood_is`` (importance
+        sampling), ``SET.proposal_modes``, ``SET.z`` (and ``SET.local_variance``) per inverted set,
+        ``model_samples.log_likelihood`` (AIS, BDMC's lower bound), ``model_samples.log_likelihood_is``
+        and ``bdmc.upper``."""
+        out: Dict[str, Tensor] = {"model_samples.log_likelihood": self.bdmc.lower, "bdmc.upper": self.bdmc.upper,
+                                  "model_samples.log_likelihood_is": self.bdmc.is_lower}
         for name, r in self.inversions.items():
             out.update({f"{name}.errors": r.errors, f"{name}.mse": r.mse,
-                        f"{name}.log_likelihood": self.likelihoods.log_likelihood[name], f"{name}.z": r.z})
+                        f"{name}.log_likelihood": self.likelihoods.log_likelihood[name], f"{name}.z": r.z,
+                        f"{name}.log_likelihood_is": self.likelihoods.is_log_likelihood[name],
+                        f"{name}.proposal_modes": self.likelihoods.n_modes[name]})
             if name in self.local_variance:
                 out[f"{name}.local_variance"] = self.local_variance[name]
         return out

@@ -159,6 +159,11 @@ class SetSummary:
     bits_per_dim: Stats
     ais_acceptance: Optional[float] = field(default=None, metadata=_OMIT_NONE)
     local_variance: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    # importance sampling from AIS's proposal: log p^ (nats), ESS of the is_samples weights, and the
+    # proposal's distinct posterior modes per image (absent in summaries written before the Laplace proposal)
+    log_likelihood_importance_sampling: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    importance_ess: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    proposal_modes: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -174,16 +179,28 @@ class SigmaChoice:
 
 @dataclass(slots=True, kw_only=True)
 class BDMCSummary:
-    """BDMC on ``n_images`` model samples: ``lower`` (the audit's estimator), ``upper`` (per image
-    the smaller of the two reverse runs), ``gap`` = upper - lower, and each path's own bounds."""
+    """BDMC on ``n_images`` model samples with the audit's own estimator: ``lower`` (forward AIS from
+    the ``proposal``), ``upper`` (reverse AIS from the exact latent back to the same proposal),
+    ``gap`` = upper - lower; importance sampling from that proposal (its lower bound and ESS) and
+    the proposal's distinct modes per image.
+
+    Summaries written before the Laplace proposal have no ``proposal``/importance fields; instead
+    ``upper`` there is the per-image minimum of two reverse runs (biased low: a minimum of two
+    stochastic upper bounds), kept in ``upper_inversion_path`` / ``upper_prior_path``, with
+    ``lower_prior_path``. They are read back as written and never produced now.
+    """
 
     n_images: int
     lower: Stats
     upper: Stats
     gap: Stats
-    upper_inversion_path: Stats
-    lower_prior_path: Stats
-    upper_prior_path: Stats
+    proposal: Optional[str] = field(default=None, metadata=_OMIT_NONE)
+    lower_importance_sampling: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    importance_ess: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    proposal_modes: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    upper_inversion_path: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    lower_prior_path: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    upper_prior_path: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
 
 
 @dataclass(slots=True, kw_only=True)

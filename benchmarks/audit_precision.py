@@ -1,0 +1,78 @@
+"""Audit precision: the BDMC gap of the audit's likelihood estimator, old proposal against new, and
+the wall time of the whole ``statgan audit`` with each, in one run on one machine.
+
+Arms (both the current code, same seed, same images):
+
+* ``legacy``: ``AuditSettings.LEGACY`` -- AIS from N(z_inverted, 0.2^2 I), 200 steps, 1 chain, 5
+  leapfrog steps (the defaults before the Laplace proposal; the old audit also ran a second,
+  prior-path BDMC and reported a biased per-image minimum of the two upper bounds, which is gone);
+* ``new``: the current defaults (Laplace mixture at the distinct inversion optima, see
+  statgan.audit.posterior).
+
+For each arm the whole audit (``statgan.audit.run.audit_run``: every stage, the report and files) runs
+and is timed; its summary gives the BDMC bounds on ``bdmc_images`` model samples at the chosen sigma. Then,
+for the new settings, the BDMC gap at a few fixed sigma values (``--sigmas``; stage
+``bdmc_bounds`` only). Prints medians and the ratios new / legacy.
+
+    python benchmarks/audit_precision.py RUN_DIR                  # e.g. the default run
+    python benchmarks/audit_precision.py RUN_DIR --sigmas 0.05,0.1,0.2 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from dataclasses import replace
+
+import torch
+
+from statgan.audit import stages
+from statgan.audit.run import audit_run
+from statgan.audit.rundata import load_run
+from statgan.audit.settings import AuditSettings
+
+def timed_audit(run_dir: str, settings: AuditSettings) -> tuple:
+    """(wall seconds, AuditSummary) of one whole audit (audit_run, report and files included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        summary = audit_run(run_dir, settings, out_dir=tmp, log=None)
+        return time.perf_counter() - t0, summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sigmas", default="0.05,0.1,0.2", help="sigma values of the gap table (new settings)")
+    ap.add_argument("--sigma-images", type=int, default=16, help="simulated images per sigma in the table")
+    ap.add_argument("--skip-audits", action="store_true", help="only the sigma table")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"load average at start: {os.getloadavg()}")
+    rows = {}
+    if not a.skip_audits:
+        for name, settings in (("legacy", replace(AuditSettings(), **AuditSettings.LEGACY)), ("new", AuditSettings())):
+            wall, summ = timed_audit(a.run_dir, settings)
+            b = summ.bdmc
+            rows[name] = (wall, b.gap.median)
+            print(f"{name:>7}: audit {wall:7.1f} s  sigma {summ.sigma.chosen}  BDMC median lower {b.lower.median:8.1f}  "
+                  f"upper {b.upper.median:8.1f}  gap {b.gap.median:8.1f} nats  stages {summ.timing}", flush=True)
+        (wl, gl), (wn, gn) = rows["legacy"], rows["new"]
+        print(f"ratio new / legacy: wall time {wn / wl:.3f} (target <= 1), median BDMC gap {gn / gl:.4f} "
+              f"(target: new gap <= 1 nat; got {gn:.1f})", flush=True)
+    run = load_run(a.run_dir, 0)
+    s = AuditSettings(bdmc_images=a.sigma_images)
+    print(f"sigma | BDMC on {a.sigma_images} model samples (new settings): median lower, upper, gap; IS median ESS")
+    for sg in (float(v) for v in a.sigmas.split(",")):
+        t0 = time.perf_counter()
+        for name, st in (("legacy", replace(s, **AuditSettings.LEGACY)), ("new", s)):
+            b = stages.bdmc_bounds(run, sg, st)
+            gap = b.upper - b.lower
+            print(f"{sg:5.2f} {name:>7} | {b.lower.median():8.1f} {b.upper.median():8.1f} {gap.median():8.1f} | "
+                  f"ESS {b.is_ess.median():.1f} of {st.is_samples} | {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
