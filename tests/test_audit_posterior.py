@@ -273,3 +273,42 @@ def test_invert_keeps_every_restart_and_starts_where_told():
     assert torch.equal(again.restart_z, res.restart_z)
     with pytest.raises(ValueError, match=r"init must be a tensor of shape \(B, restarts, latent_dim\) = \(2, R, 2\)"):
         audit.invert(G, x, 2, init=torch.zeros(2, 2, dtype=torch.float64))
+
+
+def test_invert_with_a_prior_weight_schedule_ends_at_the_last_objective():
+    """A per-step lambda (the noise-annealed posterior search) ends at the minimiser of the last
+    step's objective: for a linear G that is ridge regression, in closed form."""
+    g = torch.Generator().manual_seed(1)
+    lin = nn.Linear(4, 30).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(30, 4, generator=g, dtype=torch.float64))
+    x = torch.randn(3, 30, generator=g, dtype=torch.float64)
+    steps, lam = 2000, 0.5
+    schedule = [lam * 100 ** max(0.0, 1 - 2 * t / steps) for t in range(steps)]  # 100 lambda, down to lambda at half-way
+    res = audit.invert(lin, x, 4, restarts=2, steps=steps, lr=0.1, prior_weight=schedule, seed=0)
+    W, b = lin.weight.detach(), lin.bias.detach()
+    # argmin_z |W z + b - x|^2 / D + (lambda / d) |z|^2
+    A = W.T @ W / 30 + lam / 4 * torch.eye(4, dtype=torch.float64)
+    ridge = torch.linalg.solve(A, (W.T @ (x - b).T) / 30).T
+    # deterministic optimisation of a strongly convex quadratic: the 1000 steps at the final lambda
+    # (cosine lr from 0.05 to 0) reach it to ~1e-9 here; 1e-6 is the convergence tolerance
+    assert torch.allclose(res.z, ridge, atol=1e-6)
+    assert torch.allclose(res.objective, res.mse + lam / 4 * res.z.square().sum(-1), atol=1e-12)
+    with pytest.raises(ValueError, match=r"prior_weight as a schedule must hold one value per step \(2000\), got 2"):
+        audit.invert(lin, x, 4, steps=steps, prior_weight=[1.0, 0.5])
+    with pytest.raises(ValueError, match=r"prior_weight must be"):
+        audit.invert(lin, x, 4, steps=steps, prior_weight=[-1.0] * steps)
+
+
+def test_noise_schedule_is_geometric_then_flat():
+    from statgan.audit.posterior import ANNEAL_FRACTION, noise_schedule
+
+    s = noise_schedule(0.1, 1.0, 100)
+    ramp = round(ANNEAL_FRACTION * 100)
+    assert len(s) == 100 and s[0] == 1.0 and all(v == pytest.approx(0.1, rel=1e-12) for v in s[ramp:])
+    # geometric: constant ratio (0.1 / 1.0)^(1 / ramp) between consecutive steps of the ramp
+    ratios = torch.tensor(s[1:ramp + 1]) / torch.tensor(s[:ramp])
+    assert torch.allclose(ratios, torch.full((ramp,), 0.1 ** (1 / ramp), dtype=ratios.dtype))
+    assert noise_schedule(0.1, None, 5) == [0.1] * 5 and noise_schedule(0.1, 0.05, 3) == [0.1] * 3
+    with pytest.raises(ValueError, match="sigma_from"):
+        LaplaceOptions(sigma_from=-1.0).validate()

@@ -16,7 +16,10 @@ images. This implementation:
   ``feature_fn`` is any differentiable callable (N, C, H, W) -> (N, F); :func:`lenet_feature_fn`
   builds one from statgan's shipped MNIST LeNet (the "lenet" extractor's 128-d features);
 * optional latent-prior penalty lambda * ||z||^2 / d: -log N(z; 0, I) up to a constant, scaled
-  by 2 lambda / d; it keeps z in the region the generator was trained on.
+  by 2 lambda / d; it keeps z in the region the generator was trained on. lambda may change per step
+  (a sequence of ``steps`` values), e.g. to anneal the noise level of a posterior objective
+  (:mod:`statgan.audit.posterior`); each restart's best iterate is then judged by the last lambda's
+  objective, the one the schedule ends at.
 
 The generator runs in eval mode with frozen parameters; gradients are taken w.r.t. z only.
 """
@@ -26,7 +29,7 @@ from __future__ import annotations
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -101,6 +104,21 @@ def _check_features(f: Any, n: int) -> Tensor:
     return f
 
 
+def _prior_weights(prior_weight: Union[float, Sequence[float]], steps: int) -> List[float]:
+    """The penalty's lambda per step (at least one value: the last one judges the iterates)."""
+    if isinstance(prior_weight, (int, float)) and not isinstance(prior_weight, bool):
+        return [check_positive("prior_weight", prior_weight, allow_zero=True)] * max(steps, 1)
+    try:
+        weights = [float(w) for w in prior_weight]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"prior_weight must be a number >= 0 or a sequence of {steps} of them, got {prior_weight!r}") from None
+    if len(weights) != steps or steps == 0:
+        raise ValueError(f"prior_weight as a schedule must hold one value per step ({steps}), got {len(weights)}")
+    for w in weights:
+        check_positive("prior_weight", w, allow_zero=True)
+    return weights
+
+
 def _objective(
     generator: nn.Module, z: Tensor, x3: Tensor, fx: Optional[Tensor], data_shape: Tuple[int, ...],
     loss: str, feature_fn: Optional[FeatureFn], feature_weight: float, prior_weight: float,
@@ -130,7 +148,7 @@ def invert(
     loss: str = "l2",
     feature_fn: Optional[FeatureFn] = None,
     feature_weight: float = 1.0,
-    prior_weight: float = 0.0,
+    prior_weight: Union[float, Sequence[float]] = 0.0,
     betas: Tuple[float, float] = (0.9, 0.999),
     init: Optional[Tensor] = None,
     batch_size: Optional[int] = None,
@@ -148,7 +166,8 @@ def invert(
         loss: "l2", "feature" or "l2+feature" (module docstring); the feature losses need
             ``feature_fn`` (e.g. :func:`lenet_feature_fn` for MNIST-like data).
         feature_weight: weight of the feature term in "l2+feature".
-        prior_weight: lambda of the penalty lambda * ||z||^2 / d (0 = off).
+        prior_weight: lambda of the penalty lambda * ||z||^2 / d (0 = off), or one lambda per step
+            (``steps`` values >= 0); the best iterate is chosen under the last one.
         betas: Adam's betas.
         init: optional (B, R, d) starting latents (``restarts`` is then R); default z ~ N(0, I).
         batch_size: images per chunk (memory: batch_size * restarts generator activations).
@@ -162,7 +181,8 @@ def invert(
     steps = check_int("steps", steps, minimum=0)
     lr = check_positive("lr", lr)
     feature_weight = check_positive("feature_weight", feature_weight, allow_zero=True)
-    prior_weight = check_positive("prior_weight", prior_weight, allow_zero=True)
+    weights = _prior_weights(prior_weight, steps)
+    prior_weight = weights[-1]  # the objective the best iterate is judged by (and reported)
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
     if loss != "l2" and not callable(feature_fn):
@@ -187,6 +207,7 @@ def invert(
     lrs = [lr * 0.5 * (1.0 + math.cos(math.pi * t / steps)) for t in range(steps)]
     use_feat = loss != "l2"
     args = (loss, feature_fn, feature_weight, prior_weight)
+    scheduled = any(w != prior_weight for w in weights)
 
     parts: List[Tuple[Tensor, ...]] = []
     with ExitStack() as stack:
@@ -208,9 +229,13 @@ def invert(
             best_z = z.detach().clone()
             for t in range(steps + 1):
                 with torch.set_grad_enabled(t < steps):
-                    obj, _, _, _ = _objective(generator, z, x3, fx, data_shape, *args)
+                    obj, err, _, _ = _objective(generator, z, x3, fx, data_shape, *args)
                     if t < steps:
-                        (g,) = torch.autograd.grad(obj.sum(), z)
+                        if scheduled:  # step t descends err + lambda_t |z|^2 / d
+                            obj_t = err + (weights[t] / latent_dim) * z.square().sum(-1)
+                            (g,) = torch.autograd.grad(obj_t.sum(), z)
+                        else:
+                            (g,) = torch.autograd.grad(obj.sum(), z)
                 with torch.no_grad():
                     # keep each restart's best iterate (obj is at the current z, before the update)
                     better = obj.detach() < best_obj

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +51,7 @@ from ._common import check_images, chunks, frozen, generate
 from .inversion import invert
 from .proposal import GaussianMixture
 
-__all__ = ["LaplaceMixture", "LaplaceOptions", "MODE_WEIGHTS", "jacobian", "laplace_proposal"]
+__all__ = ["ANNEAL_FRACTION", "LaplaceMixture", "LaplaceOptions", "MODE_WEIGHTS", "jacobian", "laplace_proposal", "noise_schedule"]
 
 
 def _evidence_weights(log_evidence: Tensor, keep: Tensor) -> Tensor:
@@ -109,6 +109,19 @@ def jacobian(generator: nn.Module, z: Tensor, rows: int = 512) -> Tensor:
     return torch.cat(out)
 
 
+#: share of the Adam steps over which ``LaplaceOptions.sigma_from`` anneals down to sigma
+ANNEAL_FRACTION = 0.7
+
+
+def noise_schedule(sigma: float, sigma_from: Optional[float], steps: int) -> List[float]:
+    """Noise level per Adam step: geometric from ``sigma_from`` to ``sigma`` over the first
+    ``ANNEAL_FRACTION`` of the steps, then ``sigma``; all ``sigma`` when ``sigma_from`` is None or <= sigma."""
+    if sigma_from is None or sigma_from <= sigma:
+        return [sigma] * steps
+    ramp = max(1, round(ANNEAL_FRACTION * steps))
+    return [sigma_from * (sigma / sigma_from) ** min(1.0, t / ramp) for t in range(steps)]
+
+
 @dataclass(frozen=True)
 class LaplaceOptions:
     """Knobs of :func:`laplace_proposal` (``statgan audit`` sets them from :class:`AuditSettings`).
@@ -118,6 +131,10 @@ class LaplaceOptions:
             forward-mode generator passes per candidate.
         newton_steps: Gauss-Newton-preconditioned steps per round.
         adam_steps, lr: Adam steps on -log p(x, z) before (peak learning rate ``lr``, cosine).
+        sigma_from: if > sigma, the Adam steps anneal the noise level of -log p(x, z) from
+            ``sigma_from`` down to sigma (geometrically, over the first ``ANNEAL_FRACTION`` of the
+            steps; the rest at sigma): a large noise level smooths the landscape, so the search
+            drifts toward the posterior's heavier modes before the fine fit. ``None``: off.
         weights: "evidence" or "equal" (:data:`MODE_WEIGHTS`).
         merge: candidates within this squared Mahalanobis distance of a better one are one mode.
         max_scale: the proposal's spread in every direction is at most this (its precision is
@@ -128,6 +145,7 @@ class LaplaceOptions:
     newton_steps: int = 10
     adam_steps: int = 0
     lr: float = 0.1
+    sigma_from: Optional[float] = None
     weights: str = "evidence"
     merge: float = 1.0
     max_scale: float = 1.0
@@ -137,6 +155,8 @@ class LaplaceOptions:
         check_int("newton_steps", self.newton_steps, minimum=0)
         check_int("adam_steps", self.adam_steps, minimum=0)
         check_positive("lr", self.lr)
+        if self.sigma_from is not None:
+            check_positive("sigma_from", self.sigma_from)
         check_positive("merge", self.merge, allow_zero=True)
         if self.weights not in MODE_WEIGHTS:
             raise ValueError(f"weights must be one of {', '.join(map(repr, MODE_WEIGHTS))}, got {self.weights!r}")
@@ -181,7 +201,10 @@ def laplace_proposal(generator: nn.Module, x: Tensor, candidates: Tensor, sigma:
     D = math.prod(data_shape)
     if o.adam_steps > 0:
         # invert's objective mse + (lambda/d)|z|^2 with lambda = d sigma^2 / D equals 2 sigma^2 U(z) / D
-        z = invert(generator, x, d, steps=o.adam_steps, lr=o.lr, prior_weight=d * sigma**2 / D, init=z,
+        # (Adam's steps do not depend on the objective's scale, so a changing sigma changes only the
+        # balance of the two terms)
+        sigmas = noise_schedule(sigma, o.sigma_from, o.adam_steps)
+        z = invert(generator, x, d, steps=o.adam_steps, lr=o.lr, prior_weight=[d * s**2 / D for s in sigmas], init=z,
                    batch_size=batch_size, seed=seed).restart_z
     z = z.detach()
     dtype = z.dtype
