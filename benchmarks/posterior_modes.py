@@ -19,6 +19,7 @@ from 1 down to sigma (``LaplaceOptions.sigma_from``); the best of N prior sample
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
 from dataclasses import replace
@@ -55,10 +56,9 @@ def main() -> None:
     run = load_run(a.run_dir, 0)
     G, d, sg, n = run.G, run.latent_dim, a.sigma, a.images
     s = AuditSettings(bdmc_images=n)
-    with torch.no_grad():
-        z0 = torch.randn(4, d)
-        G.train()
-        bn_diff = float((G(z0) - G.eval()(z0)).abs().max())
+    with torch.no_grad():  # on a copy: a train-mode pass updates BatchNorm's running statistics
+        z0, probe = torch.randn(4, d), copy.deepcopy(G)
+        bn_diff = float((probe.train()(z0) - probe.eval()(z0)).abs().max())
     print(f"G in eval mode after loading: {not G.training}; max |G_train(z) - G_eval(z)| = {bn_diff:.3f} "
           "(BatchNorm: every audit path runs G under frozen(), i.e. eval mode, simulation included)")
     # bdmc draws z from this generator first: the oracle below needs the same z
