@@ -200,6 +200,9 @@ def test_findings_b_c_d_and_memorisation_follow_their_thresholds(audited):
     m.likelihood_shift = ShiftTest(shift=1.0, lo=-5.0, hi=5.0, pvalue=0.8, n_a=8, n_b=8)
     got = {f.id: f for f in verdicts.findings(s)}
     assert got["d"].verdict == "does not hold" and got["memorisation"].verdict == "does not hold"
+    tr.rejected = BinomialCI(k=0, n=2, rate=0.0, lo=0.0, hi=0.842, pvalue_above_null=1.0)  # two batches: too few
+    got = {f.id: f for f in verdicts.findings(s)}
+    assert got["d"].verdict == "unresolved" and "cannot rule out a majority" in got["d"].text
     m.auroc_inversion_ci = (0.3, 0.7)  # too few images to rule it out
     assert verdicts.findings(s)[4].verdict == "unresolved"
     for row in s.auroc.values():

@@ -51,7 +51,8 @@ class Thresholds:
     # excludes c_anti_rho from above
     c_anti_rho: float = -0.3
     # (d) the rejections of training batches must exceed the false-alarm rate (binomial p below
-    # d_p); "holds" when the interval of their rate starts at d_holds_rate
+    # d_p); "holds" when the interval of their rate starts at d_holds_rate; "does not hold" needs the
+    # interval to end below it (with few batches it does not: unresolved)
     d_holds_rate: float = 0.5
     d_p: float = 0.01
     # memorisation: train-vs-test AUROC interval above 0.5 with Mann-Whitney p below memo_p; C_T's
@@ -263,7 +264,12 @@ def _finding_d(s: AuditSummary, t: Thresholds) -> Finding:
     p = rej.pvalue_above_null if rej is not None else None
     H, nll = tr.entropy, tr.batch_mean_nll.median
     effect = abs(nll - H) if H is not None and nll is not None else math.nan
-    if p is not None and p >= t.d_p:
+    if p is not None and p >= t.d_p and hi >= t.d_holds_rate:
+        # no excess of rejections, but too few batches to rule out that most are outside
+        verdict, reason = "unresolved", (f"no more training batches are flagged than alpha allows (binomial p = {_f(p)}), "
+                                         f"but {tr.n_batches} batches cannot rule out a majority outside the typical set "
+                                         f"(interval {_ci(lo, hi)} reaches {_f(t.d_holds_rate)}).")
+    elif p is not None and p >= t.d_p:
         verdict, reason = "does not hold", ("training batches are flagged no more often than the test's false-alarm "
                                             f"rate alpha = {_f(typ.alpha)} allows (binomial p = {_f(p)}).")
     elif not effect > gap:
