@@ -4,6 +4,7 @@ one-line errors of both commands."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from statgan.audit.rundata import load_run, run_fid, split_images
 from statgan.audit.settings import AuditSettings
 from statgan.audit.summary import AuditSummary, InvertSummary, from_json
 from statgan.cli import main
+from statgan.rundir.run import load_generator
 
 from conftest import tiny_dcgan_overrides, toy_overrides
 
@@ -226,3 +228,26 @@ def test_run_fid_reads_the_newest_eval_of_the_audited_step(tmp_path):
     f = run_fid(tmp_path, 8)
     assert (f.value, f.extractor, f.n, f.step) == (12.5, "lenet-x", 1000, 8) and f.path.endswith("a.json")
     assert run_fid(tmp_path, 99).value in (12.5, 30.0)  # no result for that step: the newest of any
+
+
+def test_a_stylegan_run_is_evaluated_and_audited_as_z_to_x(tmp_path, capsys):
+    """Issue 15: eval and audit read a StyleGAN run through the same z -> x interface (truncation off,
+    the eval-mode fixed noise making G deterministic, which inversion and AIS need)."""
+    pics = tmp_path / "pics"
+    _tiny_folder(pics)
+    over = [f"run.out_dir={tmp_path}", "run.name=sg", "model.arch=stylegan", "model.latent_dim=8",
+            "model.generator={width: 4, max_width: 8, w_dim: 8, mapping_layers: 2}",
+            "model.discriminator={width: 4, max_width: 8}", "train.steps=2", "train.batch_size=8",
+            "train.sample_every=0", "train.checkpoint_every=0", "train.progress=false", "train.tensorboard=false",
+            "data.name=folder", f"data.root={pics}", "data.image_size=28", "data.channels=1"]
+    assert main(["train", *over]) == 0
+    G, _ = load_generator(tmp_path / "sg")
+    z = torch.randn(3, 8)
+    assert torch.equal(G(z), G(z))  # deterministic in eval mode: one image per latent
+    assert main(["eval", str(tmp_path / "sg"), "--metrics", "fid", "--n", "40", "--extractor", "pixels"]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(tmp_path / "sg"), "--quick", "--n", "30", "--n-ood", "4", "--ood", "glyphs,noise",
+                 "--steps", "5", "--ais-steps", "4"]) == 0
+    s = from_json((tmp_path / "sg" / "audit" / "summary.json").read_text(), AuditSummary)
+    assert s.splits["train"].n == 27 and [f.verdict for f in s.findings]
+    assert all(math.isfinite(v) for v in (s.bdmc.lower.median, s.bdmc.upper.median))
