@@ -22,6 +22,7 @@ All log-densities are float64 (the AIS weights are); gradients come back in z's 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Optional, Tuple
 
 import torch
@@ -30,22 +31,25 @@ from torch import Tensor
 __all__ = ["GaussianMixture", "IsotropicGaussian", "Proposal"]
 
 
-class Proposal:
+class Proposal(ABC):
     """q(z) for each of B images: :meth:`sample`, :meth:`log_prob_and_grad`, and slicing by image."""
 
     n_images: int
     dim: int
 
+    @abstractmethod
     def sample(self, n_chains: int, rng: torch.Generator) -> Tensor:
         """(B, n_chains, d) exact draws, in the proposal's dtype and device."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def log_prob_and_grad(self, z: Tensor) -> Tuple[Tensor, Tensor]:
         """(log q(z) (B, K) float64, d log q / dz (B, K, d) in z's dtype) for z (B, K, d)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def __getitem__(self, sl: slice) -> "Proposal":
-        raise NotImplementedError
+        """The proposal of the images ``sl`` selects."""
 
 
 class IsotropicGaussian(Proposal):
