@@ -30,7 +30,7 @@ null sd is well below 1).
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -50,13 +50,20 @@ def _flat(name: str, x: Any) -> Tensor:
     return t.flatten(1)
 
 
+def _nearest(x: Tensor, reference: Tensor, batch: int) -> Tuple[Tensor, Tensor]:
+    """(distances, indices) of each row of ``x``'s nearest row of ``reference``, ``batch`` rows of
+    the distance matrix at a time (memory: batch x len(reference))."""
+    parts = [torch.cdist(x[i: i + batch], reference).min(1) for i in range(0, x.shape[0], batch)]
+    return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
+
+
 def nearest_distances(x: Tensor, reference: Tensor, batch: int = 256) -> Tensor:
     """(N,) Euclidean distance of each row of ``x`` to its nearest row of ``reference``."""
-    return torch.cat([torch.cdist(x[i: i + batch], reference).min(1).values for i in range(0, x.shape[0], batch)])
+    return _nearest(x, reference, batch)[0]
 
 
 def _nearest_centre(x: Tensor, centres: Tensor) -> Tensor:
-    return torch.cat([torch.cdist(x[i: i + 256], centres).argmin(1) for i in range(0, x.shape[0], 256)])
+    return _nearest(x, centres, 256)[1]
 
 
 def data_copying_test(train: Any, held_out: Any, generated: Any, n_cells: Optional[int] = None,
