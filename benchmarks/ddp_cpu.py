@@ -40,7 +40,7 @@ def _run(steps: int, workdir: str, name: str, threads: int) -> float:
     from statgan.train.trainer import Trainer
 
     torch.set_num_threads(threads)
-    cfg = config.load(None, [f"train.steps={steps}", f"run.out_dir={workdir}", f"run.name={name}", *OVERRIDES])
+    cfg = config.load("mnist5k-dcgan", [f"train.steps={steps}", f"run.out_dir={workdir}", f"run.name={name}", *OVERRIDES])
     trainer = Trainer(cfg, Path(workdir) / name)
     t0 = time.perf_counter()
     trainer.fit()

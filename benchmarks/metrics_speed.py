@@ -281,7 +281,7 @@ def bench_inception(n: int = 48, batch_size: int = 16, lenet_n: int = 5000, size
 def _make_eval_run(root: Path) -> Path:
     """A default-architecture MNIST run (DCGAN, latent 100) with one short training step: evaluation
     cost does not depend on how well the generator is trained."""
-    cfg = config.load(None, ["run.name=bench-eval", "train.steps=1", "train.log_every=1", "train.sample_every=0",
+    cfg = config.load("mnist5k-dcgan", ["run.name=bench-eval", "train.steps=1", "train.log_every=1", "train.sample_every=0",
                              "train.checkpoint_every=1", "train.tensorboard=false"])
     trainer = Trainer(cfg, root / "bench-eval")
     trainer.fit()

@@ -31,7 +31,7 @@ def timed(overrides, steps: int, workdir: Path, name: str, warmup: int = 0) -> f
     from statgan import config
     from statgan.train.trainer import Trainer
 
-    cfg = config.load(None, [f"train.steps={warmup + steps}", f"run.out_dir={workdir}", f"run.name={name}",
+    cfg = config.load("mnist5k-dcgan", [f"train.steps={warmup + steps}", f"run.out_dir={workdir}", f"run.name={name}",
                              *BASE, *overrides])
     trainer = Trainer(cfg, workdir / name)
     if warmup:  # compile, cuDNN autotuning, allocator: not part of the steady state

@@ -29,7 +29,22 @@ import torch
 
 from statgan import config
 from statgan.metrics.evaluate import evaluate_paths, evaluate_run
+from statgan.rundir.files import atomic_write_text
 from statgan.train.trainer import Trainer, TrainingInterrupted
+
+#: the recipes compared: config overrides on top of the mnist5k-dcgan preset
+#: DCGAN networks (D without BatchNorm, which R1/R2 assume), relativistic pairing loss, rare lazy R1/R2,
+#: Adam with beta1 = 0 and the ramped EMA: the base of the sweep over learning rate and batch size
+RPGAN_LAZY: List[str] = [
+    "objective.name=rpgan", "model.discriminator={width: 32, norm: none}", "train.betas=[0.0, 0.99]",
+    "regularizers.r1={weight: 0.1, every: 16}", "regularizers.r2={weight: 0.1, every: 16}",
+    "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
+]
+
+
+def _lr(lr: str) -> List[str]:
+    return [f"train.lr_g={lr}", f"train.lr_d={lr}"]
+
 
 #: the recipes compared: config overrides on top of the mnist5k-dcgan preset
 RECIPES: Dict[str, List[str]] = {
@@ -41,34 +56,14 @@ RECIPES: Dict[str, List[str]] = {
         "regularizers.r1={weight: 0.1, every: 4}", "regularizers.r2={weight: 0.1, every: 4}",
         "regularizers.augment={ada_target: 0.6}", "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
     ],
-    # the cheap end: the default networks (D without BatchNorm, which R1/R2 assume) with the pairing loss,
-    # rare lazy R1/R2 and the ramped EMA, no augmentation
-    "dcgan-rpgan-lazy": [
-        "objective.name=rpgan", "model.discriminator={width: 32, norm: none}", "train.betas=[0.0, 0.99]",
-        "regularizers.r1={weight: 0.1, every: 16}", "regularizers.r2={weight: 0.1, every: 16}",
-        "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
-    ],
+    # the cheap end: the default networks with the pairing loss, rare lazy R1/R2 and the ramped EMA (lr 2e-4)
+    "dcgan-rpgan-lazy": RPGAN_LAZY,
     # R3GAN-style normalisation-free ResNets with the same loss and regularisers
     "resnet-rpgan-aug": [
         "model.arch=resnet", "model.generator={width: 8}", "model.discriminator={width: 8}", "objective.name=rpgan",
         "train.betas=[0.0, 0.99]", "regularizers.r1={weight: 0.1, every: 4}", "regularizers.r2={weight: 0.1, every: 4}",
         "regularizers.augment={ada_target: 0.6}", "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
     ],
-    # --- candidates of the 2026-11-30 sweep (see docs/quality.md) ---
-    "dcgan64-ns": ["model.generator={width: 64}", "model.discriminator={width: 64}"],
-    "dcgan-ns-d64": ["model.discriminator={width: 64}"],
-    "dcgan-rpgan-lazy-lr5": [
-        "objective.name=rpgan", "model.discriminator={width: 32, norm: none}", "train.betas=[0.0, 0.99]",
-        "regularizers.r1={weight: 0.1, every: 16}", "regularizers.r2={weight: 0.1, every: 16}",
-        "train.ema_halflife_kimg=10", "train.ema_rampup=0.05", "train.lr_g=5e-4", "train.lr_d=5e-4",
-    ],
-    "dcgan64-rpgan-lazy": [
-        "objective.name=rpgan", "model.generator={width: 64}", "model.discriminator={width: 64, norm: none}",
-        "train.betas=[0.0, 0.99]", "regularizers.r1={weight: 0.1, every: 16}", "regularizers.r2={weight: 0.1, every: 16}",
-        "train.ema_halflife_kimg=10", "train.ema_rampup=0.05",
-    ],
-    "dcgan-ns-b32": ["train.batch_size=32"],
-    "dcgan-ns-lr5": ["train.lr_g=5e-4", "train.lr_d=5e-4"],
     # a small StyleGAN2 with its native recipe: ns + lazy R1, style mixing 0.9 (a generator option), StyleGAN2's
     # Adam (lr 0.002, betas 0/0.99, for which the equalised learning rate is tuned), ramped EMA; no path length
     "stylegan-ns-r1": [
@@ -77,6 +72,25 @@ RECIPES: Dict[str, List[str]] = {
         "train.betas=[0.0, 0.99]", "regularizers.r1={weight: 0.1, every: 16}", "train.ema_halflife_kimg=10",
         "train.ema_rampup=0.05",
     ],
+    # --- candidates of the 2026-11-30 sweeps (docs/quality.md, "Sweep") ---
+    "dcgan64-ns": ["model.generator={width: 64}", "model.discriminator={width: 64}"],
+    "dcgan-ns-d64": ["model.discriminator={width: 64}"],
+    "dcgan-ns-lr5": _lr("5e-4"),
+    "dcgan-ns-b32": ["train.batch_size=32"],
+    # the two-time-scale rule (Heusel et al. 2017): D learns 4x faster than G
+    "dcgan-ns-ttur": ["train.lr_g=1e-4", "train.lr_d=4e-4"],
+    "dcgan64-rpgan-lazy": [*RPGAN_LAZY, "model.generator={width: 64}", "model.discriminator={width: 64, norm: none}"],
+    "dcgan-rpgan-lazy-d64": [*RPGAN_LAZY, "model.discriminator={width: 64, norm: none}"],
+    "dcgan-rpgan-lazy-lr5": [*RPGAN_LAZY, *_lr("5e-4")],
+    "dcgan-rpgan-lazy-lr5-b32": [*RPGAN_LAZY, *_lr("5e-4"), "train.batch_size=32"],
+    "dcgan-rpgan-lazy-lr1e3": [*RPGAN_LAZY, *_lr("1e-3")],
+    "dcgan-rpgan-lazy-lr1e3-b32": [*RPGAN_LAZY, *_lr("1e-3"), "train.batch_size=32"],
+    "dcgan-rpgan-lazy-lr2e3": [*RPGAN_LAZY, *_lr("2e-3")],
+    "dcgan-rpgan-lazy-lr2e3-b32": [*RPGAN_LAZY, *_lr("2e-3"), "train.batch_size=32"],
+    "dcgan-rpgan-lazy-lr4e3": [*RPGAN_LAZY, *_lr("4e-3")],
+    "dcgan-rpgan-lazy-lr2e3-g1": [*RPGAN_LAZY, *_lr("2e-3"), "regularizers.r1={weight: 1, every: 16}",
+                                  "regularizers.r2={weight: 1, every: 16}"],
+    "dcgan-rpgan-lazy-lr2e3-d64": [*RPGAN_LAZY, *_lr("2e-3"), "model.discriminator={width: 64, norm: none}"],
 }
 
 
@@ -100,13 +114,17 @@ def train_recipe(name: str, seed: int, budgets: List[float], out: Path, threads:
             tr.save_checkpoint(name=f"budget-{pending.pop(0):g}min")
             print(f"  {name} seed {seed}: {used:.2f} CPU-min at step {step}", file=sys.stderr, flush=True)
         if not pending:
-            tr.stop_request.request()
+            tr.request_stop(reason="every CPU-minute budget reached")
 
     trainer.callbacks.append(at_budget)
     try:
         trainer.fit()
     except TrainingInterrupted:
-        pass  # the stop after the last budget
+        pass  # the stop after the last budget (or a signal: checked below)
+    if pending:
+        # stopped by a signal or a training fault before every budget was reached: nothing to evaluate
+        raise SystemExit(f"{name} seed {seed}: training stopped before the {pending[0]:g} CPU-minute budget "
+                         f"(see {run_dir}); no results written for it")
     return run_dir
 
 
@@ -134,7 +152,8 @@ def print_table(result: Dict) -> None:
     budgets = sorted({r["cpu_minutes"] for r in records})
     if floor is not None:
         print(f"floor (mnist5k test vs train): {floor:.2f}")
-    print(f"{'recipe':<24} {'CPU-min':>7}  {'median ' + key:>12}  {'range':>17}  {'x floor':>7}  seeds")
+    w = max(24, *(len(r) for r in recipes))
+    print(f"{'recipe':<{w}} {'CPU-min':>7}  {'median ' + key:>12}  {'range':>17}  {'x floor':>7}  seeds")
     for name in recipes:
         for b in budgets:
             vals = [r[key] for r in records if r["recipe"] == name and r["cpu_minutes"] == b]
@@ -142,7 +161,7 @@ def print_table(result: Dict) -> None:
                 continue
             med = statistics.median(vals)
             ratio = f"{med / floor:>7.1f}" if floor and key == "fid" else f"{'':>7}"
-            print(f"{name:<24} {b:>7g}  {med:>12.2f}  {min(vals):>8.1f}–{max(vals):<8.1f}  {ratio}  {len(vals)}")
+            print(f"{name:<{w}} {b:>7g}  {med:>12.2f}  {min(vals):>8.1f}–{max(vals):<8.1f}  {ratio}  {len(vals)}")
 
 
 def plot(result: Dict, path: Path) -> None:
@@ -204,6 +223,8 @@ def main() -> int:
     if args.data == "mnist5k":
         floor = evaluate_paths("data:mnist5k:test", "data:mnist5k:train", metrics=["fid"], extractor="lenet")["metrics"]["fid"]
     records = []
+    result = {"data": args.data, "floor": floor, "n": args.n, "threads": args.threads,
+              "load_average_at_start": load, "records": records}
     for name in args.recipes:
         for seed in args.seeds:
             run_dir = train_recipe(name, seed, args.budgets, args.out, args.threads, DATA_OVERRIDES[args.data])
@@ -214,9 +235,9 @@ def main() -> int:
                 records.append({"recipe": name, "seed": seed, "cpu_minutes": b, "step": step, **values})
                 shown = "  ".join(f"{k} {v:.3f}" for k, v in values.items())
                 print(f"{name:<24} seed {seed}  {b:>5g} CPU-min  step {step:>6}  {shown}", flush=True)
-    result = {"data": args.data, "floor": floor, "n": args.n, "threads": args.threads,
-              "load_average_at_start": load, "load_average_at_end": os.getloadavg()[0], "records": records}
-    (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+                # written after every record: an interrupted sweep keeps what it measured
+                result["load_average_at_end"] = os.getloadavg()[0]
+                atomic_write_text(args.out / "results.json", json.dumps(result, indent=1) + "\n")
     print(f"\nload average at start {load:.2f}, at end {os.getloadavg()[0]:.2f}")
     print_table(result)
     if args.plot and floor is not None:

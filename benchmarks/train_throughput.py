@@ -63,7 +63,7 @@ def plain_loop(cfg, train, steps: int) -> float:
 
 
 def trainer_run(overrides, steps: int, workdir: Path, name: str) -> float:
-    cfg = config.load(None, [f"train.steps={steps}", f"run.out_dir={workdir}", f"run.name={name}", *overrides])
+    cfg = config.load("mnist5k-dcgan", [f"train.steps={steps}", f"run.out_dir={workdir}", f"run.name={name}", *overrides])
     trainer = Trainer(cfg, workdir / name)
     t0 = time.perf_counter()
     trainer.fit()
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = config.load()
+    cfg = config.load("mnist5k-dcgan")
     train = data.load(cfg.data.name, "train")
     B = cfg.train.batch_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {cfg.data.name} {tuple(train.shape)}, "

@@ -11,7 +11,7 @@ def straight_and_resumed(tmp_path, overrides: Callable[[str, int], List[str]], s
     trainer of a run of ``steps`` steps and that of a run stopped at ``cut`` and resumed to ``steps``."""
 
     def fresh(name: str, n: int) -> Trainer:
-        t = Trainer(config.load(None, overrides(name, n)), tmp_path / name)
+        t = Trainer(config.load("mnist5k-dcgan", overrides(name, n)), tmp_path / name)
         t.fit()
         return t
 

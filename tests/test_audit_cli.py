@@ -27,7 +27,7 @@ def run_dir(tmp_path_factory):
     n = torch.get_num_threads()
     root = tmp_path_factory.mktemp("invert")
     try:
-        assert main(["train", *tiny_dcgan_overrides(root, **{"train.steps": 8})]) == 0
+        assert main(["train", "mnist5k-dcgan", *tiny_dcgan_overrides(root, **{"train.steps": 8})]) == 0
     finally:
         torch.set_num_threads(n)
     return root / "dcgan"
@@ -91,7 +91,7 @@ def test_image_sets_are_seeded_and_test_and_valid_are_disjoint(run_dir):
 
 
 def test_invert_on_toy_data_works_except_for_ood(tmp_path, capsys):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     assert main(["invert", str(tmp_path / "toy"), "--split", "train", *FAST]) == 0
     capsys.readouterr()
     assert main(["invert", str(tmp_path / "toy"), "--split", "ood", *FAST]) == 2
@@ -172,7 +172,7 @@ def test_a_folder_of_thirty_images_can_be_audited(tmp_path, capsys, monkeypatch)
     _tiny_folder(pics)
     over = tiny_dcgan_overrides(tmp_path, **{"train.steps": 2, "data.name": "folder", "data.root": str(pics),
                                              "data.image_size": 28, "data.channels": 1, "train.batch_size": 8})
-    assert main(["train", *over]) == 0
+    assert main(["train", "mnist5k-dcgan", *over]) == 0
     capsys.readouterr()
     bars = []
 
@@ -210,7 +210,7 @@ def test_a_test_split_of_one_image_is_a_clear_error(tmp_path, capsys):
     _tiny_folder(pics, n=12)  # 11 train, 1 test
     over = tiny_dcgan_overrides(tmp_path, **{"train.steps": 1, "data.name": "folder", "data.root": str(pics),
                                              "data.image_size": 28, "data.channels": 1, "train.batch_size": 4})
-    assert main(["train", *over]) == 0
+    assert main(["train", "mnist5k-dcgan", *over]) == 0
     capsys.readouterr()
     assert main(["audit", str(tmp_path / "dcgan"), "--quick"]) == 2
     err = capsys.readouterr().err
@@ -240,7 +240,7 @@ def test_a_stylegan_run_is_evaluated_and_audited_as_z_to_x(tmp_path, capsys):
             "model.discriminator={width: 4, max_width: 8}", "train.steps=2", "train.batch_size=8",
             "train.sample_every=0", "train.checkpoint_every=0", "train.progress=false", "train.tensorboard=false",
             "data.name=folder", f"data.root={pics}", "data.image_size=28", "data.channels=1"]
-    assert main(["train", *over]) == 0
+    assert main(["train", "mnist5k-dcgan", *over]) == 0
     G, _ = load_generator(tmp_path / "sg")
     z = torch.randn(3, 8)
     assert torch.equal(G(z), G(z))  # deterministic in eval mode: one image per latent

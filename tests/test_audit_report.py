@@ -50,7 +50,7 @@ def audited(tmp_path_factory):
     n = torch.get_num_threads()
     root = tmp_path_factory.mktemp("audit")
     try:
-        assert main(["train", *tiny_dcgan_overrides(root, **{"train.steps": 8})]) == 0
+        assert main(["train", "mnist5k-dcgan", *tiny_dcgan_overrides(root, **{"train.steps": 8})]) == 0
         assert main(["audit", str(root / "dcgan"), *TINY_AUDIT]) == 0
     finally:
         torch.set_num_threads(n)

@@ -11,7 +11,7 @@ from conftest import toy_overrides
 
 
 def test_train_then_sample(tmp_path, capsys):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "done: step 20" in out and "step-000020.png" in out
     grid = tmp_path / "grid.png"
@@ -38,7 +38,7 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
 
 
 def test_resume_refuses_changed_config_unless_forced(tmp_path, capsys):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     rd = str(tmp_path / "toy")
     assert main(["train", "--resume", rd, "train.lr_g=0.1"]) == 2
     assert "changed config (train.lr_g: 0.0002 -> 0.1)" in capsys.readouterr().err

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def _cfg(tmp_path, name, **extra):
     items = {"run.name": name, "run.device": "cuda", "train.steps": 8, "train.log_every": 2,
              "train.checkpoint_every": 4, **extra}
-    return config.load(None, tiny_dcgan_overrides(tmp_path, **items))
+    return config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **items))
 
 
 def _finite_run(tmp_path, name, **extra):
@@ -82,7 +82,7 @@ def test_two_nccl_processes(tmp_path):
     items = tiny_dcgan_overrides(tmp_path, **{"run.name": "nccl", "run.device": "cuda", "train.steps": 4,
                                               "train.log_every": 2, "train.checkpoint_every": 2})
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "statgan", "train", *items], capture_output=True, text=True, timeout=600,
+                           "-m", "statgan", "train", "mnist5k-dcgan", *items], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("done: step 4") == 1

@@ -42,7 +42,7 @@ def _toy(tmp, name, **extra):
     items = {"run.name": name, "train.steps": STEPS, "train.batch_size": 32, "train.log_every": 3,
              "train.lr_g": 2e-3, "train.lr_d": 2e-3,
              "train.sample_every": 0, "train.checkpoint_every": 0, "train.ema_decay": 0.5, **extra}
-    return config.load(None, toy_overrides(tmp, **items))
+    return config.load("mnist5k-dcgan", toy_overrides(tmp, **items))
 
 
 def _dcgan(tmp, name, **extra):
@@ -50,7 +50,7 @@ def _dcgan(tmp, name, **extra):
     items = {"run.name": name, "train.steps": STEPS, "train.batch_size": 8, "train.log_every": 2,
              "model.generator": "{width: 4, norm: batch}", "model.discriminator": "{width: 4, norm: batch}",
              "regularizers.mc_dropout.p": 0.2, "regularizers.mc_dropout.n_mcd": 2, **extra}
-    return config.load(None, tiny_dcgan_overrides(tmp, **items))
+    return config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp, **items))
 
 
 def _state(tr):
@@ -205,7 +205,7 @@ def test_torchrun_cli_trains_with_one_writer(tmp_path):
                                        "train.checkpoint_every": 2})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "statgan", "train", *items], capture_output=True, text=True, timeout=240, env=env)
+                           "-m", "statgan", "train", "mnist5k-dcgan", *items], capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("done: step 4") == 1  # rank 0 alone prints
     assert "x 2 processes" in proc.stderr

@@ -41,7 +41,7 @@ def test_two_npz_sets_match_an_independent_fid(tmp_path):
 
 
 def test_run_evaluation_writes_json_and_caches_reference(tmp_path):
-    cfg = config.load(None, toy_overrides(tmp_path))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path))
     Trainer(cfg, tmp_path / "toy").fit()
     res = evaluate_run(tmp_path / "toy", metrics=["fid", "kid", "prdc"], n=400)
     m = res["metrics"]
@@ -72,7 +72,7 @@ def test_run_evaluation_writes_json_and_caches_reference(tmp_path):
 
 
 def test_cli_eval_and_its_errors(tmp_path, capsys):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "toy"), "--metrics", "fid,kid", "--n", "300"]) == 0
     out = capsys.readouterr().out
@@ -89,9 +89,9 @@ def test_cli_eval_and_its_errors(tmp_path, capsys):
 
 
 def test_fid_during_training_keeps_best_and_leaves_training_unchanged(tmp_path):
-    plain = Trainer(config.load(None, tiny_dcgan_overrides(tmp_path, **{"run.name": "plain", "train.steps": 8})), tmp_path / "plain")
+    plain = Trainer(config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{"run.name": "plain", "train.steps": 8})), tmp_path / "plain")
     plain.fit()
-    watched = Trainer(config.load(None, tiny_dcgan_overrides(tmp_path, **{
+    watched = Trainer(config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{
         "run.name": "watched", "train.steps": 8, "train.eval_every": 4, "train.eval_n": 64,
         "train.eval_extractor": "pixels"})), tmp_path / "watched")
     watched.fit()
@@ -134,7 +134,7 @@ def test_lenet_eval_of_two_dataset_splits_names_the_weights_and_matches_scipy(tm
 
 
 def test_sample_counts_are_checked_for_every_metric_before_any_work(tmp_path, capsys, monkeypatch):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     capsys.readouterr()
     import statgan.metrics.evaluate as ev
 
@@ -147,7 +147,7 @@ def test_sample_counts_are_checked_for_every_metric_before_any_work(tmp_path, ca
 
 
 def test_a_failing_metric_keeps_the_others_and_warns(tmp_path, capsys, monkeypatch):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     capsys.readouterr()
     import statgan.metrics.evaluate as ev
     from statgan.errors import ConfigError
@@ -167,7 +167,7 @@ def test_a_failing_metric_keeps_the_others_and_warns(tmp_path, capsys, monkeypat
 
 
 def test_python_warnings_are_statgan_warning_lines(tmp_path, capsys):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     capsys.readouterr()
     # 2 samples of 2-D points: singular covariances, which the Fréchet distance warns about
     assert main(["eval", str(tmp_path / "toy"), "--metrics", "fid", "--n", "2"]) == 0

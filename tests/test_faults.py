@@ -64,7 +64,7 @@ objectives.OBJECTIVES.register("_test_faulty")(_Faulty)
 def _faulty(tmp_path, **extra):
     items = {"objective.name": "_test_faulty", "train.steps": 12, "train.log_every": 2, "train.checkpoint_every": 4,
              "train.sample_every": 0, **extra}
-    return config.load(None, toy_overrides(tmp_path, **items))
+    return config.load("mnist5k-dcgan", toy_overrides(tmp_path, **items))
 
 
 def test_a_nan_loss_rolls_back_lowers_the_learning_rate_and_recovers(tmp_path, one_thread, capsys):
@@ -105,7 +105,7 @@ def test_a_persistent_nan_stops_with_what_and_when_after_the_retries(tmp_path, o
     assert [e["lr_scale"] for e in events] == [0.5, 0.25]
     # through the CLI: one line, status 2; the run directory (with its good checkpoint) stays
     capsys.readouterr()
-    argv = ["train", *toy_overrides(tmp_path, **{"run.name": "cli", "objective.name": "_test_faulty", "objective.at": 3,
+    argv = ["train", "mnist5k-dcgan", *toy_overrides(tmp_path, **{"run.name": "cli", "objective.name": "_test_faulty", "objective.at": 3,
                                                  "objective.persist": True, "train.nan_retries": 0, "train.log_every": 2})]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -120,7 +120,7 @@ def test_a_nan_gradient_with_a_finite_loss_is_caught(tmp_path, one_thread):
 
 
 def test_corrupt_checkpoint_is_refused_by_name_and_previous_is_used_on_request(tmp_path, capsys):
-    assert main(["train", *toy_overrides(tmp_path, **{"train.checkpoint_every": 5, "train.steps": 10})]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path, **{"train.checkpoint_every": 5, "train.steps": 10})]) == 0
     rd = tmp_path / "toy"
     st = rd / "checkpoints" / "step-000010.safetensors"
     st.write_bytes(st.read_bytes()[:-7])
@@ -138,14 +138,14 @@ def test_corrupt_checkpoint_is_refused_by_name_and_previous_is_used_on_request(t
 
 
 def test_a_run_that_fails_before_its_first_step_leaves_no_run_directory(tmp_path, capsys):
-    argv = ["train", *toy_overrides(tmp_path, **{"objective.name": "_test_faulty", "objective.kind": "error"})]
+    argv = ["train", "mnist5k-dcgan", *toy_overrides(tmp_path, **{"objective.name": "_test_faulty", "objective.kind": "error"})]
     assert main(argv) == 2
     assert "injected failure" in capsys.readouterr().err
     assert not (tmp_path / "toy").exists()
 
 
 def test_bf16_autocast_trains_on_cpu_with_finite_losses(tmp_path, one_thread):
-    cfg = config.load(None, tiny_dcgan_overrides(tmp_path, **{"train.precision": "bf16", "train.steps": 6,
+    cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{"train.precision": "bf16", "train.steps": 6,
                                                               "train.log_every": 2, "train.checkpoint_every": 6}))
     tr = Trainer(cfg, tmp_path / "dcgan")
     before = {k: v.clone() for k, v in tr.G.state_dict().items()}
@@ -159,7 +159,7 @@ def test_bf16_autocast_trains_on_cpu_with_finite_losses(tmp_path, one_thread):
 
 
 def test_channels_last_trains_and_its_checkpoint_loads_into_a_plain_model(tmp_path, one_thread):
-    cfg = config.load(None, tiny_dcgan_overrides(tmp_path, **{"train.channels_last": True, "train.steps": 3}))
+    cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{"train.channels_last": True, "train.steps": 3}))
     tr = Trainer(cfg, tmp_path / "dcgan")
     conv = next(p for p in tr.D.parameters() if p.dim() == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last)
@@ -169,19 +169,19 @@ def test_channels_last_trains_and_its_checkpoint_loads_into_a_plain_model(tmp_pa
 
 
 def test_fp16_on_cpu_is_a_clear_error_before_anything_is_written(tmp_path, capsys):
-    assert main(["train", *toy_overrides(tmp_path, **{"run.device": "cpu", "train.precision": "fp16"})]) == 2
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path, **{"run.device": "cpu", "train.precision": "fp16"})]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("statgan: error: train.precision=fp16 needs a CUDA device") and "bf16" in err
     assert not (tmp_path / "toy").exists()
     with pytest.raises(ConfigError, match="train.precision"):
-        config.load(None, ["train.precision=fp8"])
+        config.load("mnist5k-dcgan", ["train.precision=fp8"])
 
 
 def test_compile_is_in_place_and_refuses_double_backprop_clearly(tmp_path, one_thread, monkeypatch):
     # aot_eager: torch.compile's autograd path without code generation (seconds, not minutes, on a CPU)
     original = torch.nn.Module.compile
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: original(self, backend="aot_eager"))
-    cfg = config.load(None, toy_overrides(tmp_path, **{"train.compile": True, "regularizers.r1.weight": 1.0}))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path, **{"train.compile": True, "regularizers.r1.weight": 1.0}))
     tr = Trainer(cfg, tmp_path / "toy")
     assert tr.G._compiled_call_impl is not None and tr.D._compiled_call_impl is not None
     assert tr.ema.module._compiled_call_impl is None  # the EMA copy stays eager

@@ -109,7 +109,7 @@ def _check_outcome(status, out, err, run_dir: Path):
 @given(items=st.lists(override, min_size=1, max_size=3))
 def test_random_overrides_end_in_a_run_or_one_error_line(tmp_path, capsys, one_thread, items):
     name = f"r{next(_counter)}"
-    status, out, err = _run(["train", *_base(tmp_path, name), *items], capsys)
+    status, out, err = _run(["train", "mnist5k-dcgan", *_base(tmp_path, name), *items], capsys)
     _check_outcome(status, out, err, tmp_path / name)
 
 
@@ -172,7 +172,7 @@ def test_odd_image_folders_end_in_a_run_or_one_error_line(tmp_path, capsys, one_
             (sub / f"empty{i}").mkdir()
     nets = ("{hidden: 8, depth: 1, output: tanh}", "{hidden: 8, depth: 1}") if arch == "mlp" else \
            ("{width: 2}", "{width: 2}")
-    argv = ["train", *_base(tmp_path, name, **{
+    argv = ["train", "mnist5k-dcgan", *_base(tmp_path, name, **{
         "data.name": "folder", "data.root": str(folder), "data.image_size": image_size, "data.channels": channels,
         "train.batch_size": 2, "model.arch": arch, "model.generator": nets[0], "model.discriminator": nets[1],
         "train.grid_size": 4})]
@@ -186,7 +186,7 @@ def test_decompression_bomb_is_one_line_naming_the_file(tmp_path, capsys, one_th
     for i in range(4):
         _write_image(folder / f"big{i}.png", "RGB", (40, 30), seed=i)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1200 pixels > 2 x 100: refused by PIL
-    argv = ["train", *_base(tmp_path, "bomb", **{"data.name": "folder", "data.root": str(folder), "data.image_size": 8,
+    argv = ["train", "mnist5k-dcgan", *_base(tmp_path, "bomb", **{"data.name": "folder", "data.root": str(folder), "data.image_size": 8,
                                                  "train.batch_size": 2, "model.generator": "{hidden: 8, depth: 1}",
                                                  "model.discriminator": "{hidden: 8, depth: 1}"})]
     status, out, err = _run(argv, capsys)

@@ -146,7 +146,7 @@ def test_trains_as_model_arch_resnet(tmp_path, one_thread):
     overrides = tiny_dcgan_overrides(tmp_path, **{"model.arch": "resnet", "objective.name": "rpgan", "train.steps": 3,
                                                   "train.log_every": 3, "model.generator": "{width: 4}",
                                                   "model.discriminator": "{width: 4, mbstd: true}"})
-    cfg = config.load(None, overrides)
+    cfg = config.load("mnist5k-dcgan", overrides)
     trainer = Trainer(cfg, tmp_path / "dcgan")
     trainer.fit()
     assert isinstance(trainer.G, ResNetGenerator) and trainer.step == 3

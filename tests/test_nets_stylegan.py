@@ -157,7 +157,7 @@ def test_w_avg_is_a_moving_average_of_w_in_train_mode_only():
 
 
 def test_trains_saves_and_restores_w_avg_and_composes_with_path_length(tmp_path, one_thread):
-    cfg = config.load(None, stylegan_overrides(tmp_path, **{"regularizers.r1": "{weight: 1, every: 2}",
+    cfg = config.load("mnist5k-dcgan", stylegan_overrides(tmp_path, **{"regularizers.r1": "{weight: 1, every: 2}",
                                                             "regularizers.path_length": "{every: 2}"}))
     t = Trainer(cfg, tmp_path / "sg")
     t.fit()
@@ -249,11 +249,11 @@ def test_dcgan_discriminator_minibatch_stddev_option():
 
 
 def test_switching_arch_on_the_command_line_starts_from_its_defaults():
-    cfg = config.load(None, ["model.arch=stylegan"])
+    cfg = config.load("mnist5k-dcgan", ["model.arch=stylegan"])
     assert cfg.model.generator == {} and cfg.model.discriminator == {}
-    cfg = config.load(None, ["model.arch=stylegan", "model.generator={width: 4}"])
+    cfg = config.load("mnist5k-dcgan", ["model.arch=stylegan", "model.generator={width: 4}"])
     assert cfg.model.generator == {"width": 4} and cfg.model.discriminator == {}
-    assert config.load(None, []).model.generator == {"width": 32, "norm": "batch"}
+    assert config.load("mnist5k-dcgan", []).model.generator == {"width": 32, "norm": "batch"}
 
 
 @pytest.mark.parametrize("params, match", [

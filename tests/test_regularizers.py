@@ -293,16 +293,16 @@ def test_mc_dropout_without_dropout_layers_is_a_clear_error():
 # ---- config -------------------------------------------------------------------------------------
 def _build(overrides):
     """Load a config and build what a trainer builds from it before training (no data, no run)."""
-    cfg = config.load(None, overrides)
+    cfg = config.load("mnist5k-dcgan", overrides)
     models.build_regularizers(cfg, models.build_objective(cfg))
     models.build_models(cfg, (1, 28, 28))
 
 
 def test_regularizers_from_config_and_overrides():
-    cfg = config.load(None, ["regularizers.sam.rho=0.5", "regularizers.r1=true", "regularizers.gp=false",
+    cfg = config.load("mnist5k-dcgan", ["regularizers.sam.rho=0.5", "regularizers.r1=true", "regularizers.gp=false",
                              "regularizers.relaxation.sigma=0.1", "regularizers.relaxation.schedule=linear"])
     assert cfg.regularizers == {"sam": {"rho": 0.5}, "r1": {}, "relaxation": {"sigma": 0.1, "schedule": "linear"}}
-    assert config.load(None).regularizers == {}
+    assert config.load("mnist5k-dcgan").regularizers == {}
     assert config.from_dict(cfg.to_dict()) == cfg  # round trip through the saved YAML layout
     assert [r.name for r in regularizers.build(cfg.regularizers)] == ["r1", "relaxation", "sam"]
 

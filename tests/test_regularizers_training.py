@@ -38,7 +38,7 @@ def _run(tmp_path, name, **extra):
     items = {"run.name": name, "train.steps": 4, "train.batch_size": 16, "train.log_every": 2,
              "train.sample_every": 0, "train.checkpoint_every": 0, "model.generator": "{hidden: 8, depth: 2}",
              "model.discriminator": "{hidden: 8, depth: 2, activation: elu}", **extra}
-    cfg = config.load(None, toy_overrides(tmp_path, **items))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path, **items))
     trainer = Trainer(cfg, tmp_path / name)
     trainer.fit()
     return trainer
@@ -125,7 +125,7 @@ def test_sam_and_dropout_on_a_batchnorm_dcgan_resume_bit_identically(tmp_path, o
              "regularizers.r1": "{weight: 1}", "regularizers.relaxation": "{sigma: 0.1}", "train.batch_size": 8}
     runs = {}
     for name, steps in (("straight", 4), ("cut", 2)):
-        cfg = config.load(None, tiny_dcgan_overrides(tmp_path, **extra, **{"run.name": name, "train.steps": steps}))
+        cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **extra, **{"run.name": name, "train.steps": steps}))
         runs[name] = Trainer(cfg, tmp_path / name)
         runs[name].fit()
     resumed = Trainer(config.load(tmp_path / "cut" / "config.yaml", ["train.steps=4"]), tmp_path / "cut", resume=True)
@@ -168,7 +168,7 @@ def test_loss_evaluations_per_update(tmp_path, one_thread, regs, d_per_step, g_p
 
 def test_sample_with_mc_dropout(tmp_path, capsys):
     items = toy_overrides(tmp_path, **{"train.steps": 4, "regularizers.mc_dropout.p": 0.5})
-    assert main(["train", *items]) == 0
+    assert main(["train", "mnist5k-dcgan", *items]) == 0
     run = str(tmp_path / "toy")
     outs = {}
     for name, flags in (("plain", []), ("mc", ["--mc-dropout"]), ("mc2", ["--mc-dropout"]), ("mc_seed", ["--mc-dropout", "--seed", "1"])):
@@ -181,7 +181,7 @@ def test_sample_with_mc_dropout(tmp_path, capsys):
     assert torch.equal(outs["mc"], outs["mc2"])  # masks seeded by --seed
     assert not torch.equal(outs["mc"], outs["mc_seed"])
 
-    assert main(["train", *toy_overrides(tmp_path, **{"run.name": "nodrop", "train.steps": 2})]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path, **{"run.name": "nodrop", "train.steps": 2})]) == 0
     capsys.readouterr()
     assert main(["sample", str(tmp_path / "nodrop"), "--mc-dropout", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_finished_run_says_so_and_draws_its_curves(tmp_path):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     status = read_status(tmp_path / "toy")
     assert status is not None and (status.state, status.step) == ("finished", 20)
     with Image.open(tmp_path / "toy" / CURVES_FILE) as im:
@@ -34,7 +34,7 @@ def test_a_finished_run_says_so_and_draws_its_curves(tmp_path):
 def test_signals_through_the_real_cli_checkpoint_and_exit_128_plus_signum(tmp_path, signum, code):
     argv = toy_overrides(tmp_path, **{"train.steps": 1_000_000, "train.progress": "true", "train.checkpoint_every": 0})
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "statgan", "train", *argv], stderr=subprocess.PIPE, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "statgan", "train", "mnist5k-dcgan", *argv], stderr=subprocess.PIPE, env=env,
                             start_new_session=True)
     seen = b""
     try:
@@ -89,13 +89,13 @@ def test_a_crash_after_training_started_leaves_a_run_marked_failed_that_a_rerun_
 
     monkeypatch.setattr(images.ImageFiles, "__getitem__", flaky)
     argv = _folder_argv(tmp_path, folder, **{"train.checkpoint_every": 0})
-    assert main(["train", *argv]) == 2
+    assert main(["train", "mnist5k-dcgan", *argv]) == 2
     err = capsys.readouterr().err
     assert "broken mid-run" in err
     status = read_status(tmp_path / "f")
     assert status.state == "failed" and "no checkpoint was written" in status.message and status.step >= 1
     monkeypatch.setattr(images.ImageFiles, "__getitem__", real)
-    assert main(["train", *argv]) == 0  # the failed folder is reused, not a dead end
+    assert main(["train", "mnist5k-dcgan", *argv]) == 0  # the failed folder is reused, not a dead end
     assert "reusing" in capsys.readouterr().err and read_status(tmp_path / "f").state == "finished"
 
 
@@ -114,11 +114,11 @@ def test_a_crash_after_a_checkpoint_says_how_to_resume(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(images.ImageFiles, "__getitem__", flaky)
     argv = _folder_argv(tmp_path, folder, **{"train.checkpoint_every": 5})
-    assert main(["train", *argv]) == 2
+    assert main(["train", "mnist5k-dcgan", *argv]) == 2
     status = read_status(tmp_path / "f")
     assert status.state == "failed" and "--resume" in status.message
     monkeypatch.setattr(images.ImageFiles, "__getitem__", real)
-    assert main(["train", *argv]) == 2  # checkpoints exist: not silently thrown away
+    assert main(["train", "mnist5k-dcgan", *argv]) == 2  # checkpoints exist: not silently thrown away
     assert "already exists; continue it with --resume" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "f")]) == 0
 
@@ -139,13 +139,13 @@ def test_the_warning_reaches_the_user_once(tmp_path, capsys):
     # a D far faster than G on a toy problem: it wins outright within a few intervals
     argv = toy_overrides(tmp_path, **{"train.steps": 400, "train.log_every": 20, "train.lr_d": 0.02, "train.lr_g": 1e-6,
                                       "train.checkpoint_every": 0, "train.sample_every": 0})
-    assert main(["train", *argv]) == 0
+    assert main(["train", "mnist5k-dcgan", *argv]) == 0
     err = capsys.readouterr().err
     assert err.count("statgan: warning: the discriminator is winning outright") == 1
 
 
 def test_resuming_a_finished_run_says_how_to_train_longer(tmp_path, capsys):
-    assert main(["train", *toy_overrides(tmp_path)]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     capsys.readouterr()
     assert main(["train", "--resume", str(tmp_path / "toy")]) == 2
     err = capsys.readouterr().err.strip()

@@ -16,8 +16,8 @@ from conftest import toy_overrides
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    assert main(["train", *toy_overrides(root, **{"run.name": "a"})]) == 0
-    assert main(["train", *toy_overrides(root, **{"run.name": "b", "objective.name": "hinge", "train.steps": 10})]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(root, **{"run.name": "a"})]) == 0
+    assert main(["train", "mnist5k-dcgan", *toy_overrides(root, **{"run.name": "b", "objective.name": "hinge", "train.steps": 10})]) == 0
     return root
 
 

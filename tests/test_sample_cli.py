@@ -17,7 +17,7 @@ from conftest import tiny_dcgan_overrides
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample")
-    argv = ["train", *tiny_dcgan_overrides(root, **{"train.steps": 8, "train.checkpoint_every": 4})]
+    argv = ["train", "mnist5k-dcgan", *tiny_dcgan_overrides(root, **{"train.steps": 8, "train.checkpoint_every": 4})]
     assert main(argv) == 0
     return root / "dcgan"
 
@@ -73,7 +73,7 @@ def test_use_previous_skips_a_corrupt_latest_checkpoint(run, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def style_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("style")
-    argv = ["train", *tiny_dcgan_overrides(root, **{
+    argv = ["train", "mnist5k-dcgan", *tiny_dcgan_overrides(root, **{
         "run.name": "sg", "model.arch": "stylegan", "model.generator": "{width: 4, max_width: 8, w_dim: 8, mapping_layers: 2}",
         "model.discriminator": "{width: 4, max_width: 8}", "train.steps": 4, "train.batch_size": 8})]
     assert main(argv) == 0

@@ -27,12 +27,12 @@ def test_linear_and_cosine_values_against_the_closed_form():
 
 
 def test_the_section_takes_dotted_and_nested_keys_and_omits_itself_when_empty():
-    cfg = config.load(None, ["schedules.train.lr_g.to=5e-5", "schedules.train.lr_g.kind=cosine",
+    cfg = config.load("mnist5k-dcgan", ["schedules.train.lr_g.to=5e-5", "schedules.train.lr_g.kind=cosine",
                              "schedules={regularizers.r1.weight: {to: 0.1, end: 0.5}}"])
     assert cfg.schedules == {"train.lr_g": {"to": 5e-5, "kind": "cosine", "begin": 0.0, "end": 1.0},
                              "regularizers.r1.weight": {"to": 0.1, "kind": "linear", "begin": 0.0, "end": 0.5}}
     assert config.from_dict(cfg.to_dict()).schedules == cfg.schedules  # round trip through config.yaml
-    assert "schedules" not in config.load(None).to_dict()
+    assert "schedules" not in config.load("mnist5k-dcgan").to_dict()
 
 
 @pytest.mark.parametrize("override, fragment", [
@@ -44,11 +44,11 @@ def test_the_section_takes_dotted_and_nested_keys_and_omits_itself_when_empty():
 ])
 def test_bad_schedules_are_one_line_errors(override, fragment):
     with pytest.raises(ConfigError, match=fragment):
-        config.load(None, [override])
+        config.load("mnist5k-dcgan", [override])
 
 
 def _toy(tmp_path, **extra):
-    return config.load(None, toy_overrides(tmp_path, **{"train.steps": 20, "train.log_every": 5, **extra}))
+    return config.load("mnist5k-dcgan", toy_overrides(tmp_path, **{"train.steps": 20, "train.log_every": 5, **extra}))
 
 
 def test_the_trainer_moves_learning_rate_betas_and_a_regularizer_weight(tmp_path):

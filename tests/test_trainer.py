@@ -37,7 +37,7 @@ def _assert_identical(a, b):
 
 
 def test_run_directory_layout(tmp_path):
-    cfg = config.load(None, toy_overrides(tmp_path))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path))
     result = Trainer(cfg, tmp_path / "toy").fit()
     rd = tmp_path / "toy"
     assert result.step == 20
@@ -55,7 +55,7 @@ def test_run_directory_layout(tmp_path):
 def test_same_seed_same_weights_and_different_seed_differs(tmp_path):
     runs = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        cfg = config.load(None, tiny_dcgan_overrides(tmp_path, **{"run.name": name, "run.seed": seed, "train.steps": 6}))
+        cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{"run.name": name, "run.seed": seed, "train.steps": 6}))
         tr = Trainer(cfg, tmp_path / name)
         tr.fit()
         runs.append(_state(tr))
@@ -65,11 +65,11 @@ def test_same_seed_same_weights_and_different_seed_differs(tmp_path):
 
 def test_interrupted_by_sigterm_then_resumed_is_bit_identical(tmp_path):
     """A run stopped by SIGTERM at step 9 and resumed to step 24 equals an uninterrupted run."""
-    straight_cfg = config.load(None, tiny_dcgan_overrides(tmp_path, **{"run.name": "straight"}))
+    straight_cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{"run.name": "straight"}))
     straight = Trainer(straight_cfg, tmp_path / "straight")
     straight.fit()
 
-    cfg = config.load(None, tiny_dcgan_overrides(tmp_path, **{"run.name": "cut", "train.checkpoint_every": 5}))
+    cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{"run.name": "cut", "train.checkpoint_every": 5}))
 
     def send_sigterm(trainer, step):
         if step == 9:
@@ -91,11 +91,24 @@ def test_interrupted_by_sigterm_then_resumed_is_bit_identical(tmp_path):
     assert steps == sorted(set(steps)) == [4, 8, 12, 16, 20, 24]
 
 
+def test_a_stop_requested_by_code_says_why_not_sigterm(tmp_path):
+    cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{"run.name": "budget"}))
+
+    def stop_at_3(trainer, step):
+        if step == 3:
+            trainer.request_stop(reason="CPU budget reached")
+
+    with pytest.raises(TrainingInterrupted) as info:
+        Trainer(cfg, tmp_path / "budget", callbacks=[stop_at_3]).fit()
+    assert info.value.step == 3 and str(info.value).startswith("CPU budget reached: checkpoint written at step 3")
+    assert "SIGTERM" not in str(info.value)
+
+
 def test_extending_steps_on_resume_matches_a_longer_run(tmp_path):
-    long_cfg = config.load(None, toy_overrides(tmp_path, **{"run.name": "long", "train.steps": 30}))
+    long_cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path, **{"run.name": "long", "train.steps": 30}))
     long = Trainer(long_cfg, tmp_path / "long")
     long.fit()
-    short_cfg = config.load(None, toy_overrides(tmp_path, **{"run.name": "short", "train.steps": 10}))
+    short_cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path, **{"run.name": "short", "train.steps": 10}))
     Trainer(short_cfg, tmp_path / "short").fit()
     ext_cfg = config.load(tmp_path / "short" / "config.yaml", ["train.steps=30"])
     ext = Trainer(ext_cfg, tmp_path / "short", resume=True)
@@ -105,7 +118,7 @@ def test_extending_steps_on_resume_matches_a_longer_run(tmp_path):
 
 
 def test_corrupt_checkpoint_is_refused_and_nothing_overwritten(tmp_path):
-    cfg = config.load(None, toy_overrides(tmp_path))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path))
     Trainer(cfg, tmp_path / "toy").fit()
     st = tmp_path / "toy" / "checkpoints" / "step-000020.safetensors"
     st.write_bytes(st.read_bytes()[:-10])
@@ -117,7 +130,7 @@ def test_corrupt_checkpoint_is_refused_and_nothing_overwritten(tmp_path):
 
 
 def test_existing_or_unwritable_run_directory_is_refused_before_training(tmp_path):
-    cfg = config.load(None, toy_overrides(tmp_path))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path))
     Trainer(cfg, tmp_path / "toy").fit()
     with pytest.raises(StatganError, match="already exists; continue it with --resume"):
         Trainer(cfg, tmp_path / "toy").fit()
@@ -133,7 +146,7 @@ def test_existing_or_unwritable_run_directory_is_refused_before_training(tmp_pat
 ])
 def test_objective_and_regularizer_values_are_checked_first(tmp_path, monkeypatch, section, value, message):
     """The trainer's build is where these values are validated: before any data is loaded or file written."""
-    cfg = config.load(None, toy_overrides(tmp_path))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path))
     if section == "objective":
         cfg.objective.name, cfg.objective.params = value["name"], value["params"]
     else:
@@ -145,7 +158,7 @@ def test_objective_and_regularizer_values_are_checked_first(tmp_path, monkeypatc
 
 
 def test_resume_without_checkpoint(tmp_path):
-    cfg = config.load(None, toy_overrides(tmp_path))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path))
     with pytest.raises(CheckpointError, match="nothing to resume"):
         Trainer(cfg, tmp_path / "empty", resume=True)
 
@@ -175,7 +188,7 @@ objectives.OBJECTIVES.register("_test_counting")(_Counting)
 
 @pytest.mark.parametrize("with_d", [True, False])
 def test_loop_uses_only_the_objective_hooks(tmp_path, with_d):
-    cfg = config.load(None, toy_overrides(tmp_path, **{"objective.name": "_test_counting", "objective.with_d": with_d,
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path, **{"objective.name": "_test_counting", "objective.with_d": with_d,
                                                       "train.n_critic": 3, "train.steps": 4}))
     tr = Trainer(cfg, tmp_path / "toy")
     d_before = [p.clone() for p in tr.D.parameters()]
@@ -216,7 +229,7 @@ def test_batch_order_is_a_pure_function_of_the_counter():
 
 
 def test_load_generator_gives_ema_weights(tmp_path):
-    cfg = config.load(None, toy_overrides(tmp_path))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path))
     tr = Trainer(cfg, tmp_path / "toy")
     tr.fit()
     G, meta = load_generator(tmp_path / "toy")
@@ -240,11 +253,11 @@ def test_lazy_dataset_path_trains_and_resumes_identically(tmp_path):
         Image.fromarray(arr).save(img_dir / f"{i:03d}.png")
     extra = {"data.name": "folder", "data.root": str(img_dir), "data.image_size": 32, "data.channels": 1,
              "train.batch_size": 8}
-    straight = Trainer(config.load(None, tiny_dcgan_overrides(tmp_path, **extra, **{"run.name": "a", "train.steps": 6})),
+    straight = Trainer(config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **extra, **{"run.name": "a", "train.steps": 6})),
                        tmp_path / "a")
     assert straight.data_shape == (1, 32, 32)
     straight.fit()
-    cut_cfg = config.load(None, tiny_dcgan_overrides(tmp_path, **extra, **{"run.name": "b", "train.steps": 2}))
+    cut_cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **extra, **{"run.name": "b", "train.steps": 2}))
     Trainer(cut_cfg, tmp_path / "b").fit()
     resumed = Trainer(config.load(tmp_path / "b" / "config.yaml", ["train.steps=6"]), tmp_path / "b", resume=True)
     resumed.fit()
@@ -271,7 +284,7 @@ def test_tensorboard_events_when_installed(tmp_path, monkeypatch):
     fake = types.ModuleType("torch.utils.tensorboard")
     fake.SummaryWriter = FakeWriter
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
-    cfg = config.load(None, toy_overrides(tmp_path, **{"train.tensorboard": "auto"}))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path, **{"train.tensorboard": "auto"}))
     Trainer(cfg, tmp_path / "toy").fit()
     assert calls[0] == ("init", str(tmp_path / "toy" / "tensorboard"))
     assert ("d_loss", 5) in calls and ("g_loss", 20) in calls and calls[-1] == ("close",)
@@ -281,7 +294,7 @@ def test_tensorboard_required_but_missing_is_a_clear_error(tmp_path, monkeypatch
     import sys
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
-    cfg = config.load(None, toy_overrides(tmp_path, **{"train.tensorboard": "true"}))
+    cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path, **{"train.tensorboard": "true"}))
     with pytest.raises(StatganError, match="TensorBoard is not installed"):
         Trainer(cfg, tmp_path / "toy").fit()
     assert not (tmp_path / "toy").exists()  # refused before the run directory was made

@@ -17,14 +17,17 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
+        #: why the stop was asked for when it was not a signal (shown in the status and the error)
+        self.reason: Optional[str] = None
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
 
-    def request(self, signum: int = signal.SIGTERM) -> None:
-        """Ask for a stop after the current step (what the first SIGINT/SIGTERM does)."""
-        self.signum = signum
+    def request(self, signum: int = signal.SIGTERM, reason: Optional[str] = None) -> None:
+        """Ask for a stop after the current step (what the first SIGINT/SIGTERM does); a caller that
+        is not a signal says why in ``reason``."""
+        self.signum, self.reason = signum, reason
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.requested:

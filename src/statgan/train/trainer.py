@@ -85,12 +85,12 @@ StepCallback = Callable[["Trainer", int], None]
 
 
 class TrainingInterrupted(StatganError):
-    """Raised after a checkpoint has been written in response to SIGINT/SIGTERM."""
+    """Raised after a checkpoint has been written in response to SIGINT/SIGTERM or a stop request."""
 
-    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+    def __init__(self, signum: int, step: int, checkpoint: Path, reason: Optional[str] = None) -> None:
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
-        name = signal.Signals(signum).name
-        super().__init__(f"{name} received: checkpoint written at step {step} ({checkpoint}); continue with: statgan train --resume {checkpoint.parent.parent}")
+        why = reason or f"{signal.Signals(signum).name} received"
+        super().__init__(f"{why}: checkpoint written at step {step} ({checkpoint}); continue with: statgan train --resume {checkpoint.parent.parent}")
 
 
 class TrainingDiverged(StatganError):
@@ -296,9 +296,10 @@ class Trainer:
         return BatchStream(self.train_data, t.batch_size, self.cfg.run.seed, self.device, start=self.step * t.n_critic,
                            rank=self.world.rank, world_size=self.world.size)
 
-    def request_stop(self, signum: int = signal.SIGTERM) -> None:
-        """Ask the loop to checkpoint and stop after the current step (what SIGINT/SIGTERM do)."""
-        self.stop_request.request(signum)
+    def request_stop(self, signum: int = signal.SIGTERM, reason: Optional[str] = None) -> None:
+        """Ask the loop to checkpoint and stop after the current step (what SIGINT/SIGTERM do);
+        ``reason`` replaces "SIGTERM received" in the message when the caller is not a signal."""
+        self.stop_request.request(signum, reason)
 
     # ---- one generator step ----------------------------------------------------------------------
     def train_step(self) -> Tuple[Tensor, Tensor]:
@@ -618,7 +619,7 @@ class Trainer:
         if not checked and not self._commit(run):
             return  # rolled back: go on from the last good state, and stop after the next step
         path = run.last_checkpoint if run.checkpoint_step == self.step else self.save_checkpoint()
-        raise TrainingInterrupted(self.stop_request.signum or signal.SIGTERM, self.step, path)
+        raise TrainingInterrupted(self.stop_request.signum or signal.SIGTERM, self.step, path, self.stop_request.reason)
 
 
 __all__ = ["Trainer", "TrainResult", "TrainingDiverged", "TrainingInterrupted", "default_run_name", "StepCallback"]
