@@ -32,7 +32,6 @@ from statgan.metrics.evaluate import evaluate_paths, evaluate_run
 from statgan.rundir.files import atomic_write_text
 from statgan.train.trainer import Trainer, TrainingInterrupted
 
-#: the recipes compared: config overrides on top of the mnist5k-dcgan preset
 #: DCGAN networks (D without BatchNorm, which R1/R2 assume), relativistic pairing loss, rare lazy R1/R2,
 #: Adam with beta1 = 0 and the ramped EMA: the base of the sweep over learning rate and batch size
 RPGAN_LAZY: List[str] = [
@@ -72,7 +71,8 @@ RECIPES: Dict[str, List[str]] = {
         "train.betas=[0.0, 0.99]", "regularizers.r1={weight: 0.1, every: 16}", "train.ema_halflife_kimg=10",
         "train.ema_rampup=0.05",
     ],
-    # --- candidates of the 2026-11-30 sweeps (docs/quality.md, "Sweep") ---
+    # --- candidates of the 2026-11-30 sweeps (docs/quality.md, "The default recipe"); a later override of
+    # the same key wins, so the variants below append to their base ---
     "dcgan64-ns": ["model.generator={width: 64}", "model.discriminator={width: 64}"],
     "dcgan-ns-d64": ["model.discriminator={width: 64}"],
     "dcgan-ns-lr5": _lr("5e-4"),
@@ -88,6 +88,7 @@ RECIPES: Dict[str, List[str]] = {
     "dcgan-rpgan-lazy-lr2e3": [*RPGAN_LAZY, *_lr("2e-3")],
     "dcgan-rpgan-lazy-lr2e3-b32": [*RPGAN_LAZY, *_lr("2e-3"), "train.batch_size=32"],
     "dcgan-rpgan-lazy-lr4e3": [*RPGAN_LAZY, *_lr("4e-3")],
+    # the winner: the preset mnist5k-dcgan-rpgan, today's default (tests/test_config.py checks they agree)
     "dcgan-rpgan-lazy-lr2e3-g1": [*RPGAN_LAZY, *_lr("2e-3"), "regularizers.r1={weight: 1, every: 16}",
                                   "regularizers.r2={weight: 1, every: 16}"],
     "dcgan-rpgan-lazy-lr2e3-d64": [*RPGAN_LAZY, *_lr("2e-3"), "model.discriminator={width: 64, norm: none}"],
