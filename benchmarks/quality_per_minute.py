@@ -88,7 +88,8 @@ RECIPES: Dict[str, List[str]] = {
     "dcgan-rpgan-lazy-lr2e3": [*RPGAN_LAZY, *_lr("2e-3")],
     "dcgan-rpgan-lazy-lr2e3-b32": [*RPGAN_LAZY, *_lr("2e-3"), "train.batch_size=32"],
     "dcgan-rpgan-lazy-lr4e3": [*RPGAN_LAZY, *_lr("4e-3")],
-    # the winner: the preset mnist5k-dcgan-rpgan, today's default (tests/test_config.py checks they agree)
+    # the winner: the preset mnist5k-dcgan-rpgan, today's default (tests/test_config.py pins that preset to a copy
+    # of these overrides: change both together)
     "dcgan-rpgan-lazy-lr2e3-g1": [*RPGAN_LAZY, *_lr("2e-3"), "regularizers.r1={weight: 1, every: 16}",
                                   "regularizers.r2={weight: 1, every: 16}"],
     "dcgan-rpgan-lazy-lr2e3-d64": [*RPGAN_LAZY, *_lr("2e-3"), "model.discriminator={width: 64, norm: none}"],
