@@ -93,6 +93,10 @@ RECIPES: Dict[str, List[str]] = {
     "dcgan-rpgan-lazy-lr2e3-g1": [*RPGAN_LAZY, *_lr("2e-3"), "regularizers.r1={weight: 1, every: 16}",
                                   "regularizers.r2={weight: 1, every: 16}"],
     "dcgan-rpgan-lazy-lr2e3-d64": [*RPGAN_LAZY, *_lr("2e-3"), "model.discriminator={width: 64, norm: none}"],
+    # --- fourth session: the winner with both networks twice as wide (a candidate for the long preset) ---
+    "dcgan64-rpgan-lazy-lr2e3-g1": [*RPGAN_LAZY, *_lr("2e-3"), "regularizers.r1={weight: 1, every: 16}",
+                                    "regularizers.r2={weight: 1, every: 16}", "model.generator={width: 64}",
+                                    "model.discriminator={width: 64, norm: none}"],
 }
 
 

