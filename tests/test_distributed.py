@@ -63,6 +63,40 @@ def _state(tr):
     return out
 
 
+class _LinearW(torch.nn.Module):
+    """g(w) linear in two per-layer copies of w = z (no mapping layers): the smallest w-space generator."""
+
+    latent_dim, num_ws, data_shape = 3, 2, (1, 2, 2)
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.A = torch.nn.Parameter(torch.randn(3, 4, generator=g))
+        self.B = torch.nn.Parameter(torch.randn(3, 4, generator=g))
+
+    def mapping(self, z, update_avg=True):
+        return torch.stack([z, z], dim=1)
+
+    def synthesis(self, ws):
+        return (ws[:, 0] @ self.A + ws[:, 1] @ self.B).reshape(-1, 1, 2, 2)
+
+
+def _path_length_draws(rows):
+    """Two lazy evaluations of the path-length penalty with ``rows`` fake rows on this rank: the
+    drawn latents of each and the running mean after it."""
+    from statgan import regularizers
+    from statgan.regularizers.base import LossContext
+
+    reg = regularizers.get("path_length", weight=2.0, every=1, decay=0.5, batch_shrink=1)
+    reg.bind(7, torch.device("cpu"))
+    G, fake = _LinearW(), torch.zeros(rows, 1, 2, 2)
+    out = {}
+    for step in (0, 1):
+        reg.penalty(LossContext("generator", torch.zeros(()), fake, fake, G, None, step))
+        out[f"z{step}"], out[f"mean{step}"] = reg._cache[0].clone(), reg.mean.clone()
+    return out
+
+
 def _worker(rank, port, tmp):
     """One rank: every scenario in turn; results saved as tmp/<scenario>.rank<r>.pt."""
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(WORLD),
@@ -101,6 +135,9 @@ def _worker(rank, port, tmp):
     start = resumed.step
     resumed.fit()
     save("resumed", {"stopped": stopped, "start": start, "state": _state(resumed)})
+
+    # path-length penalty: each rank draws its rows of one global batch; the running mean is global
+    save("path_length", _path_length_draws(4))
 
     # FID features: each rank generates and embeds its share, gathered in sample order
     torch.manual_seed(0)
@@ -182,6 +219,18 @@ def test_stop_requested_on_one_rank_stops_all_and_resume_is_bit_identical(ranks)
     for r, res in enumerate(load("resumed")):
         assert res["stopped"] == 3 and res["start"] == 3
         _assert_same(res["state"], straight[r])  # per-rank RNG streams restored: same dropout masks
+
+
+def test_path_length_draws_one_global_batch_and_keeps_one_running_mean(ranks):
+    _, load = ranks
+    r0, r1 = load("path_length")
+    single = _path_length_draws(8)  # one process, the global batch of both ranks
+    for step in (0, 1):
+        assert not torch.equal(r0[f"z{step}"], r1[f"z{step}"])  # the ranks do not repeat each other's latents
+        assert torch.equal(torch.cat([r0[f"z{step}"], r1[f"z{step}"]]), single[f"z{step}"])
+        assert torch.equal(r0[f"mean{step}"], r1[f"mean{step}"])  # a checkpointed mean identical on every rank
+        torch.testing.assert_close(r0[f"mean{step}"], single[f"mean{step}"], rtol=1e-12, atol=0)
+    assert single["mean1"] != single["mean0"]  # the mean moved: the second comparison is not trivial
 
 
 def test_sharded_feature_extraction_equals_one_process(ranks):

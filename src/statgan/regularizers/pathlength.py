@@ -15,6 +15,11 @@ Lazy (StyleGAN2 Appendix B): with ``every = k`` it is evaluated on generator ste
 weighted k·λ. Each evaluation draws its own z (batch ``batch_size // batch_shrink``) and y from a
 private generator (checkpointed, so resume is exact) and runs its own generator pass, so it works
 with every objective and adds nothing to steps where it is not due. The average ``a`` is checkpointed.
+
+Under DDP (W ranks) the draws are this rank's rows of one global batch (``shard_randn``: the union
+over ranks is what one process draws for W times the batch, not W copies of the same rows), and the
+mean length that updates ``a`` is averaged over the ranks, so ``a`` stays identical on every rank
+(and in every rank's checkpoint) and equals the single-process value at the same global batch.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..nets.common import has_w_space
+from ..runtime import distributed
 from ..runtime.seeding import derived_seed
 from ..runtime.validation import check_int, check_real
 from . import REGULARIZERS
@@ -83,15 +89,17 @@ class PathLengthPenalty(Regularizer):
             # once per step: a second evaluation of the same update (SAM, MC dropout) reuses the
             # draws and the starting mean, so repeated closures give the same penalty
             n = max(1, ctx.fake.shape[0] // self.batch_shrink)
-            z = torch.randn(n, G.latent_dim, generator=self.gen)
+            z = distributed.shard_randn((n, G.latent_dim), self.gen)
             c, h, w = G.data_shape
-            y = torch.randn(n, c, h, w, generator=self.gen) / (h * w) ** 0.5
+            y = distributed.shard_randn((n, c, h, w), self.gen) / (h * w) ** 0.5
             device = ctx.fake.device
             self._cache = (z.to(device), y.to(device, ctx.fake.dtype), self.mean.clone())
             self._step_drawn = ctx.step
         z, y, start = self._cache  # type: ignore[misc]
         lengths = path_lengths(G, z, y)
-        a = start + self.decay * (lengths.detach().double().mean() - start)
+        # the global batch's mean length (ranks hold equal shares), so every rank updates ``a`` alike
+        batch_mean = distributed.all_reduce_(lengths.detach().double().mean(), "mean")
+        a = start + self.decay * (batch_mean - start)
         self.mean = a.cpu()
         return (self.weight * self.every) * (lengths - a.to(lengths.dtype)).square().mean()
 
