@@ -10,7 +10,9 @@ Arms (both the current code, same seed, same images):
   statgan.audit.posterior).
 
 For each arm the whole audit (``statgan.audit.run.audit_run``: every stage, the report and files) runs
-and is timed; its summary gives the BDMC bounds on ``bdmc_images`` model samples at the chosen sigma. Then,
+and is timed, in wall-clock seconds and in the process's CPU seconds (with one torch thread the CPU time
+is what the audit costs on an idle core: robust to other jobs on a shared machine, which inflate the
+wall time); its summary gives the BDMC bounds on ``bdmc_images`` model samples at the chosen sigma. Then,
 for the new settings, the BDMC gap at a few fixed sigma values (``--sigmas``; stage
 ``bdmc_bounds`` only). Prints medians and the ratios new / legacy.
 
@@ -34,18 +36,18 @@ from statgan.audit.rundata import load_run
 from statgan.audit.settings import AuditSettings
 
 def timed_audit(run_dir: str, settings: AuditSettings) -> tuple:
-    """(wall seconds, AuditSummary) of one whole audit (audit_run, report and files included)."""
+    """(wall seconds, CPU seconds, AuditSummary) of one whole audit (audit_run, report and files included)."""
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         summary = audit_run(run_dir, settings, out_dir=tmp, log=None)
-        return time.perf_counter() - t0, summary
+        return time.perf_counter() - t0, time.process_time() - c0, summary
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--sigmas", default="0.05,0.1,0.2", help="sigma values of the gap table (new settings)")
+    ap.add_argument("--sigmas", default="0.05,0.1,0.2", help="sigma values of the gap table (new settings); '' for no table")
     ap.add_argument("--sigma-images", type=int, default=16, help="simulated images per sigma in the table")
     ap.add_argument("--skip-audits", action="store_true", help="only the sigma table")
     a = ap.parse_args()
@@ -54,14 +56,16 @@ def main() -> None:
     rows = {}
     if not a.skip_audits:
         for name, settings in (("legacy", replace(AuditSettings(), **AuditSettings.LEGACY)), ("new", AuditSettings())):
-            wall, summ = timed_audit(a.run_dir, settings)
+            wall, cpu, summ = timed_audit(a.run_dir, settings)
             b = summ.bdmc
-            rows[name] = (wall, b.gap.median)
-            print(f"{name:>7}: audit {wall:7.1f} s  sigma {summ.sigma.chosen}  BDMC median lower {b.lower.median:8.1f}  "
+            rows[name] = (wall, cpu, b.gap.median)
+            print(f"{name:>7}: audit {wall:7.1f} s wall, {cpu:7.1f} s CPU (load average now {os.getloadavg()[0]:.1f})  sigma {summ.sigma.chosen}  BDMC median lower {b.lower.median:8.1f}  "
                   f"upper {b.upper.median:8.1f}  gap {b.gap.median:8.1f} nats  stages {summ.timing}", flush=True)
-        (wl, gl), (wn, gn) = rows["legacy"], rows["new"]
-        print(f"ratio new / legacy: wall time {wn / wl:.3f} (target <= 1), median BDMC gap {gn / gl:.4f} "
+        (wl, cl, gl), (wn, cn, gn) = rows["legacy"], rows["new"]
+        print(f"ratio new / legacy: CPU time {cn / cl:.3f} (target <= 1), wall time {wn / wl:.3f}, median BDMC gap {gn / gl:.4f} "
               f"(target: new gap <= 1 nat; got {gn:.1f})", flush=True)
+    if not a.sigmas.strip():
+        return
     run = load_run(a.run_dir, 0)
     s = AuditSettings(bdmc_images=a.sigma_images)
     print(f"sigma | BDMC on {a.sigma_images} model samples (new settings): median lower, upper, gap; IS median ESS")

@@ -20,6 +20,8 @@ from above and upper bounds from below.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -312,3 +314,15 @@ def test_noise_schedule_is_geometric_then_flat():
     assert noise_schedule(0.1, None, 5) == [0.1] * 5 and noise_schedule(0.1, 0.05, 3) == [0.1] * 3
     with pytest.raises(ValueError, match="sigma_from"):
         LaplaceOptions(sigma_from=-1.0).validate()
+
+
+def test_jacobian_does_not_surface_torchs_internal_jit_deprecation():
+    # torch loads its forward-AD decompositions (which call the deprecated torch.jit.script) on the
+    # first jvp of a process, so the check needs a fresh interpreter
+    code = ("import torch; from statgan.audit.posterior import jacobian; "
+            "G = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).eval(); "
+            "print(tuple(jacobian(G, torch.randn(2, 3)).shape))")
+    out = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(2, 4, 3)" and "deprecated" not in out.stderr

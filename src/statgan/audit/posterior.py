@@ -39,6 +39,7 @@ MacKay (2003, ch. 27) for Laplace's method.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -104,7 +105,11 @@ def jacobian(generator: nn.Module, z: Tensor, rows: int = 512) -> Tensor:
     for i in range(0, N, per):
         zi = z[i:i + per]
         n = zi.shape[0]
-        _, tangent = torch.func.jvp(generator, (zi.repeat_interleave(d, 0),), (eye.repeat(n, 1),))
+        with warnings.catch_warnings():
+            # torch's own forward-AD decompositions call torch.jit.script when first loaded (torch 2.14):
+            # a deprecation inside torch that a user of the audit cannot act on
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+            _, tangent = torch.func.jvp(generator, (zi.repeat_interleave(d, 0),), (eye.repeat(n, 1),))
         out.append(tangent.reshape(n, d, -1).transpose(1, 2))
     return torch.cat(out)
 
