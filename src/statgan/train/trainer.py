@@ -453,7 +453,8 @@ class Trainer:
         now = time.perf_counter()
         return _Fit(log, monitor, bar, DivergenceGuard(self.device, self.step, capacity=t.log_every),
                     Rollback(self.state, t.nan_retries, t.nan_lr_factor), start_time=now, interval_start=now,
-                    acc_d=torch.zeros((), device=self.device), acc_g=torch.zeros((), device=self.device))
+                    acc_d=torch.zeros((), device=self.device), acc_g=torch.zeros((), device=self.device),
+                    d_wins=DiscriminatorWinWatch(active=self.objective.has_discriminator))
 
     def _run_step(self, run: _Fit) -> None:
         """One generator step and what is due after it, each only once the steps so far passed a
