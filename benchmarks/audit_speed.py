@@ -11,7 +11,10 @@ mode, frozen weights, x repeated per chain) on the same batch. The ratio
 therefore measures everything the sampler adds on top of the unavoidable network work (energy
 bookkeeping, momentum updates, Metropolis test, step-size adaptation). L/(L+1) ~ 0.91 is the
 ideal. Also timed: a full ``ais()`` run per transition (includes its setup and weight updates)
-and inversion throughput (images/s of ``invert``) against a plain Adam loop on the same latents.
+and inversion throughput (images/s of ``invert``) against a plain Adam loop on the same latents,
+and the Laplace proposal's Jacobian (``statgan.audit.posterior.jacobian``: ``vmap(jacfwd)``) against
+the plain forward-mode reference (``torch.func.jvp`` on each latent repeated d times with the unit
+tangents, what the audit used before), on ``--jac-latents`` latents: ratio < 1 is faster.
 
 Model: the DCGAN 28-px generator of the default run (latent 100, width 32), randomly initialised
 (speed does not depend on training). Arms are interleaved over ``--repeats`` rounds after a
@@ -37,6 +40,7 @@ from statgan.audit import ais, invert
 from statgan.audit._common import StandardNormal, frozen
 from statgan.runtime.seeding import make_rng
 from statgan.audit.ais import _hmc_transition, _make_evaluator
+from statgan.audit.posterior import jacobian
 
 
 def _sync(device: torch.device) -> None:
@@ -64,6 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ais-steps", type=int, default=6, help="annealing steps of the full ais() arm (default 6)")
     ap.add_argument("--restarts", type=int, default=4, help="inversion restarts (default 4)")
     ap.add_argument("--inv-steps", type=int, default=50, help="inversion Adam steps (default 50)")
+    ap.add_argument("--jac-latents", type=int, default=8, help="latents of the Jacobian comparison (default 8)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cpu", help="torch device (default cpu)")
     args = ap.parse_args(argv)
@@ -160,6 +165,24 @@ def main(argv=None) -> int:
     ti, tp = statistics.median(t_inv), statistics.median(t_pinv)
     print(f"\ninvert: {B} images x {R} restarts x {S} steps: {ti:.2f} s = {B / ti:.1f} images/s "
           f"({B * R * S / ti:.0f} latent-steps/s); plain Adam loop {tp:.2f} s; ratio {ti / tp:.3f}")
+
+    # ---- the Laplace proposal's Jacobian ------------------------------------------------------
+    zj = torch.randn(args.jac_latents, d, device=dev)
+    eye = torch.eye(d, device=dev)
+
+    def plain_jacobian():
+        _, t = torch.func.jvp(G, (zj.repeat_interleave(d, 0),), (eye.repeat(len(zj), 1),))
+        return t.reshape(len(zj), d, -1).transpose(1, 2)
+
+    with frozen(G):
+        diff = (jacobian(G, zj) - plain_jacobian()).abs().max().item()
+        t_jac, t_pjac = [], []
+        for _ in range(args.repeats):
+            t_jac.append(_time(lambda: jacobian(G, zj), dev))
+            t_pjac.append(_time(plain_jacobian, dev))
+    tj, tpj = statistics.median(t_jac), statistics.median(t_pjac)
+    print(f"\njacobian: {len(zj)} latents x {d} tangents: vmap(jacfwd) {tj * 1e3:.1f} ms, repeated jvp {tpj * 1e3:.1f} ms; "
+          f"ratio {tj / tpj:.3f} (max |difference| {diff:.1e})")
     return 0 if ratio <= 1.3 else 1
 
 
