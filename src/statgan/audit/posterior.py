@@ -96,9 +96,9 @@ def jacobian(generator: nn.Module, z: Tensor, rows: int = 512) -> Tensor:
 
     ``torch.func.jacfwd`` of one latent's image, vectorised over the latents with ``torch.func.vmap``:
     the d unit tangents are pushed through one batched forward-mode pass in which the primal
-    (G itself) is evaluated once per latent, not once per tangent -- 3-4x faster on the default DCGAN
-    than repeating each latent d times through ``torch.func.jvp`` (benchmarks/audit_precision.py
-    times the whole audit). The generator must treat samples independently and deterministically
+    (G itself) is evaluated once per latent, not once per tangent: about 3x faster on the default
+    DCGAN than repeating each latent d times through ``torch.func.jvp`` (``benchmarks/audit_speed.py``
+    times both in one run). The generator must treat samples independently and deterministically
     (eval-mode BatchNorm, no dropout or noise draws, as under :func:`statgan.audit._common.frozen`);
     ``rows`` bounds the batch (latents x d) per call.
     """
