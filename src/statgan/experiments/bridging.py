@@ -139,10 +139,8 @@ BUDGETS: Dict[str, Budget] = {
         steps={"wgan-div": 300, "ragan": 1200, "gmmn": 2000}, width=16, batch=64, small_batch=16, large_batch=128,
         fid_n=2000, sharpness_iters=20, sharpness_n=1024, toy_densities=TOY_DENSITIES, toy_dims=(1, 2, 4, 8), toy_steps=1200,
         toy_eval_n=10_000,
-        estimate=("projected, not yet run with 5 seeds: about 80–95 minutes with --jobs 2 on an idle 2-core CPU (the "
-                  "3-seed grid measured 81 CPU-minutes for its 108 cells; 5 seeds make that about 135, and the "
-                  "fixed-batch sharpness adds 12–25 CPU-seconds per image cell, measured at 1,024 images), inside "
-                  "3 hours"),
+        estimate=("about 96 minutes with --jobs 2 on an idle 2-core CPU (measured 2026-11-30: 192 CPU-minutes for "
+                  "the 181 cells of the 5 seeds; 2 h 2 min wall on a machine shared with other jobs), inside 3 hours"),
     ),
     "full": Budget(
         description=("the paper's setting scaled to mnist5k: DCGAN width 64, batch 128, about 250 epochs of the "
