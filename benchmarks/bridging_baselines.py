@@ -12,7 +12,7 @@ Recipes (each is the reproduction's baseline config with the named changes):
 * ``beta0``: Adam betas (0, 0.99) and no BatchNorm in D (issue 13's optimiser settings);
 * ``beta0-lr2e3``: ``beta0`` at lr 2e-3 (issue 13's winning learning rate).
 
-    python benchmarks/bridging_baselines.py --seeds 0 --out docs/reproductions/bridging-baselines.json
+    python benchmarks/bridging_baselines.py --seeds 0 --out docs/reproductions/bridging-baselines.jsonl
 """
 
 from __future__ import annotations

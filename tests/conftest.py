@@ -64,3 +64,23 @@ def one_thread():
     yield
     torch.set_num_threads(n)
 
+
+
+class LinearW(torch.nn.Module):
+    """The smallest generator with a w space: x = reshape(ws[:, 0] A + ws[:, 1] B) with ws = (z, z)
+    (no mapping layers), so ‖J_wᵀy‖ = sqrt((‖A y‖² + ‖B y‖²) / 2) in closed form. A, B ~ N(0, 1)
+    from torch's global stream, or from ``seed`` (the same weights in every process)."""
+
+    latent_dim, num_ws, data_shape = 3, 2, (1, 2, 2)
+
+    def __init__(self, seed=None):
+        super().__init__()
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        self.A = torch.nn.Parameter(torch.randn(3, 4, generator=gen))
+        self.B = torch.nn.Parameter(torch.randn(3, 4, generator=gen))
+
+    def mapping(self, z, psi=1.0, update_avg=None):
+        return z[:, None].expand(-1, 2, -1)
+
+    def synthesis(self, ws):
+        return (ws[:, 0] @ self.A + ws[:, 1] @ self.B).reshape(-1, 1, 2, 2)

@@ -21,7 +21,7 @@ from statgan import config
 from statgan.rundir.run import read_metrics
 from statgan.train.trainer import Trainer, TrainingInterrupted
 
-from conftest import tiny_dcgan_overrides, toy_overrides
+from conftest import LinearW, tiny_dcgan_overrides, toy_overrides
 
 WORLD = 2
 STEPS = 6
@@ -63,24 +63,6 @@ def _state(tr):
     return out
 
 
-class _LinearW(torch.nn.Module):
-    """g(w) linear in two per-layer copies of w = z (no mapping layers): the smallest w-space generator."""
-
-    latent_dim, num_ws, data_shape = 3, 2, (1, 2, 2)
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.A = torch.nn.Parameter(torch.randn(3, 4, generator=g))
-        self.B = torch.nn.Parameter(torch.randn(3, 4, generator=g))
-
-    def mapping(self, z, update_avg=True):
-        return torch.stack([z, z], dim=1)
-
-    def synthesis(self, ws):
-        return (ws[:, 0] @ self.A + ws[:, 1] @ self.B).reshape(-1, 1, 2, 2)
-
-
 def _path_length_draws(rows):
     """Two lazy evaluations of the path-length penalty with ``rows`` fake rows on this rank: the
     drawn latents of each and the running mean after it."""
@@ -89,7 +71,7 @@ def _path_length_draws(rows):
 
     reg = regularizers.get("path_length", weight=2.0, every=1, decay=0.5, batch_shrink=1)
     reg.bind(7, torch.device("cpu"))
-    G, fake = _LinearW(), torch.zeros(rows, 1, 2, 2)
+    G, fake = LinearW(seed=0), torch.zeros(rows, 1, 2, 2)
     out = {}
     for step in (0, 1):
         reg.penalty(LossContext("generator", torch.zeros(()), fake, fake, G, None, step))

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from statgan import config, nets, regularizers
 from statgan.errors import ConfigError
@@ -17,6 +16,7 @@ from statgan.regularizers.pathlength import path_lengths
 from statgan.rundir.run import load_generator
 from statgan.train.trainer import Trainer
 
+from conftest import LinearW
 from resume_helpers import straight_and_resumed
 
 SHAPES = [(c, s, s) for s in (28, 32, 64) for c in (1, 3)]
@@ -181,25 +181,9 @@ def test_exact_resume(tmp_path, one_thread):
     assert straight.regularizers["path_length"].mean.item() == resumed.regularizers["path_length"].mean.item()
 
 
-class _LinearW(nn.Module):
-    """x = reshape(ws[:, 0] A + ws[:, 1] B): ‖J_wᵀy‖ = sqrt((‖A y‖² + ‖B y‖²) / 2) in closed form."""
-
-    latent_dim, num_ws, data_shape = 3, 2, (1, 2, 2)
-
-    def __init__(self):
-        super().__init__()
-        self.A, self.B = nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.randn(3, 4))
-
-    def mapping(self, z, psi=1.0, update_avg=None):
-        return z[:, None].expand(-1, 2, -1)
-
-    def synthesis(self, ws):
-        return (ws[:, 0] @ self.A + ws[:, 1] @ self.B).reshape(-1, 1, 2, 2)
-
-
 def test_path_lengths_match_the_closed_form_and_the_penalty_is_lazy():
     torch.manual_seed(0)
-    G = _LinearW()
+    G = LinearW()
     z, y = torch.randn(5, 3), torch.randn(5, 1, 2, 2)
     yf = y.reshape(5, 4)
     expected = (((yf @ G.A.t()).square().sum(1) + (yf @ G.B.t()).square().sum(1)) / 2).sqrt()
