@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -228,6 +229,21 @@ def test_run_fid_reads_the_newest_eval_of_the_audited_step(tmp_path):
     f = run_fid(tmp_path, 8)
     assert (f.value, f.extractor, f.n, f.step) == (12.5, "lenet-x", 1000, 8) and f.path.endswith("a.json")
     assert run_fid(tmp_path, 99).value in (12.5, 30.0)  # no result for that step: the newest of any
+
+
+def test_run_fid_prefers_the_weights_the_audit_reads(tmp_path):
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    rec = {"metrics": {"fid": 42.2}, "extractor": {"id": "lenet-x"}, "generated": {"n": 100, "step": 8, "weights": "ema"}}
+    (ev / "ema.json").write_text(json.dumps(rec))
+    os.utime(ev / "ema.json", (1, 1))  # older than the raw result, so "newest of the step" alone picks raw
+    (ev / "raw.json").write_text(json.dumps({**rec, "metrics": {"fid": 46.6}, "generated": {**rec["generated"], "weights": "raw"}}))
+    assert run_fid(tmp_path, 8, "EMA").value == 42.2 and run_fid(tmp_path, 8, "EMA").weights == "ema"
+    assert run_fid(tmp_path, 8, "raw").value == 46.6
+    assert run_fid(tmp_path, 8).value == 46.6  # weights not asked for: the newest, and it says which
+    (ev / "raw.json").unlink()
+    f = run_fid(tmp_path, 8, "raw")  # none with those weights: the other generator's, named as such
+    assert (f.value, f.weights) == (42.2, "ema")
 
 
 def test_a_stylegan_run_is_evaluated_and_audited_as_z_to_x(tmp_path, capsys):

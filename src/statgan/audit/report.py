@@ -275,8 +275,11 @@ def _top(s: AuditSummary, per: PerImage) -> str:
     """The run's FID (from ``statgan eval``) and a grid of its samples, first thing on the page."""
     if s.fid is not None:
         f = s.fid
-        fid = (f"<p><b>FID {_fmt(f.value)}</b> ({_e(f.extractor)} features, n = {_fmt(f.n)}, step {_fmt(f.step)}"
-               + ("" if f.step == s.step else f"; the audit read step {s.step}") + f"; from {_e(f.path)})</p>")
+        weights = "" if f.weights is None else f", {_e(f.weights)} weights"
+        other = f.weights is not None and f.weights != s.weights.lower()
+        fid = (f"<p><b>FID {_fmt(f.value)}</b> ({_e(f.extractor)} features, n = {_fmt(f.n)}, step {_fmt(f.step)}{weights}"
+               + ("" if f.step == s.step else f"; the audit read step {s.step}")
+               + (f"; the audit read the {_e(s.weights)} weights" if other else "") + f"; from {_e(f.path)})</p>")
     else:
         fid = (f"<p><b>FID: not evaluated.</b> Run <code>statgan eval {_e(s.run)}</code> and audit again to see it "
                "here.</p>")

@@ -218,7 +218,7 @@ def audit_run(
             timing=clock.timing, versions=_versions(), time=time.strftime("%Y-%m-%dT%H:%M:%S"),
             machine=Machine(threads=torch.get_num_threads(), cpu_count=os.cpu_count(), device=str(run.device),
                             platform=platform.platform(), load_average_at_start=tuple(load0) if load0 else None),
-            fid=run_fid(run_dir, run.step),
+            fid=run_fid(run_dir, run.step, run.weights),
         )
     summary.findings = findings(summary)
     summary.seconds = clock.elapsed()

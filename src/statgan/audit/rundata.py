@@ -126,9 +126,11 @@ class RunData:
         return ood_sets(self.reference(), n, seed=derived_seed(self.seed, "audit:ood") % (2**31), names=names)
 
 
-def run_fid(run_dir: Union[str, Path], step: Optional[int] = None) -> Optional[RunFID]:
+def run_fid(run_dir: Union[str, Path], step: Optional[int] = None, weights: Optional[str] = None) -> Optional[RunFID]:
     """The run's FID from ``statgan eval``'s ``eval/*.json``: the newest result of checkpoint ``step``
-    if there is one, else the newest of any step; ``None`` if the run was never evaluated."""
+    and ``weights`` ("ema" or "raw", case-insensitive: the generator the audit reads) if there is
+    one, else the newest of that step, else the newest of any step; ``None`` if the run was never
+    evaluated. The result names its weights, so a fallback to the other generator is visible."""
     found = []
     for p in sorted((Path(run_dir) / "eval").glob("*.json"), key=lambda q: q.stat().st_mtime):
         try:
@@ -139,9 +141,11 @@ def run_fid(run_dir: Union[str, Path], step: Optional[int] = None) -> Optional[R
         gen = rec.get("generated") or {}
         found.append(RunFID(value=value, extractor=str((rec.get("extractor") or {}).get("id", "?")),
                             n=gen.get("n") if isinstance(gen.get("n"), int) else None,
-                            step=gen.get("step") if isinstance(gen.get("step"), int) else None, path=str(p)))
+                            step=gen.get("step") if isinstance(gen.get("step"), int) else None, path=str(p),
+                            weights=str(gen["weights"]).lower() if gen.get("weights") else None))
     same = [f for f in found if step is not None and f.step == step]
-    return (same or found or [None])[-1]
+    same_weights = [f for f in same if weights is not None and f.weights == weights.lower()]
+    return (same_weights or same or found or [None])[-1]
 
 
 def load_run(run_dir: Union[str, Path], seed: int = 0, checkpoint: Optional[Union[str, Path]] = None, ema: bool = True,

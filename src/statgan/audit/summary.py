@@ -144,6 +144,7 @@ class RunFID:
     n: Optional[int]
     step: Optional[int]
     path: str
+    weights: Optional[str] = None  # "ema" or "raw" as ``statgan eval`` recorded it (None: not recorded)
 
 
 @dataclass(slots=True, kw_only=True)
