@@ -16,6 +16,11 @@ wall time); its summary gives the BDMC bounds on ``bdmc_images`` model samples a
 for the new settings, the BDMC gap at a few fixed sigma values (``--sigmas``; stage
 ``bdmc_bounds`` only). Prints medians and the ratios new / legacy.
 
+The sigma table has a third row per sigma, ``oracle``: the new settings, but with each simulated
+image's true latent z added to the proposal's inversion restarts (a diagnostic, not an estimator:
+real images have no z). Its bounds show how tight BDMC gets when q covers the mode the reverse
+chain starts in, and so how much of the ``new`` gap is that mode's absence from q.
+
     python benchmarks/audit_precision.py RUN_DIR                  # e.g. the default run
     python benchmarks/audit_precision.py RUN_DIR --sigmas 0.05,0.1,0.2 --threads 1
 """
@@ -31,9 +36,11 @@ from dataclasses import replace
 import torch
 
 from statgan.audit import stages
+from statgan.audit.ais import bdmc
 from statgan.audit.run import audit_run
 from statgan.audit.rundata import load_run
 from statgan.audit.settings import AuditSettings
+from statgan.runtime.seeding import derived_seed
 
 def timed_audit(run_dir: str, settings: AuditSettings) -> tuple:
     """(wall seconds, CPU seconds, AuditSummary) of one whole audit (audit_run, report and files included)."""
@@ -41,6 +48,24 @@ def timed_audit(run_dir: str, settings: AuditSettings) -> tuple:
         t0, c0 = time.perf_counter(), time.process_time()
         summary = audit_run(run_dir, settings, out_dir=tmp, log=None)
         return time.perf_counter() - t0, time.process_time() - c0, summary
+
+
+def oracle_bounds(run, sigma: float, s: AuditSettings):
+    """BDMC as ``stages.bdmc_bounds`` (same seed, so the same simulated images), with the true latent
+    of every image added to its proposal's candidate modes."""
+    seed = derived_seed(s.seed, "audit:bdmc")
+    z_true = torch.randn(s.bdmc_images, run.latent_dim, generator=torch.Generator().manual_seed(seed))  # bdmc's first draw
+
+    def build(x):
+        inv = stages.invert_images(run, x, s, "model-samples", ("l2", None))
+        inv = replace(inv, restart_z=torch.cat([inv.restart_z, z_true.unsqueeze(1).to(inv.restart_z)], 1))
+        return stages.proposal(run, x, inv, sigma, s)
+
+    res = bdmc(run.G, run.latent_dim, sigma, n_images=s.bdmc_images, n_steps=s.ais_steps, n_chains=s.chains,
+               leapfrog=s.leapfrog, step_size=s.step_size, proposal=build, precondition=s.precondition,
+               batch_size=stages.BATCH, seed=seed)
+    assert torch.equal(res.latents, z_true.to(res.latents)), "the oracle's latents are not the simulated images' own"
+    return res
 
 
 def main() -> None:
@@ -76,6 +101,9 @@ def main() -> None:
             gap = b.upper - b.lower
             print(f"{sg:5.2f} {name:>7} | {b.lower.median():8.1f} {b.upper.median():8.1f} {gap.median():8.1f} | "
                   f"ESS {b.is_ess.median():.1f} of {st.is_samples} | {time.perf_counter() - t0:.0f} s", flush=True)
+        o = oracle_bounds(run, sg, s)
+        print(f"{sg:5.2f} {'oracle':>7} | {o.lower.median():8.1f} {o.upper.median():8.1f} {o.gap.median():8.1f} | "
+              f"(true z among q's candidates) | {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,8 @@ def test_cli_defaults_and_help_come_from_the_settings_classes(capsys):
         after = help_text.rsplit(flag, 1)[1]  # the flag's own line (the first mention is the usage line)
         assert after.split(")")[0].endswith(f"(default {getattr(AuditSettings, name)}; --quick {getattr(quick, name)}")
     assert f"AIS chains per image (default {AuditSettings.chains})" in help_text  # --quick keeps it: not quoted
+    assert build_parser().parse_args(["audit", "RUN"]).precondition is None  # None: the settings' default (True)
+    assert build_parser().parse_args(["audit", "RUN", "--no-precondition"]).precondition is False
 
 
 def test_quick_settings_are_the_defaults_with_the_quick_changes():

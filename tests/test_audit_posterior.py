@@ -261,6 +261,13 @@ def test_settings_name_the_proposals_and_refuse_unknown_ones():
         AuditSettings(proposal="gauss").validate()
     with pytest.raises(ConfigError, match="unknown mode weights 'mean'"):
         AuditSettings(mode_weights="mean").validate()
+    with pytest.raises(ConfigError, match="precondition must be true or false, got 'yes'"):
+        AuditSettings(precondition="yes").validate()
+    with pytest.raises(ConfigError, match="posterior_sigma_from must be a finite positive number"):
+        AuditSettings(posterior_sigma_from=0.0).validate()
+    # the legacy settings (the benchmark's reference) are the audit before this proposal, unit mass included
+    legacy = AuditSettings(**AuditSettings.LEGACY).validate()
+    assert legacy.proposal == "isotropic" and legacy.precondition is False and legacy.posterior_sigma_from is None
 
 
 def test_invert_keeps_every_restart_and_starts_where_told():

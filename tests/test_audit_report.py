@@ -231,8 +231,12 @@ def test_a_summary_from_before_the_laplace_proposal_is_still_read(audited):
     for row in data["splits"].values():
         for k in ("log_likelihood_importance_sampling", "importance_ess", "proposal_modes"):
             row.pop(k, None)
+    for k in ("precondition", "posterior_sigma_from"):  # knobs added later: such files ran without them
+        del data["settings"][k]
     old = from_json(json.dumps(data))
     assert old.bdmc.proposal is None and old.bdmc.upper_prior_path == audited[1].bdmc.upper
+    assert old.settings.precondition is False and old.settings.posterior_sigma_from is None
+    assert audited[1].settings.precondition is True  # today's default, read back from today's file
     assert old.splits["train"].importance_ess is None and old.splits["train"].log_likelihood == audited[1].splits["train"].log_likelihood
     assert "upper_prior_path" in to_json(old)  # written back as read
 

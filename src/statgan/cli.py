@@ -313,7 +313,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     knobs = {k: getattr(args, k) for k in ("n", "n_valid", "n_ood", "restarts", "steps", "loss", "sigma", "ais_steps",
-                                           "chains", "leapfrog", "proposal", "is_samples", "seed")
+                                           "chains", "leapfrog", "proposal", "precondition", "is_samples", "seed")
              if getattr(args, k) is not None}
     if args.ood is not None:
         knobs["ood"] = tuple(x.strip() for x in args.ood.split(",") if x.strip())
@@ -447,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--leapfrog", type=int, default=None, help=f"HMC leapfrog steps ({dflt('leapfrog')})")
     au.add_argument("--proposal", default=None, choices=PROPOSALS,
                     help=f"AIS's initial distribution: Laplace mixture at the inversion optima, or N(z_inv, s^2 I) ({dflt('proposal')})")
+    au.add_argument("--no-precondition", dest="precondition", action="store_false", default=None,
+                    help="HMC with unit mass instead of the proposal's precision at each image's heaviest mode")
     au.add_argument("--is-samples", type=int, default=None, help=f"importance samples per image ({dflt('is_samples')})")
     au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit)")
     au.set_defaults(func=cmd_audit)

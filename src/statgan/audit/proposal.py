@@ -51,6 +51,11 @@ class Proposal(ABC):
     def __getitem__(self, sl: slice) -> "Proposal":
         """The proposal of the images ``sl`` selects."""
 
+    def mass_chol(self) -> Optional[Tensor]:
+        """(B, d, d) lower Cholesky factor of a per-image HMC mass matrix M = L L^T that fits the
+        posterior's scales (AIS's ``precondition=True``), or None: the identity. Default None."""
+        return None
+
 
 class IsotropicGaussian(Proposal):
     """q_b = N(mean_b, scale^2 I): log q = -|z - mean|^2 / (2 scale^2) - (d/2) log(2 pi scale^2)."""
@@ -122,6 +127,12 @@ class GaussianMixture(Proposal):
         lq = torch.logsumexp(joint, -1)
         resp = torch.softmax(joint, -1)  # -inf slots get 0
         return lq, (resp.unsqueeze(-1) * g_m).sum(-2).to(z.dtype)
+
+    def mass_chol(self) -> Tensor:
+        """The precision's Cholesky factor of each image's heaviest component: the posterior's local
+        scales where q holds most of its mass."""
+        heaviest = self.log_weights.argmax(-1)
+        return self.chol[torch.arange(self.n_images, device=heaviest.device), heaviest]
 
     def __getitem__(self, sl: slice) -> "GaussianMixture":
         return GaussianMixture(self.means[sl], self.chol[sl], self.log_weights[sl], self.dtype)

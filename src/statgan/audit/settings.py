@@ -7,7 +7,7 @@ docs/audit.md explains each default and what it costs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping, Optional, Tuple
 
@@ -66,9 +66,14 @@ class AuditSettings(InvertSettings):
     ais_steps: int = 100              # AIS annealing steps T
     chains: int = 1                   # AIS chains per image K
     leapfrog: int = 5                 # HMC leapfrog steps L
-    step_size: float = 0.03           # initial HMC step (adapted toward 0.65 acceptance)
+    step_size: float = 0.3            # initial HMC step (adapted toward 0.65 acceptance); whitened units when preconditioned
+    # HMC mass matrix = the proposal's precision at each image's heaviest mode (False: the identity).
+    # ``absent``: what a summary.json written before the knob existed ran with (statgan.audit.summary)
+    precondition: bool = field(default=True, metadata={"absent": False})
     proposal: str = "laplace"         # AIS's initial distribution (PROPOSALS)
     posterior_adam_steps: int = 100   # laplace: Adam steps (peak lr 0.1) on -log p(x, z) from each restart
+    # laplace: those Adam steps anneal the noise level from this down to sigma (None: off)
+    posterior_sigma_from: Optional[float] = field(default=1.0, metadata={"absent": None})
     posterior_jacobians: int = 1      # laplace: Jacobian rounds per restart (each ~d forward-mode passes)
     posterior_steps: int = 10         # laplace: Gauss-Newton-preconditioned steps per round toward the mode
     mode_weights: str = "evidence"    # laplace: weights of the distinct modes (MODE_WEIGHTS)
@@ -87,7 +92,8 @@ class AuditSettings(InvertSettings):
 
     #: The defaults before the Laplace proposal (the benchmark's reference): isotropic q, 200 steps.
     LEGACY: ClassVar[Mapping[str, Any]] = MappingProxyType(dict(
-        proposal="isotropic", ais_steps=200, chains=1, leapfrog=5, step_size=0.03, init_scale=0.2, sigma_images=32))
+        proposal="isotropic", ais_steps=200, chains=1, leapfrog=5, step_size=0.03, init_scale=0.2, sigma_images=32,
+        precondition=False, posterior_sigma_from=None))
 
     @classmethod
     def quick(cls, **changes: Any) -> "AuditSettings":
@@ -102,8 +108,12 @@ class AuditSettings(InvertSettings):
         check_int("posterior_steps", self.posterior_steps, minimum=0)
         check_int("posterior_jacobians", self.posterior_jacobians)
         check_int("posterior_adam_steps", self.posterior_adam_steps, minimum=0)
+        if self.posterior_sigma_from is not None:
+            check_positive("posterior_sigma_from", self.posterior_sigma_from)
         if self.proposal not in PROPOSALS:
             raise ConfigError(f"unknown proposal {self.proposal!r}; expected one of: {', '.join(PROPOSALS)}")
+        if not isinstance(self.precondition, bool):
+            raise ConfigError(f"precondition must be true or false, got {self.precondition!r}")
         if self.mode_weights not in MODE_WEIGHTS:
             raise ConfigError(f"unknown mode weights {self.mode_weights!r}; expected one of: {', '.join(MODE_WEIGHTS)}")
         # reference samples need two values at least: the OOD bootstrap resamples the valid images,

@@ -131,7 +131,7 @@ def invert_sets(run: RunData, sets: ImageSets, s: AuditSettings, feature: Featur
 
 # ==== proposals, sigma, AIS, BDMC ===================================================================
 def _ais_options(s: AuditSettings) -> Dict[str, float]:
-    return dict(step_size=s.step_size, batch_size=BATCH)
+    return dict(step_size=s.step_size, precondition=s.precondition, batch_size=BATCH)
 
 
 def _isotropic(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> Proposal:
@@ -141,7 +141,8 @@ def _isotropic(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: A
 def _laplace(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> Proposal:
     assert inv.restart_z is not None  # statgan.audit.invert always fills it
     options = LaplaceOptions(jacobians=s.posterior_jacobians, newton_steps=s.posterior_steps,
-                             adam_steps=s.posterior_adam_steps, weights=s.mode_weights, max_scale=s.init_scale)
+                             adam_steps=s.posterior_adam_steps, sigma_from=s.posterior_sigma_from, weights=s.mode_weights,
+                             max_scale=s.init_scale)
     return laplace_proposal(run.G, x.to(run.device), inv.restart_z, sigma, options, batch_size=LAPLACE_BATCH)
 
 
@@ -252,7 +253,7 @@ def bdmc_bounds(run: RunData, sigma: float, s: AuditSettings) -> BDMCBounds:
         return proposal(run, x, invert_images(run, x, s, "model-samples", ("l2", None)), sigma, s)
 
     res = bdmc(run.G, run.latent_dim, sigma, n_images=s.bdmc_images, n_steps=s.ais_steps, n_chains=s.chains,
-               leapfrog=s.leapfrog, step_size=s.step_size, proposal=build, batch_size=BATCH,
+               leapfrog=s.leapfrog, step_size=s.step_size, proposal=build, precondition=s.precondition, batch_size=BATCH,
                seed=derived_seed(s.seed, "audit:bdmc"))
     assert res.proposal is not None
     imp = _importance_sampling(run, res.data, res.proposal, sigma, s, "model-samples")

@@ -10,7 +10,9 @@ dataclasses become objects, tuples lists, and non-finite floats ``null`` (JSON h
 report shows n/a), so ``from_json(to_json(s)) == s`` for every summary whose floats are finite. Two
 field options keep ``summary.json`` in its established shape (``format`` ``statgan-audit/1``):
 ``_OMIT_NONE`` leaves a ``None`` field out (e.g. model samples have no inversion error), and
-``_INLINE`` writes a dict's items beside the object's other fields (a typicality test group).
+``_INLINE`` writes a dict's items beside the object's other fields (a typicality test group). A
+field missing from a file takes its default, or, when its metadata has ``"absent"``, that value:
+what a file written before the field existed ran with (a settings knob added with a new default).
 """
 
 from __future__ import annotations
@@ -484,6 +486,9 @@ def _decode_dataclass(cls: Type[T], data: Dict[str, Any]) -> T:
         kwargs[inline[0]] = _decode(hints[inline[0]], rest)
     elif rest:
         raise StatganError(f"{cls.__name__} has no field {', '.join(map(repr, sorted(rest)))}")
+    for f in fields:  # older files: what they ran with, not today's default
+        if f.name not in kwargs and "absent" in f.metadata:
+            kwargs[f.name] = f.metadata["absent"]
     missing = [f.name for f in fields if f.name not in kwargs and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
