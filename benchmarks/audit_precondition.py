@@ -1,5 +1,5 @@
-"""Preconditioned HMC in the audit's AIS: the lower bound on real images, paired per image, and the
-BDMC gap when the proposal holds the true latent's mode, against unit mass in the same run.
+"""Preconditioned HMC in the audit's AIS against unit mass in the same run: the lower bound on real
+images, paired per image, and on model samples with the proposal at the true latent's mode.
 
 Arms (each the audit's defaults with one change, same images, inversions and seeds):
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -130,7 +130,7 @@ def invert_sets(run: RunData, sets: ImageSets, s: AuditSettings, feature: Featur
 
 
 # ==== proposals, sigma, AIS, BDMC ===================================================================
-def _ais_options(s: AuditSettings) -> Dict[str, float]:
+def _ais_options(s: AuditSettings) -> Dict[str, Any]:
     return dict(step_size=s.step_size, precondition=s.precondition, batch_size=BATCH)
 
 
