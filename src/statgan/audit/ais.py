@@ -664,8 +664,6 @@ def bdmc(
             raise ValueError(f"proposal must be a callable mapping images (n_images, ...) to a Proposal, got {type(proposal).__name__}")
         q = proposal(x.detach())
         _check_proposal(q, n_images, latent_dim)
-    if precondition and q is None:
-        raise ValueError("precondition=True takes the mass matrix from a proposal; pass proposal=")
     fwd = ais(generator, x, latent_dim, sigma, n_steps, n_chains, leapfrog, step_size=step_size,
               schedule=schedule, prior=prior, proposal=q, precondition=precondition, batch_size=batch_size, seed=rng)
 
