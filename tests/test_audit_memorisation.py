@@ -63,3 +63,38 @@ def test_an_underfitting_sampler_is_positive_and_small_sets_fail_clearly():
         data_copying_test(train, held[:3], blurry[:3])
     with pytest.raises(StatganError, match="same size per sample"):
         data_copying_test(train, held[:, :3], blurry)
+
+
+def test_distances_are_to_the_nearest_training_image_of_the_same_cell():
+    # Meehan et al.'s reference code: a point's distance is to the nearest training point *in its own
+    # cell*. Recomputed by brute force from the cells k-means gives (the nearest of the returned
+    # centres), the per-cell Mann-Whitney z-scores must be C_T's; points near a border whose nearest
+    # training point lies across it make the two definitions differ.
+    from scipy.cluster.vq import kmeans2
+    from scipy.stats import mannwhitneyu
+    import numpy as np
+
+    g = torch.Generator().manual_seed(4)
+    train, held, gen = (mixture(n, g).double() for n in (300, 120, 120))
+    res = data_copying_test(train, held, gen, n_cells=4, seed=11)
+    assert res.neighbours == "within cell"
+    centres, _ = kmeans2(train.numpy(), 4, minit="++", seed=np.random.default_rng(11))
+    centres = torch.from_numpy(np.asarray(centres, dtype=np.float64))
+
+    def cell(x):
+        return torch.cdist(x, centres).argmin(1)
+
+    ct, cp, cq = cell(train), cell(held), cell(gen)
+    zs, zs_anywhere = [], []
+    for c in range(4):
+        t, p, q = train[ct == c], held[cp == c], gen[cq == c]
+        if len(p) < 5 or len(q) < 5:
+            continue
+        m, n = len(q), len(p)
+        for out, ref in ((zs, t), (zs_anywhere, train)):
+            dq = [min(float((a - b).norm()) for b in ref) for a in q]
+            dp = [min(float((a - b).norm()) for b in ref) for a in p]
+            u = mannwhitneyu(dq, dp, alternative="two-sided").statistic
+            out.append((u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12))
+    assert res.cell_z == pytest.approx(tuple(zs), abs=1e-9)
+    assert tuple(zs_anywhere) != pytest.approx(tuple(zs), abs=1e-6)  # the old definition differs here

@@ -123,3 +123,42 @@ def test_permutation_calibration_has_power_and_p_values():
 def test_unknown_calibration_is_refused():
     with pytest.raises(ValueError, match="calibration must be one of permutation, fixed-entropy, got 'x'"):
         audit.typicality_test(torch.zeros(4), torch.zeros(4), torch.zeros(4), 2, calibration="x")
+
+
+def test_rejection_null_counts_the_test_s_own_flags_and_its_p_value_is_a_tail_share():
+    g = torch.Generator().manual_seed(5)
+    ref = gaussian_ll(torch.randn(50, D, generator=g))
+    tested = gaussian_ll(1.3 * torch.randn(20 * 5, D, generator=g))
+    res = audit.typicality_test(ref[:25], ref[25:], tested, 5, alpha=0.05, n_bootstrap=200, seed=7)
+    null = audit.rejection_null(ref[:25], ref[25:], tested, 5, alpha=0.05, n_bootstrap=200, n_null=99, seed=7)
+    # the same seed: the count judged is the test's own
+    assert null.k == int(res.is_ood.sum()) and null.n_batches == 20 and sum(null.counts) == 99
+    tail = sum(null.counts[null.k:])
+    assert null.p_value() == pytest.approx((1 + tail) / 100)
+    assert null.p_value(0) == 1.0 and null.p_value(21) == pytest.approx(1 / 100)
+    crit = null.critical_k(0.05)
+    assert crit is not None and null.p_value(crit) <= 0.05 < null.p_value(crit - 1)
+    with pytest.raises(ValueError, match="n_null must be an integer >= 1, got 0"):
+        audit.rejection_null(ref[:25], ref[25:], tested, 5, n_null=0)
+
+
+def test_simulated_null_of_the_count_agrees_with_fresh_simulations():
+    # H from 25 values, 20 batches of 5, alpha 0.01 (the audit's model typical set): the chance of
+    # K >= 2 flags under the null, from fresh data sets, against rejection_null's simulated null of
+    # one data set averaged over data sets -- estimates of the same tail (within 4 standard errors,
+    # the null's counting its spread between data sets). The binomial says 0.017; both say ~0.03:
+    # the shared H makes several flags likelier (tests/test_audit_verdict_calibration.py shows what
+    # that does to a verdict).
+    import statistics
+
+    g = torch.Generator().manual_seed(6)
+    fresh, tails = [], []
+    for r in range(1000):
+        x = torch.randn(150, generator=g, dtype=torch.float64)
+        fresh.append(int(audit.typicality_test(x[:25], x[25:50], x[50:], 5, alpha=0.01, n_bootstrap=200, seed=r).is_ood.sum()))
+        if r < 30:
+            null = audit.rejection_null(x[:25], x[25:50], x[50:], 5, alpha=0.01, n_bootstrap=200, n_null=200, seed=r)
+            tails.append(sum(null.counts[2:]) / null.n_null)
+    p_fresh = sum(k >= 2 for k in fresh) / len(fresh)
+    se = math.sqrt(p_fresh * (1 - p_fresh) / len(fresh) + statistics.pvariance(tails) / len(tails))
+    assert abs(statistics.mean(tails) - p_fresh) < 4 * se

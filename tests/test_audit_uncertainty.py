@@ -14,10 +14,13 @@ from statgan.audit.uncertainty import (
     Z95,
     auroc_ci,
     binomial_ci,
+    gap_allowance,
     median,
+    median_ci,
     ratio_of_medians_ci,
     shift_test,
     spearman_ci,
+    spearman_envelope,
     stratified_spearman,
 )
 
@@ -81,3 +84,49 @@ def test_binomial_interval_and_ratio_of_medians():
     num, den = rng.exponential(10.0, 200), rng.exponential(1.0, 200)
     est, lo, hi = ratio_of_medians_ci(num, den)
     assert est == pytest.approx(np.median(num) / np.median(den)) and lo < 10.0 < hi and lo < est < hi
+
+
+def test_median_interval_is_the_order_statistic_one_with_its_coverage():
+    # n = 16: k = 3 is the largest with P(Bin(16, 1/2) <= k) <= 0.025 (0.0106; k = 4 gives 0.038), so
+    # the interval is [x_(4), x_(13)] with coverage 1 - 2 * 0.0106 = 0.979
+    med, lo, hi = median_ci(np.arange(16.0))
+    assert (med, lo, hi) == (7.5, 3.0, 12.0)
+    assert median_ci([1.0, 2.0, 3.0, 4.0, 5.0])[1:] == (None, None)  # n = 5: no 95 % interval exists
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):  # exponential samples (median log 2): coverage at least 95 %, ~97.9 %
+        _, a, b = median_ci(rng.exponential(size=16))
+        covered += a <= math.log(2) <= b
+    assert covered / 2000 >= 0.95 - 4 * math.sqrt(0.05 * 0.95 / 2000)
+
+
+def test_gap_allowance_is_a_high_quantile_of_the_gaps():
+    gaps = np.concatenate([np.full(45, 10.0), np.full(5, 5000.0)])  # 10 % of the images very loose
+    assert gap_allowance(gaps, 0.5) == 10.0 and gap_allowance(gaps, 0.9) == pytest.approx(10.0 + 0.1 * 4990)
+    assert gap_allowance(np.full(10, -3.0)) == 0.0 and gap_allowance([]) == math.inf
+
+
+def test_spearman_envelope_starts_at_the_plain_correlation_and_widens_to_the_ramps():
+    rng = np.random.default_rng(1)
+    pairs = []
+    for n in (30, 50):
+        lv = rng.uniform(size=n)
+        pairs.append((-0.5 * lv * 100 + rng.normal(0, 20, n), lv))
+    plain = stratified_spearman(pairs)
+    envs = spearman_envelope(pairs, [0.0, 5.0, 50.0, 1e6])
+    assert envs[0].r_min == pytest.approx(plain[0]) == pytest.approx(envs[0].r_max)
+    assert (envs[0].lo, envs[0].hi) == pytest.approx((plain[2], plain[3]))
+    for a, b in zip(envs, envs[1:]):  # wider with the allowance
+        assert b.r_min <= a.r_min + 1e-12 and b.r_max >= a.r_max - 1e-12 and b.lo <= a.lo and b.hi >= a.hi
+    # an allowance far above the spread lets the ramps dictate the ranks: rho reaches -1 and +1
+    assert envs[-1].r_min == pytest.approx(-1.0, abs=1e-5) and envs[-1].r_max == pytest.approx(1.0, abs=1e-5)
+    # the extremes are reached by patterns inside the box: no 0/allowance pattern of a small set beats them
+    # by brute force over all 2^n corners (the step patterns are among them)
+    import itertools
+
+    from scipy.stats import spearmanr
+
+    ll, lv = rng.normal(0, 10, 8), rng.uniform(size=8)
+    env = spearman_envelope([(ll, lv)], [15.0])[0]
+    corners = [spearmanr(ll + 15.0 * np.array(c), lv).statistic for c in itertools.product((0, 1), repeat=8)]
+    assert min(corners) <= env.r_min + 1e-12 and env.r_max <= max(corners) + 1e-12

@@ -10,6 +10,7 @@
     q = audit.laplace_proposal(G, x, audit.invert(G, x, latent_dim).restart_z, sigma)  # posterior mixture
     ll = audit.ais_log_likelihood(G, x, latent_dim, sigma, n_steps=20, proposal=q)  # AIS from q
     res = audit.typicality_test(train_ll, valid_ll, test_ll, batch_size=10)     # TypicalityResult
+    null = audit.rejection_null(train_ll, valid_ll, test_ll, batch_size=10)     # the flag count vs its null
     audit.auroc(-ll_in, -ll_out); audit.local_variance(images); audit.bits_per_dim(ll, D)
 
 A whole run is audited by :func:`statgan.audit.run.audit_run` (``statgan audit RUN_DIR``: inversion,
@@ -42,7 +43,7 @@ from .inversion import InversionResult, invert, lenet_feature_fn
 from .ood import Correlation, auroc, correlation, local_variance
 from .posterior import LaplaceMixture, laplace_proposal
 from .proposal import GaussianMixture, IsotropicGaussian, Proposal
-from .typicality import TypicalityResult, typicality_test
+from .typicality import RejectionCount, TypicalityResult, rejection_null, typicality_test
 
 __all__ = [
     "AISResult",
@@ -54,6 +55,7 @@ __all__ = [
     "Proposal",
     "InversionResult",
     "Prior",
+    "RejectionCount",
     "StandardNormal",
     "SigmaSelection",
     "TypicalityResult",
@@ -68,6 +70,7 @@ __all__ = [
     "lenet_feature_fn",
     "linear_schedule",
     "local_variance",
+    "rejection_null",
     "select_sigma",
     "sigmoid_schedule",
     "typicality_test",

@@ -10,12 +10,17 @@ Two views, side by side in the audit (:func:`statgan.audit.stages.memorisation`)
   (held-out images) do, locally: a generator can copy in some regions and underfit in others, which
   a global comparison averages away.
 
-C_T, precisely. With T the training images, P the held-out images and Q the generated ones, and
-d(x) = min_{t in T} ||x - t|| (Euclidean, here on flattened pixels):
+C_T as in Meehan et al.'s reference code. With T the training images, P the held-out images and Q
+the generated ones:
 
 1. partition the space into k cells by k-means on T (each point belongs to its nearest centre);
+   T_c are the training images of cell c, and d_c(x) = min_{t in T_c} ||x - t|| (Euclidean, here on
+   flattened pixels) the distance of a point of cell c to its nearest training image *in the same
+   cell* -- the paper's local comparison: a point near a cell's border may have a nearer training
+   image across it, and measuring to that one (summaries before this followed it, ``neighbours``
+   "anywhere") mixes the cells the test keeps apart;
 2. in each cell c with at least ``min_per_cell`` held-out *and* generated samples, compare the
-   distances {d(q)} of the cell's generated samples with {d(p)} of its held-out samples by the
+   distances {d_c(q)} of the cell's generated samples with {d_c(p)} of its held-out samples by the
    Mann-Whitney U statistic U_c = #{(q, p): d(q) > d(p)} (ties 1/2), as a z-score
    Z_c = (U_c - m n / 2) / sqrt(m n (m + n + 1) / 12);
 3. C_T = sum_c w_c Z_c with w_c the fraction of (used cells') held-out samples in cell c.
@@ -92,17 +97,17 @@ def data_copying_test(train: Any, held_out: Any, generated: Any, n_cells: Option
 
         centres_np, _ = kmeans2(t.numpy(), k, minit="++", seed=np.random.default_rng(seed))
         centres = torch.from_numpy(np.asarray(centres_np, dtype=np.float64))
-        cell_p, cell_q = _nearest_centre(p, centres), _nearest_centre(q, centres)
+        cell_t, cell_p, cell_q = (_nearest_centre(x, centres) for x in (t, p, q))
     else:
-        cell_p, cell_q = torch.zeros(p.shape[0], dtype=torch.long), torch.zeros(q.shape[0], dtype=torch.long)
-    dp, dq = nearest_distances(p, t), nearest_distances(q, t)
+        cell_t, cell_p, cell_q = (torch.zeros(x.shape[0], dtype=torch.long) for x in (t, p, q))
     zs: List[float] = []
     counts: List[int] = []
     for c in range(k):
-        a, b = dq[cell_q == c].numpy(), dp[cell_p == c].numpy()
-        m, n = a.size, b.size
-        if m < min_per_cell or n < min_per_cell:
+        in_t, in_q, in_p = cell_t == c, cell_q == c, cell_p == c
+        m, n = int(in_q.sum()), int(in_p.sum())
+        if m < min_per_cell or n < min_per_cell or not bool(in_t.any()):
             continue
+        a, b = nearest_distances(q[in_q], t[in_t]).numpy(), nearest_distances(p[in_p], t[in_t]).numpy()
         # U = #{(q, p): d(q) > d(p)} + ties / 2, i.e. scipy's U of the generated sample
         u = float(scipy_stats().mannwhitneyu(a, b, alternative="two-sided").statistic)
         zs.append((u - m * n / 2.0) / math.sqrt(m * n * (m + n + 1) / 12.0))
@@ -116,4 +121,4 @@ def data_copying_test(train: Any, held_out: Any, generated: Any, n_cells: Option
     return DataCopying(c_t=c_t, null_sd=sd, pvalue=float(scipy_stats().norm.cdf(c_t / sd)), n_cells=k,
                        cells_used=len(zs), min_per_cell=int(min_per_cell), n_train=int(t.shape[0]),
                        n_test=int(p.shape[0]), n_generated=int(q.shape[0]), cell_z=tuple(float(z) for z in zs),
-                       cell_weights=tuple(float(x) for x in w), space=space)
+                       cell_weights=tuple(float(x) for x in w), space=space, neighbours="within cell")

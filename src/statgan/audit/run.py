@@ -59,6 +59,7 @@ from .summary import (
     Versions,
     to_json,
 )
+from .uncertainty import gap_allowance
 from .verdicts import findings
 
 __all__ = ["audit_run", "invert_split"]
@@ -214,7 +215,8 @@ def audit_run(
             ood_sets=tuple(names), inversion=stages.inversion_ratios(err, seed=s.seed),
             auroc=stages.ood_scores(err, ll, per.typicality, names),
             memorisation=stages.memorisation(err, ll, run, sets, s),
-            correlation=stages.correlations(ll, per.local_variance, names), typicality=per.typicality.summary(s),
+            correlation=stages.correlations(ll, per.local_variance, names, gap_allowance(bounds.gaps)),
+            typicality=per.typicality.summary(s),
             timing=clock.timing, versions=_versions(), time=time.strftime("%Y-%m-%dT%H:%M:%S"),
             machine=Machine(threads=torch.get_num_threads(), cpu_count=os.cpu_count(), device=str(run.device),
                             platform=platform.platform(), load_average_at_start=tuple(load0) if load0 else None),

@@ -83,12 +83,16 @@ class AuditSettings(InvertSettings):
     typicality_batch: int = 5         # M, images per typicality-test batch
     alpha: float = 0.01               # typicality test level
     n_bootstrap: int = 1000           # typicality permutations per batch
+    # null replicates of the number of flagged batches (statgan.audit.typicality.rejection_null);
+    # ``absent``: summaries written before it judged that number by the binomial test
+    typicality_null: int = field(default=200, metadata={"absent": 0})
     copying_cells: Optional[int] = None  # k-means cells of the data-copying test; None: held-out images // 25, 1..10
 
     #: What :meth:`quick` changes: a smoke test in seconds (the numbers mean little).
     QUICK: ClassVar[Mapping[str, Any]] = MappingProxyType(dict(
         n=24, n_valid=16, n_ood=12, restarts=1, steps=40, sigma_images=8, sigma_steps=10, ais_steps=10, bdmc_images=12,
-        typicality_batch=4, n_bootstrap=200, posterior_adam_steps=10, posterior_steps=3, is_samples=8))
+        typicality_batch=4, n_bootstrap=200, typicality_null=100, posterior_adam_steps=10, posterior_steps=3,
+        is_samples=8))
 
     #: The defaults before the Laplace proposal (the benchmark's reference): isotropic q, 200 steps.
     LEGACY: ClassVar[Mapping[str, Any]] = MappingProxyType(dict(
@@ -103,7 +107,7 @@ class AuditSettings(InvertSettings):
     def validate(self) -> "AuditSettings":
         super().validate()
         for name in ("sigma_images", "sigma_steps", "ais_steps", "chains", "leapfrog", "typicality_batch", "n_bootstrap",
-                     "is_samples"):
+                     "is_samples", "typicality_null"):
             check_int(name, getattr(self, name))
         check_int("posterior_steps", self.posterior_steps, minimum=0)
         check_int("posterior_jacobians", self.posterior_jacobians)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -34,25 +34,37 @@ from .settings import PROPOSALS, AuditSettings, InvertSettings
 from .summary import (
     BDMCSummary,
     Correlations,
+    RejectionCount,
     InversionRatios,
     Memorisation,
     OODScores,
     SetCorrelation,
     SetSummary,
+    ShiftTest,
     SigmaChoice,
+    SigmaMargin,
     Stats,
     TypicalityGroup,
     TypicalitySummary,
     TypicalityTestSummary,
     median,
 )
-from .typicality import TypicalityResult, typicality_test
-from .uncertainty import auroc_ci, binomial_ci, ratio_of_medians_ci, shift_test, spearman_ci, stratified_spearman
+from .typicality import TypicalityResult, rejection_null, typicality_test
+from .uncertainty import (
+    auroc_ci,
+    binomial_ci,
+    median_ci,
+    ratio_of_medians_ci,
+    shift_test,
+    spearman_ci,
+    spearman_envelope,
+    stratified_spearman,
+)
 
 __all__ = [
-    "BDMCBounds", "ImageSets", "Likelihoods", "Progress", "TypicalityTests", "bdmc_bounds", "choose_sigma", "correlations",
+    "BDMCBounds", "ImageSets", "Likelihoods", "Progress", "SetTypicality", "TypicalityTests", "bdmc_bounds", "choose_sigma", "correlations",
     "errors", "image_sets", "invert_images", "invert_sets", "inversion_ratios", "likelihoods", "memorisation", "ood_scores",
-    "set_summaries", "typicality_batch", "typicality_tests",
+    "set_summaries", "set_typicality", "typicality_batch", "typicality_tests",
 ]
 
 #: images per chunk in inversion and AIS (memory: a chunk's generator activations x restarts/chains)
@@ -177,7 +189,20 @@ def choose_sigma(run: RunData, valid: Tensor, inv_valid: InversionResult, s: Aud
                        seed=derived_seed(s.seed, "audit:sigma"), **_ais_options(s))
     return SigmaChoice(chosen=float(sel.sigma), method=f"max mean AIS log-likelihood of {k} valid images",
                        candidates=tuple(float(c) for c in sel.candidates),
-                       mean_log_likelihood=tuple(float(v) for v in sel.mean_log_likelihood), ais_steps=s.sigma_steps)
+                       mean_log_likelihood=tuple(float(v) for v in sel.mean_log_likelihood), ais_steps=s.sigma_steps,
+                       margins=sigma_margins(sel.candidates, sel.log_likelihood, sel.sigma))
+
+
+def sigma_margins(candidates: Tensor, lls: Tensor, chosen: float) -> Tuple[SigmaMargin, ...]:
+    """The chosen sigma's per-image lower bounds minus each other candidate's (``lls``: candidates x
+    images): median and its distribution-free 95 % interval (how sure the argmax is)."""
+    best = int(torch.argmin((candidates.double() - chosen).abs()))
+    out = []
+    for i, c in enumerate(candidates.tolist()):
+        if i != best:
+            med, lo, hi = median_ci(lls[best].double() - lls[i].double())
+            out.append(SigmaMargin(candidate=float(c), median=med, lo=lo, hi=hi, n=int(lls.shape[1])))
+    return tuple(out)
 
 
 def _n_modes(q: Optional[Proposal], n: int) -> Tensor:
@@ -237,9 +262,14 @@ class BDMCBounds:
     n_modes: Tensor
     proposal: str
 
+    @property
+    def gaps(self) -> Tensor:
+        """Per image, upper - lower bound (nats)."""
+        return (self.upper - self.lower).double()
+
     def summary(self) -> BDMCSummary:
         return BDMCSummary(n_images=int(self.lower.numel()), lower=Stats.of(self.lower), upper=Stats.of(self.upper),
-                           gap=Stats.of(self.upper - self.lower), proposal=self.proposal,
+                           gap=Stats.of(self.gaps), gaps=tuple(self.gaps.tolist()), proposal=self.proposal,
                            lower_importance_sampling=Stats.of(self.is_lower), importance_ess=Stats.of(self.is_ess),
                            proposal_modes=Stats.of(self.n_modes))
 
@@ -263,29 +293,64 @@ def bdmc_bounds(run: RunData, sigma: float, s: AuditSettings) -> BDMCBounds:
 
 # ==== scores ========================================================================================
 @dataclass
+class SetTypicality:
+    """One set's batches against one typical set: the test, its count's simulated null, and the
+    Hodges-Lehmann shift of the set's log-likelihoods over the reference values (H's and the pool's)."""
+
+    result: TypicalityResult
+    null: RejectionCount
+    shift: ShiftTest
+
+    def summary(self, alpha: float) -> TypicalityTestSummary:
+        r = self.result
+        return TypicalityTestSummary(
+            entropy=r.entropy, epsilon=r.epsilon, n_batches=int(r.statistics.numel()), rejection_rate=r.rejection_rate,
+            batch_mean_nll=Stats.of(r.batch_mean_nll), statistic=Stats.of(r.statistics),
+            rejected=binomial_ci(int(r.is_ood.sum()), int(r.is_ood.numel()), alpha), calibrated=self.null,
+            shift=self.shift)
+
+
+def set_typicality(h_ll: Tensor, pool_ll: Tensor, set_ll: Tensor, batch_size: int, s: AuditSettings,
+                   purpose: str) -> SetTypicality:
+    """Batches of ``set_ll`` against the typical set of ``h_ll`` (H^) and ``pool_ll`` (the permutation
+    pool), with the count of flags judged against its simulated null
+    (:func:`statgan.audit.typicality.rejection_null`, run with the test's own seed, so the count it
+    judges is the test's)."""
+    kw = dict(alpha=s.alpha, n_bootstrap=s.n_bootstrap, calibration="permutation",
+              seed=derived_seed(s.seed, f"audit:typicality:{purpose}"))
+    result = typicality_test(h_ll, pool_ll, set_ll, batch_size, **kw)
+    null = rejection_null(h_ll, pool_ll, set_ll, batch_size, n_null=s.typicality_null, **kw)
+    assert null.k == int(result.is_ood.sum())  # the null's first run is the test above
+    return SetTypicality(result, null, shift_test(torch.cat([h_ll, pool_ll]), set_ll))
+
+
+@dataclass
 class TypicalityTests:
     """Typicality tests by tested set: against the model's typical set (H from half of the model
     samples, the other half in the permutation pool) and Nalisnick et al.'s OOD test (H from the
     training images, the valid images in the pool); ``batch_size`` is the M that ran."""
 
-    model: Dict[str, TypicalityResult]
-    ood: Dict[str, TypicalityResult]
+    model_sets: Dict[str, SetTypicality]
+    ood_sets: Dict[str, SetTypicality]
     model_reference: str
     ood_reference: str
     batch_size: int
 
+    @property
+    def model(self) -> Dict[str, TypicalityResult]:
+        return {k: v.result for k, v in self.model_sets.items()}
+
+    @property
+    def ood(self) -> Dict[str, TypicalityResult]:
+        return {k: v.result for k, v in self.ood_sets.items()}
+
     def summary(self, s: AuditSettings) -> TypicalitySummary:
-        def group(reference: str, results: Dict[str, TypicalityResult]) -> TypicalityGroup:
-            return TypicalityGroup(reference=reference, sets={
-                k: TypicalityTestSummary(entropy=r.entropy, epsilon=r.epsilon, n_batches=int(r.statistics.numel()),
-                                         rejection_rate=r.rejection_rate, batch_mean_nll=Stats.of(r.batch_mean_nll),
-                                         statistic=Stats.of(r.statistics),
-                                         rejected=binomial_ci(int(r.is_ood.sum()), int(r.is_ood.numel()), s.alpha))
-                for k, r in results.items()})
+        def group(reference: str, sets: Dict[str, SetTypicality]) -> TypicalityGroup:
+            return TypicalityGroup(reference=reference, sets={k: v.summary(s.alpha) for k, v in sets.items()})
 
         return TypicalitySummary(batch_size=self.batch_size, alpha=s.alpha, n_bootstrap=s.n_bootstrap,
-                                 model_typical_set=group(self.model_reference, self.model),
-                                 ood_test=group(self.ood_reference, self.ood), calibration="permutation",
+                                 model_typical_set=group(self.model_reference, self.model_sets),
+                                 ood_test=group(self.ood_reference, self.ood_sets), calibration="permutation",
                                  batch_size_requested=s.typicality_batch if self.batch_size != s.typicality_batch else None)
 
 
@@ -294,15 +359,11 @@ def typicality_tests(ll: Dict[str, Tensor], model_ll: Tensor, ood_names: Sequenc
     """Train, test and generated images against the model's typical set; test and OOD images in the
     OOD test; batches of ``batch_size`` (default the settings')."""
     m = batch_size or s.typicality_batch
-
-    def test(train_ll: Tensor, valid_ll: Tensor, name: str, purpose: str) -> TypicalityResult:
-        return typicality_test(train_ll, valid_ll, ll[name], m, alpha=s.alpha, n_bootstrap=s.n_bootstrap,
-                               seed=derived_seed(s.seed, f"audit:typicality:{purpose}"), calibration="permutation")
-
     half = model_ll.numel() // 2
+    model_h, model_pool = model_ll[:half], model_ll[half:]
     return TypicalityTests(
-        model={name: test(model_ll[:half], model_ll[half:], name, "model") for name in ("train", "test", "generated")},
-        ood={name: test(ll["train"], ll["valid"], name, "ood") for name in ["test", *ood_names]},
+        model_sets={name: set_typicality(model_h, model_pool, ll[name], m, s, "model") for name in ("train", "test", "generated")},
+        ood_sets={name: set_typicality(ll["train"], ll["valid"], ll[name], m, s, "ood") for name in ["test", *ood_names]},
         model_reference=f"{half} model samples G(z) + sigma*eps (entropy) + {model_ll.numel() - half} (permutation pool)",
         ood_reference=f"train (entropy) + {ll['valid'].numel()} valid images (permutation pool)",
         batch_size=m,
@@ -400,17 +461,31 @@ def _set_correlation(sets: Sequence[str], ll: Dict[str, Tensor], lv: Dict[str, T
     return SetCorrelation(r=r[0], pvalue=r[1], n=int(x.numel()), method="spearman", sets=tuple(sets), lo=r[2], hi=r[3])
 
 
-def correlations(ll: Dict[str, Tensor], lv: Dict[str, Tensor], ood_names: Sequence[str]) -> Correlations:
+#: the error allowances at which the within-set correlation's envelope is computed, as fractions of
+#: the audit's allowance (so a reader sees how small an error would resolve the verdict)
+ENVELOPE_FRACTIONS = (0.0, 1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+
+
+def correlations(ll: Dict[str, Tensor], lv: Dict[str, Tensor], ood_names: Sequence[str],
+                 allowance: Optional[float] = None) -> Correlations:
     """Spearman correlation of log-likelihood with local variance (95 % Fisher-z intervals): within
     each of train, test and the OOD sets, and combined within sets (``stratified``, what the verdict
     reads). ``pooled`` over all of them is kept for reference only: sets whose means differ make a
     pooled correlation that no set shows (+0.66 pooled vs -0.04 within test on the default run).
-    Generated images are left out: noise-free G(z) are not draws from the density model."""
+    Generated images are left out: noise-free G(z) are not draws from the density model.
+
+    ``allowance`` (nats): how loose the likelihood bounds may be; the combined correlation then
+    carries its envelope (:func:`statgan.audit.uncertainty.spearman_envelope`) at
+    :data:`ENVELOPE_FRACTIONS` of it."""
     names = ["train", "test", *ood_names]
     per_set = {k: _set_correlation([k], ll, lv) for k in names}
-    st = stratified_spearman([(ll[k], lv[k]) for k in names])
+    pairs = [(ll[k], lv[k]) for k in names]
+    st = stratified_spearman(pairs)
+    envelope: Tuple = ()
+    if allowance is not None and math.isfinite(allowance):
+        envelope = tuple(spearman_envelope(pairs, [f * allowance for f in ENVELOPE_FRACTIONS]))
     stratified = (SetCorrelation(r=st[0], pvalue=st[1], n=st[4], method="spearman, within sets (Fisher z, inverse-variance weights)",
-                                 sets=tuple(names), lo=st[2], hi=st[3]) if st is not None else None)
+                                 sets=tuple(names), lo=st[2], hi=st[3], envelope=envelope) if st is not None else None)
     return Correlations(pooled=_set_correlation(names, ll, lv), test=per_set["test"], per_set=per_set,
                         stratified=stratified)
 

@@ -32,8 +32,8 @@ from ..errors import StatganError
 from .settings import AuditSettings, InvertSettings
 
 __all__ = [
-    "AUDIT_FORMAT", "INVERT_FORMAT", "AuditPaths", "AuditSummary", "BDMCSummary", "BinomialCI", "Correlations",
-    "DataCopying", "Finding", "RunFID", "ShiftTest",
+    "AUDIT_FORMAT", "INVERT_FORMAT", "AuditPaths", "AuditSummary", "BDMCSummary", "BinomialCI", "CorrelationEnvelope",
+    "Correlations", "DataCopying", "RejectionCount", "SigmaMargin", "Finding", "RunFID", "ShiftTest",
     "InvertSummary", "InvertedSet", "InversionRatios", "Machine", "Memorisation", "OODScores", "SetCorrelation",
     "SetSummary", "SigmaChoice", "Stats", "TypicalityGroup", "TypicalitySummary", "TypicalityTestSummary", "Versions",
     "from_json", "median", "to_json",
@@ -120,7 +120,9 @@ class DataCopying:
     the per-cell Mann-Whitney z-scores (``cell_z``, weights ``cell_weights``) of generated samples'
     vs held-out samples' distances to their nearest training image; ``null_sd`` = sqrt(sum w^2), its
     standard deviation when nothing is copied, ``pvalue`` = Phi(c_t / null_sd) (one-sided: copying).
-    C_T << 0: copying; >> 0: underfitting."""
+    C_T << 0: copying; >> 0: underfitting. ``neighbours``: where a point's nearest training image is
+    looked for -- ``"within cell"`` (Meehan et al.'s reference code, the audit since it follows it)
+    or ``"anywhere"`` (summaries written before)."""
 
     c_t: float
     null_sd: float
@@ -135,6 +137,7 @@ class DataCopying:
     min_per_cell: int = 5
     cell_z: Tuple[float, ...] = ()
     cell_weights: Tuple[float, ...] = ()
+    neighbours: str = field(default="within cell", metadata={"absent": "anywhere"})
 
 
 @dataclass(slots=True, kw_only=True)
@@ -170,22 +173,38 @@ class SetSummary:
 
 
 @dataclass(slots=True, kw_only=True)
+class SigmaMargin:
+    """How far the chosen sigma's lower bounds lie above one other candidate's, image by image: the
+    median of the paired differences (chosen - candidate, nats) with its distribution-free 95 %
+    interval (order statistics, :func:`statgan.audit.uncertainty.median_ci`) over ``n`` images."""
+
+    candidate: float
+    median: float
+    lo: Optional[float]
+    hi: Optional[float]
+    n: int
+
+
+@dataclass(slots=True, kw_only=True)
 class SigmaChoice:
-    """The observation noise and how it was chosen (``candidates`` empty when given)."""
+    """The observation noise and how it was chosen (``candidates`` empty when given); ``margins``:
+    the chosen sigma against each other candidate (absent in files written before them)."""
 
     chosen: float
     method: str
     candidates: Tuple[float, ...] = ()
     mean_log_likelihood: Tuple[float, ...] = ()
     ais_steps: Optional[int] = field(default=None, metadata=_OMIT_NONE)
+    margins: Tuple[SigmaMargin, ...] = ()
 
 
 @dataclass(slots=True, kw_only=True)
 class BDMCSummary:
     """BDMC on ``n_images`` model samples with the audit's own estimator: ``lower`` (forward AIS from
     the ``proposal``), ``upper`` (reverse AIS from the exact latent back to the same proposal),
-    ``gap`` = upper - lower; importance sampling from that proposal (its lower bound and ESS) and
-    the proposal's distinct modes per image.
+    ``gap`` = upper - lower (``gaps``: per image, in image order; empty in files written before
+    they were kept); importance sampling from that proposal (its lower bound and ESS) and the
+    proposal's distinct modes per image.
 
     Summaries written before the Laplace proposal have no ``proposal``/importance fields; instead
     ``upper`` there is the per-image minimum of two reverse runs (biased low: a minimum of two
@@ -204,6 +223,7 @@ class BDMCSummary:
     upper_inversion_path: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
     lower_prior_path: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
     upper_prior_path: Optional[Stats] = field(default=None, metadata=_OMIT_NONE)
+    gaps: Tuple[float, ...] = ()
 
 
 @dataclass(slots=True, kw_only=True)
@@ -258,9 +278,25 @@ class Memorisation:
 
 
 @dataclass(slots=True, kw_only=True)
+class CorrelationEnvelope:
+    """What the likelihood estimator's error can do to a correlation with log-likelihood: with every
+    image's lower bound allowed to be loose by anything in [0, ``allowance``] nats, the smallest and
+    largest rho reached by the error patterns tried (:func:`statgan.audit.uncertainty.spearman_envelope`)
+    and the 95 % interval ends around them (``lo`` below ``r_min``, ``hi`` above ``r_max``)."""
+
+    allowance: float
+    r_min: float
+    r_max: float
+    lo: float
+    hi: float
+
+
+@dataclass(slots=True, kw_only=True)
 class SetCorrelation:
     """Correlation of log-likelihood with local variance over the images of ``sets``; ``lo``/``hi``
-    its 95 % Fisher-z interval (``None`` when too few images)."""
+    its 95 % Fisher-z interval (``None`` when too few images); ``envelope``: the interval widened by
+    the likelihood estimator's error, at increasing allowances (the last the audit's; empty when not
+    computed)."""
 
     r: Optional[float]
     pvalue: Optional[float]
@@ -269,6 +305,7 @@ class SetCorrelation:
     sets: Tuple[str, ...]
     lo: Optional[float] = None
     hi: Optional[float] = None
+    envelope: Tuple[CorrelationEnvelope, ...] = ()
 
 
 @dataclass(slots=True, kw_only=True)
@@ -284,6 +321,29 @@ class Correlations:
 
 
 @dataclass(slots=True, kw_only=True)
+class RejectionCount:
+    """The number of flagged batches ``k`` of ``n_batches`` against its simulated null distribution
+    (:func:`statgan.audit.typicality.rejection_null`: ``counts[j]`` of ``n_null`` replicates flagged
+    j batches), which accounts for the H^ and pool all batches share; ``pvalue`` = P(K >= k)."""
+
+    k: int
+    n_batches: int
+    counts: Tuple[int, ...]
+    n_null: int
+    pvalue: float
+
+    def p_value(self, k: Optional[int] = None) -> float:
+        """P(K >= k) under the simulated null, (1 + #{K_r >= k}) / (1 + R); ``k`` defaults to the
+        observed count."""
+        k = self.k if k is None else int(k)
+        return (1.0 + sum(self.counts[max(k, 0):])) / (1.0 + self.n_null)
+
+    def critical_k(self, level: float) -> Optional[int]:
+        """The smallest count whose p-value is at most ``level`` (``None``: no count is)."""
+        return next((j for j in range(self.n_batches + 1) if self.p_value(j) <= level), None)
+
+
+@dataclass(slots=True, kw_only=True)
 class TypicalityTestSummary:
     """One set's batches against one typical set (:class:`statgan.audit.TypicalityResult`)."""
 
@@ -294,7 +354,13 @@ class TypicalityTestSummary:
     batch_mean_nll: Stats
     statistic: Stats
     #: the rejections with their Clopper-Pearson interval and the binomial p of "more than alpha"
+    #: (which treats the batches as independent: shown for comparison)
     rejected: Optional[BinomialCI] = None
+    #: the rejections against their simulated null (what the verdicts read)
+    calibrated: Optional[RejectionCount] = None
+    #: Hodges-Lehmann shift of the set's log-likelihoods over the reference values H^ came from
+    #: (and the pool's), with its interval: how far the set sits from the typical set, per image
+    shift: Optional[ShiftTest] = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -333,6 +399,9 @@ class Finding:
     statistic: str = ""
     test: str = ""
     uncertainty: str = ""
+    #: what the verdict assumes beyond the measured numbers, and what would resolve or sharpen it
+    rests_on: str = ""
+    to_resolve: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -26,20 +26,26 @@ with epsilon the (1 - alpha)-quantile of a bootstrap distribution of s (the refe
   any N -- the uncertainty of H^ included (checked by simulation in tests/test_audit_typicality.py).
   ``epsilon`` is then the (1 - alpha) quantile of the permutation distribution of the training and
   held-out values alone (``bootstrap``): the threshold a batch faces, up to its own M values.
+
+A set is judged by how many of its batches are flagged. All batches share one H^ and one reference
+pool, so their flags are dependent and the binomial distribution Bin(n_batches, alpha) understates
+the chance of several flags; :func:`rejection_null` simulates the count's null distribution instead
+(the pooled values reshuffled into sets of the same sizes, the same test run on each replicate).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..runtime.seeding import SeedLike, make_rng
 from ..runtime.validation import check_int
+from .summary import RejectionCount
 
-__all__ = ["CALIBRATIONS", "TypicalityResult", "typicality_test"]
+__all__ = ["CALIBRATIONS", "RejectionCount", "TypicalityResult", "rejection_null", "typicality_test"]
 
 #: ways of calibrating epsilon (module docstring)
 CALIBRATIONS = ("permutation", "fixed-entropy")
@@ -99,10 +105,81 @@ def _as_ll(name: str, values: Any, ndim: tuple = (1,)) -> Tensor:
 
 
 def _permutation_stats(pool: Tensor, m: int, n: int, k: int, rng: torch.Generator) -> Tensor:
-    """(k,) |mean(first m) - mean(next n)| over k random orderings of ``pool`` (m + n <= len(pool))."""
-    idx = torch.rand(k, pool.numel(), generator=rng).argsort(1)[:, : m + n]
-    x = pool[idx]
-    return (x[:, :m].mean(1) - x[:, m:].mean(1)).abs()
+    """|mean(first m) - mean(next n)| over k random orderings of the last axis of ``pool`` (R, P) or
+    (R, B, P), m + n <= P: shape (R, k) or (R, B, k). Each of the R leading rows draws its own k
+    orderings, shared by the B rows within it, so every row's statistics are an exact permutation
+    distribution of that row (what a per-row test needs) at the cost of one sort per leading row.
+    The two means are one matrix product with the orderings as weights (1/m on the first m
+    positions, -1/n on the next n)."""
+    r, p = pool.shape[0], pool.shape[-1]
+    idx = torch.rand(r, k, p, generator=rng).argsort(-1)
+    w = torch.zeros(r, k, p, dtype=pool.dtype)
+    w.scatter_(-1, idx[..., :m], 1.0 / m)
+    w.scatter_(-1, idx[..., m: m + n], -1.0 / n)
+    if pool.dim() == 2:
+        return torch.bmm(w, pool.unsqueeze(-1)).squeeze(-1).abs()
+    return torch.bmm(pool, w.transpose(1, 2)).abs()
+
+
+@dataclass(frozen=True)
+class _Flags:
+    """R runs of the per-batch test at once (leading axis R): H^ (R,), epsilon (R,), the null
+    statistics of the reference values (R, K), each batch's statistic, p-value (``None`` for
+    fixed-entropy) and flag (R, n_batches)."""
+
+    entropy: Tensor
+    epsilon: Tensor
+    bootstrap: Tensor
+    stats: Tensor
+    p_values: Optional[Tensor]
+    is_ood: Tensor
+
+
+def _flag_batches(train: Tensor, valid: Tensor, test: Tensor, alpha: float, k: int, calibration: str,
+                  rng: torch.Generator) -> _Flags:
+    """The per-batch test of :func:`typicality_test` on R data sets at once: ``train`` (R, N),
+    ``valid`` (R, N_v), ``test`` (R, n_batches, M)."""
+    m = test.shape[-1]
+    entropy = -train.mean(-1)
+    stats = (-test.mean(-1) - entropy.unsqueeze(-1)).abs()
+    if calibration == "fixed-entropy":
+        idx = torch.randint(0, valid.shape[-1], (valid.shape[0], k * m), generator=rng)
+        bootstrap = (-torch.gather(valid, 1, idx).view(-1, k, m).mean(-1) - entropy.unsqueeze(-1)).abs()
+        epsilon = torch.quantile(bootstrap, 1.0 - alpha, dim=-1, interpolation="higher")
+        return _Flags(entropy, epsilon, bootstrap, stats, None, stats > epsilon.unsqueeze(-1))
+    n_train = train.shape[-1]
+    reference = torch.cat([train, valid], -1)
+    # (with fewer held-out values than M, the shown threshold takes fewer "training" values)
+    bootstrap = (_permutation_stats(reference, m, min(n_train, reference.shape[-1] - m), k, rng)
+                 if reference.shape[-1] > m else stats.new_zeros(stats.shape[0], 1))
+    epsilon = torch.quantile(bootstrap, 1.0 - alpha, dim=-1, interpolation="higher")
+    pools = torch.cat([reference.unsqueeze(1).expand(-1, test.shape[1], -1), test], -1)  # (R, n_batches, P)
+    null = _permutation_stats(pools, m, n_train, k, rng)                                 # (R, n_batches, k)
+    p_values = (1.0 + (null >= stats.unsqueeze(-1)).sum(-1).double()) / (1.0 + k)
+    return _Flags(entropy, epsilon, bootstrap, stats, p_values, p_values <= alpha)
+
+
+def _batches(test: Tensor, batch_size: int) -> Tensor:
+    """(n_batches, batch_size): consecutive batches of a 1-D ``test`` (the remainder dropped), or a
+    2-D ``test`` checked."""
+    if test.dim() == 1:
+        n_batches = test.numel() // batch_size
+        if n_batches == 0:
+            raise ValueError(f"test_ll has {test.numel()} values, fewer than batch_size={batch_size}")
+        return test[: n_batches * batch_size].reshape(n_batches, batch_size)
+    if test.shape[1] != batch_size:
+        raise ValueError(f"test_ll has shape {tuple(test.shape)}; a 2-D test_ll must be (n_batches, batch_size={batch_size})")
+    return test
+
+
+def _check_level(name: str, value: Any) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return value
 
 
 def typicality_test(
@@ -129,51 +206,68 @@ def typicality_test(
         calibration: ``"permutation"`` (exact; accounts for the uncertainty of H^) or
             ``"fixed-entropy"`` (Nalisnick et al.'s bootstrap around a fixed H^).
     """
+    train, valid, test, batch_size, alpha, n_bootstrap = _checked(train_ll, valid_ll, test_ll, batch_size, alpha,
+                                                                  n_bootstrap, calibration)
+    f = _flag_batches(train[None], valid[None], test[None], alpha, n_bootstrap, calibration, make_rng(seed, "cpu"))
+    return TypicalityResult(
+        entropy=float(f.entropy[0]), epsilon=float(f.epsilon[0]), statistics=f.stats[0], is_ood=f.is_ood[0],
+        bootstrap=f.bootstrap[0], batch_mean_nll=-test.mean(1), batch_size=batch_size, alpha=alpha,
+        calibration=calibration, batch_p_values=None if f.p_values is None else f.p_values[0],
+    )
+
+
+def _checked(train_ll: Any, valid_ll: Any, test_ll: Any, batch_size: int, alpha: float, n_bootstrap: int,
+             calibration: str) -> Tuple[Tensor, Tensor, Tensor, int, float, int]:
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {calibration!r}")
     batch_size = check_int("batch_size", batch_size)
     n_bootstrap = check_int("n_bootstrap", n_bootstrap)
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}") from None
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    train = _as_ll("train_ll", train_ll)
-    valid = _as_ll("valid_ll", valid_ll)
-    test = _as_ll("test_ll", test_ll, ndim=(1, 2))
-    if test.dim() == 1:
-        n_batches = test.numel() // batch_size
-        if n_batches == 0:
-            raise ValueError(f"test_ll has {test.numel()} values, fewer than batch_size={batch_size}")
-        test = test[: n_batches * batch_size].reshape(n_batches, batch_size)
-    elif test.shape[1] != batch_size:
-        raise ValueError(f"test_ll has shape {tuple(test.shape)}; a 2-D test_ll must be (n_batches, batch_size={batch_size})")
+    alpha = _check_level("alpha", alpha)
+    test = _batches(_as_ll("test_ll", test_ll, ndim=(1, 2)), batch_size)
+    return _as_ll("train_ll", train_ll), _as_ll("valid_ll", valid_ll), test, batch_size, alpha, n_bootstrap
 
-    entropy = -train.mean()
+
+def rejection_null(
+    train_ll: Any,
+    valid_ll: Any,
+    test_ll: Any,
+    batch_size: int,
+    alpha: float = 0.01,
+    n_bootstrap: int = 1000,
+    n_null: int = 200,
+    seed: SeedLike = None,
+    calibration: str = "permutation",
+) -> RejectionCount:
+    """How many batches :func:`typicality_test` flags, against the distribution of that count when
+    every value is exchangeable (the tested set is as typical as the reference).
+
+    All batches share one H^ and one reference pool, so their flags are *dependent*: a reference
+    that happens to sit low flags many batches at once, and the binomial distribution Bin(n, alpha)
+    understates the chance of several flags (with H^ from 25 values, 20 batches of 5 and alpha 0.01,
+    P(K >= 3) is about 0.007 against the binomial's 0.001). Here the null of K is simulated instead:
+    each replicate shuffles the pooled values (training, held-out and tested) back into sets of the
+    same sizes and runs the same test on them -- H^ and the pool re-drawn too -- so the count's
+    p-value accounts for the shared H^ and pool (checked by simulation in
+    tests/test_audit_typicality.py). ``n_null`` replicates cost n_null times one test. Returns the
+    count, the null's histogram and the count's p-value P(K >= k) = (1 + #{K_r >= k}) / (1 + R) (valid:
+    the observed data are one more exchangeable replicate).
+    """
+    train, valid, test, batch_size, alpha, n_bootstrap = _checked(train_ll, valid_ll, test_ll, batch_size, alpha,
+                                                                  n_bootstrap, calibration)
+    n_null = check_int("n_null", n_null)
     rng = make_rng(seed, "cpu")
-    batch_nll = -test.mean(1)
-    stats = (batch_nll - entropy).abs()
-    p_values = None
-    if calibration == "fixed-entropy":
-        idx = torch.randint(0, valid.numel(), (n_bootstrap, batch_size), generator=rng)
-        bootstrap = (-valid[idx].mean(1) - entropy).abs()
-        epsilon = torch.quantile(bootstrap, 1.0 - alpha, interpolation="higher")
-        is_ood = stats > epsilon
-    else:
-        n_train = train.numel()
-        reference = torch.cat([train, valid])
-        # (with fewer held-out values than M, the shown threshold takes fewer "training" values)
-        bootstrap = _permutation_stats(reference, batch_size, min(n_train, reference.numel() - batch_size),
-                                       n_bootstrap, rng) if reference.numel() > batch_size else stats.new_zeros(1)
-        epsilon = torch.quantile(bootstrap, 1.0 - alpha, interpolation="higher")
-        p_values = torch.empty(test.shape[0], dtype=torch.float64)
-        for b in range(test.shape[0]):
-            null = _permutation_stats(torch.cat([reference, test[b]]), batch_size, n_train, n_bootstrap, rng)
-            p_values[b] = (1.0 + (null >= stats[b]).sum().double()) / (1.0 + n_bootstrap)
-        is_ood = p_values <= alpha
-    return TypicalityResult(
-        entropy=float(entropy), epsilon=float(epsilon), statistics=stats, is_ood=is_ood,
-        bootstrap=bootstrap, batch_mean_nll=batch_nll, batch_size=batch_size, alpha=alpha, calibration=calibration,
-        batch_p_values=p_values,
-    )
+    k = int(_flag_batches(train[None], valid[None], test[None], alpha, n_bootstrap, calibration, rng).is_ood.sum())
+    pooled = torch.cat([train, valid, test.flatten()])
+    n, n_v = train.numel(), valid.numel()
+    counts = [0] * (test.shape[0] + 1)
+    # replicates in chunks: memory ~ chunk x K x (N + N_v + M) weights
+    chunk = max(1, min(n_null, int(4e6 // max(1, n_bootstrap * pooled.numel()))))
+    for start in range(0, n_null, chunk):
+        r = min(chunk, n_null - start)
+        x = pooled[torch.rand(r, pooled.numel(), generator=rng).argsort(1)]
+        flags = _flag_batches(x[:, :n], x[:, n: n + n_v], x[:, n + n_v:].reshape(r, *test.shape), alpha,
+                              n_bootstrap, calibration, rng).is_ood
+        for c in flags.sum(1).tolist():
+            counts[int(c)] += 1
+    return RejectionCount(k=k, n_batches=int(test.shape[0]), counts=tuple(counts), n_null=n_null,
+                          pvalue=(1.0 + sum(counts[k:])) / (1.0 + n_null))

@@ -15,23 +15,32 @@ it is (and "unresolved" when the uncertainty is larger than the effect):
   does not give);
 * :func:`ratio_of_medians_ci` -- percentile bootstrap of a ratio of two medians;
 * :func:`binomial_ci` -- Clopper-Pearson interval of a rate, and the one-sided binomial p-value of
-  "more than the nominal rate" (scipy.stats.binomtest).
+  "more than the nominal rate" (scipy.stats.binomtest);
+* :func:`median_ci` -- the distribution-free interval of a median from order statistics;
+* :func:`gap_allowance` / :func:`spearman_envelope` -- how far the likelihood estimator may be off
+  (a high quantile of the per-image BDMC gaps), and what that error can do to a rank correlation
+  with log-likelihood.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..runtime.lazy import scipy_stats
-from .summary import BinomialCI, ShiftTest, median
+from .summary import BinomialCI, CorrelationEnvelope, ShiftTest, median
 
-__all__ = ["Z95", "BinomialCI", "ShiftTest", "auroc_ci", "binomial_ci", "median", "ratio_of_medians_ci",
-           "shift_test", "spearman_ci", "stratified_spearman"]
+__all__ = ["GAP_QUANTILE", "Z95", "BinomialCI", "ShiftTest", "auroc_ci", "binomial_ci", "gap_allowance", "median",
+           "median_ci", "ratio_of_medians_ci", "shift_test", "spearman_ci", "spearman_envelope", "stratified_spearman"]
+
+#: the quantile of the per-image BDMC gaps taken as the likelihood estimator's error allowance: a
+#: median-based statistic (a median, a Hodges-Lehmann shift) moves by at most about this much when
+#: no more than 10 % of the images are looser (the median gap would let half of them be)
+GAP_QUANTILE = 0.9
 
 #: the two-sided 95 % normal quantile
 Z95 = 1.959963984540054
@@ -167,3 +176,80 @@ def binomial_ci(k: int, n: int, null: float, level: float = 0.95) -> BinomialCI:
     ci = st.binomtest(int(k), int(n), float(null)).proportion_ci(confidence_level=level, method="exact")
     p = st.binomtest(int(k), int(n), float(null), alternative="greater").pvalue
     return BinomialCI(k=int(k), n=int(n), rate=k / n, lo=float(ci.low), hi=float(ci.high), pvalue_above_null=float(p))
+
+
+def median_ci(values: Any, level: float = 0.95) -> Tuple[float, Optional[float], Optional[float]]:
+    """(median, lower, upper): the distribution-free interval [x_(k+1), x_(n-k)] of the median, with k
+    the largest count such that P(Bin(n, 1/2) <= k) <= (1 - level) / 2 (its coverage is at least
+    ``level``); ``None`` ends when n is too small for that level (n <= 5 at 95 %)."""
+    a = np.sort(_arr(values))
+    n = a.size
+    if n == 0:
+        return math.nan, None, None
+    k = int(scipy_stats().binom.ppf((1 - level) / 2, n, 0.5))
+    while k >= 0 and scipy_stats().binom.cdf(k, n, 0.5) > (1 - level) / 2:
+        k -= 1
+    if k < 0:
+        return float(np.median(a)), None, None
+    return float(np.median(a)), float(a[k]), float(a[n - k - 1])
+
+
+def gap_allowance(gaps: Any, quantile: float = GAP_QUANTILE) -> float:
+    """The likelihood estimator's error allowance in nats: the ``quantile`` of the per-image BDMC
+    gaps (upper - lower bound), at least 0 (``inf`` without gaps)."""
+    g = _arr(gaps)
+    g = g[np.isfinite(g)]
+    return max(0.0, float(np.quantile(g, quantile))) if g.size else math.inf
+
+
+def _rank_rows(y: np.ndarray) -> np.ndarray:
+    return scipy_stats().rankdata(y, axis=-1)
+
+
+def _spearman_extremes(ll: np.ndarray, lv: np.ndarray, allowance: float) -> Tuple[float, float]:
+    """(min, max) of Spearman's rho(ll + e, lv) over error patterns e in [0, allowance]^n: every step
+    pattern (the images above (or below) a local-variance rank get the whole allowance) and the two
+    ramps e = allowance * rank / n (up or down) -- the patterns that move the ranks of ll furthest
+    toward (or away from) those of lv."""
+    n = ll.size
+    order = np.argsort(np.argsort(lv, kind="stable"), kind="stable")  # 0-based rank of each image's lv
+    steps = (order[None, :] >= np.arange(n + 1)[:, None]).astype(np.float64)  # (n + 1, n): top images raised
+    ramp = (order / max(n - 1, 1))[None, :]
+    pattern = np.concatenate([steps, 1.0 - steps, ramp, 1.0 - ramp]) * allowance
+    ry = _rank_rows(ll[None, :] + pattern)
+    rx = scipy_stats().rankdata(lv)
+    ry = ry - ry.mean(1, keepdims=True)
+    rx = rx - rx.mean()
+    den = np.sqrt((ry**2).sum(1) * (rx**2).sum())
+    rho = np.where(den > 0, (ry * rx).sum(1) / np.where(den > 0, den, 1.0), 0.0)
+    return float(rho.min()), float(rho.max())
+
+
+def spearman_envelope(pairs: Sequence[Tuple[Any, Any]], allowances: Sequence[float],
+                      level: float = 0.95) -> List[CorrelationEnvelope]:
+    """The within-set Spearman correlation of log-likelihood (first of each pair) with another
+    variable, combined over sets as in :func:`stratified_spearman`, when every log-likelihood may
+    be too low by anything in [0, allowance] (AIS gives lower bounds): per allowance, the smallest and
+    largest combined rho over the error patterns of :func:`_spearman_extremes` (set by set; the
+    combination is monotone in each set's rho) and the 95 % interval ends beyond them. The patterns
+    are the ones that move ranks most, not a proof over all patterns: an envelope that crosses a
+    threshold shows the estimator's error *can* decide the verdict. Sets left out by
+    :func:`stratified_spearman` are left out here too; empty when none is left."""
+    sets = []
+    for x, y in pairs:
+        a, b = _arr(x), _arr(y)
+        if a.size >= 4 and np.ptp(a) > 0 and np.ptp(b) > 0:
+            sets.append((a, b, (a.size - 3) / _SPEARMAN_VAR))
+    if not sets:
+        return []
+    w = np.asarray([s[2] for s in sets])
+    se = 1.0 / math.sqrt(w.sum())
+    q = float(scipy_stats().norm.ppf(0.5 + level / 2))
+    out = []
+    for e in allowances:
+        ext = np.asarray([_spearman_extremes(a, b, float(e)) for a, b, _ in sets])
+        z = np.arctanh(np.clip(ext, -0.999999, 0.999999))
+        z_min, z_max = float(np.dot(w, z[:, 0]) / w.sum()), float(np.dot(w, z[:, 1]) / w.sum())
+        out.append(CorrelationEnvelope(allowance=float(e), r_min=math.tanh(z_min), r_max=math.tanh(z_max),
+                                       lo=math.tanh(z_min - q * se), hi=math.tanh(z_max + q * se)))
+    return out
