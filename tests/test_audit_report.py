@@ -19,7 +19,15 @@ import pytest
 from PIL import Image, ImageStat
 
 from statgan.audit import verdicts
-from statgan.audit.summary import AuditSummary, BinomialCI, ShiftTest, from_json, to_json
+from statgan.audit.summary import (
+    AuditSummary,
+    BinomialCI,
+    CorrelationEnvelope,
+    RejectionCount,
+    ShiftTest,
+    from_json,
+    to_json,
+)
 from statgan.cli import main
 from statgan.errors import StatganError
 
@@ -154,26 +162,37 @@ def test_verdict_paragraphs_are_in_the_page_and_quote_the_summary(audited):
 
 
 @pytest.mark.parametrize("ci, verdict", [((11.0, 14.0), "holds"), ((4.0, 12.0), "partly holds"), ((3.5, 8.0), "partly holds"),
-                                         ((2.0, 5.0), "unresolved"), ((1.0, 2.9), "does not hold")])
+                                         ((1.76, 2.55), "partly holds"), ((1.0, 2.9), "does not hold"),
+                                         ((0.4, 0.9), "does not hold"), ((0.5, 20.0), "unresolved")])
 def test_finding_a_follows_its_thresholds(audited, ci, verdict):
     s = copy.deepcopy(audited[1])
     s.inversion.train_over_generated = (ci[0] + ci[1]) / 2
     s.inversion.train_over_generated_ci = ci
     f = verdicts.findings(s)[0]
     assert f.verdict == verdict and verdicts.verdict_of(f.text) == verdict and verdicts._ci(*ci) in f.text
+    # an unresolved verdict says what would resolve it; the others say what they rest on
+    assert f.rests_on and (bool(f.to_resolve) == (verdict == "unresolved"))
+
+
+def _set_gaps(s, gap):
+    s.bdmc.gaps = (float(gap),) * s.bdmc.n_images
+    s.bdmc.gap.median = s.bdmc.gap.max = float(gap)
 
 
 def test_findings_b_c_d_and_memorisation_follow_their_thresholds(audited):
     s = copy.deepcopy(audited[1])
-    s.bdmc.gap.median = 10.0
+    _set_gaps(s, 10.0)
     for row in s.auroc.values():
         row.auroc_inversion, row.auroc_inversion_ci = 0.5, (0.4, 0.58)
         row.likelihood_vs_train = ShiftTest(shift=-50.0, lo=-60.0, hi=-40.0, pvalue=1e-5, n_a=8, n_b=4)
     st = s.correlation.stratified
     st.r, st.lo, st.hi, st.pvalue = -0.5, -0.7, -0.3, 1e-6
+    st.envelope = (CorrelationEnvelope(allowance=10.0, r_min=-0.55, r_max=-0.45, lo=-0.75, hi=-0.25),)
     tr = s.typicality.model_typical_set.sets["train"]
     tr.rejected = BinomialCI(k=17, n=20, rate=0.85, lo=0.62, hi=0.97, pvalue_above_null=1e-20)
-    tr.entropy, tr.batch_mean_nll.median = -370.0, -215.0  # 155 nats from H, gap 10
+    tr.calibrated = RejectionCount(k=17, n_batches=20, counts=(180, 15, 5) + (0,) * 18, n_null=200, pvalue=1 / 201)
+    tr.epsilon = 40.0
+    tr.shift = ShiftTest(shift=-155.0, lo=-170.0, hi=-140.0, pvalue=1e-9, n_a=50, n_b=8)  # 155 nats below, error 10
     m = s.memorisation
     m.auroc_inversion, m.auroc_inversion_ci, m.p_inversion = 0.75, (0.65, 0.85), 1e-4
     m.data_copying.pvalue = 1e-6
@@ -186,25 +205,37 @@ def test_findings_b_c_d_and_memorisation_follow_their_thresholds(audited):
     got = {f.id: f for f in verdicts.findings(s)}
     assert got["c"].verdict == "holds" and got["c"].numbers["higher_than_train"] == ["glyphs"]
     assert got["b"].verdict == "partly holds" and "noise is clearly farther" in got["b"].text and "inverted unresolved" in got["b"].text
-    # the same shift inside a gap of 257 nats is unresolved, and so is (d) when its effect is within the gap
-    s.bdmc.gap.median = 257.0
+    assert "inverted: about" in got["b"].to_resolve
+    # the same shift inside an allowance of 257 nats is unresolved, and names the allowance that would resolve it;
+    # part 2 without its envelope at that allowance is open too; (d) with its effect inside the error: unresolved
+    _set_gaps(s, 257.0)
     got = {f.id: f for f in verdicts.findings(s)}
-    assert got["c"].numbers["higher_than_train"] == [] and got["c"].verdict == "partly holds"  # part 2 still holds
-    assert got["d"].verdict == "unresolved" and "within the median BDMC gap" in got["d"].text
-    st.r, st.lo, st.hi = 0.0, -0.2, 0.2  # no anti-correlation, part 1 open: unresolved
-    assert verdicts.findings(s)[2].verdict == "unresolved"
-    # rejections no more frequent than alpha: (d) does not hold; no memorisation signal with tight AUROC: does not hold
+    assert got["c"].numbers["higher_than_train"] == [] and got["c"].verdict == "unresolved"
+    assert "glyphs counts as more likely with training-image bounds loose by less than 30 nats" in got["c"].to_resolve
+    assert got["d"].verdict == "unresolved" and "includes 0" in got["d"].text and "below 140 nats" in got["d"].to_resolve
+    st.envelope = (CorrelationEnvelope(allowance=0.0, r_min=-0.5, r_max=-0.5, lo=-0.7, hi=-0.3),
+                   CorrelationEnvelope(allowance=64.0, r_min=-0.6, r_max=-0.35, lo=-0.78, hi=-0.1),
+                   CorrelationEnvelope(allowance=257.0, r_min=-0.9, r_max=0.2, lo=-0.95, hi=0.4))
+    got = {f.id: f for f in verdicts.findings(s)}
+    assert got["c"].verdict == "unresolved" and "a bound error of at most 64 nats would decide it (anti-correlated)" in got["c"].to_resolve
+    st.envelope = (CorrelationEnvelope(allowance=257.0, r_min=-0.6, r_max=-0.4, lo=-0.75, hi=-0.2),)
+    assert verdicts.findings(s)[2].verdict == "partly holds"  # anti-correlated whatever the error pattern
+    # no excess of flags, and the shift with its error within the tolerance: (d) does not hold
     tr.rejected = BinomialCI(k=0, n=20, rate=0.0, lo=0.0, hi=0.17, pvalue_above_null=1.0)
+    tr.calibrated = RejectionCount(k=0, n_batches=20, counts=(180, 15, 5) + (0,) * 18, n_null=200, pvalue=1.0)
+    tr.shift, tr.epsilon = ShiftTest(shift=5.0, lo=-20.0, hi=30.0, pvalue=0.5, n_a=50, n_b=8), 400.0
     m.auroc_inversion, m.auroc_inversion_ci, m.p_inversion = 0.5, (0.42, 0.58), 0.9
-    m.data_copying.pvalue = 0.4
-    m.likelihood_shift = ShiftTest(shift=1.0, lo=-5.0, hi=5.0, pvalue=0.8, n_a=8, n_b=8)
+    m.auroc_likelihood, m.auroc_likelihood_ci, m.p_likelihood = 0.5, (0.4, 0.59), 0.9
+    m.data_copying.pvalue, m.data_copying.c_t, m.data_copying.null_sd = 0.4, -0.1, 0.4
     got = {f.id: f for f in verdicts.findings(s)}
     assert got["d"].verdict == "does not hold" and got["memorisation"].verdict == "does not hold"
-    tr.rejected = BinomialCI(k=0, n=2, rate=0.0, lo=0.0, hi=0.842, pvalue_above_null=1.0)  # two batches: too few
+    # the same count with a tolerance the error can cross: no power, unresolved (never "does not hold")
+    tr.epsilon = 100.0
     got = {f.id: f for f in verdicts.findings(s)}
-    assert got["d"].verdict == "unresolved" and "cannot rule out a majority" in got["d"].text
+    assert got["d"].verdict == "unresolved" and "could not have shown" in got["d"].text
     m.auroc_inversion_ci = (0.3, 0.7)  # too few images to rule it out
-    assert verdicts.findings(s)[4].verdict == "unresolved"
+    f = verdicts.findings(s)[4]
+    assert f.verdict == "unresolved" and "inversion-AUROC interval below 0.6" in f.to_resolve
     for row in s.auroc.values():
         row.auroc_inversion_ci = (0.9, 1.0)
     assert verdicts.findings(s)[1].verdict == "does not hold"
@@ -358,3 +389,19 @@ def test_one_median_for_tables_and_plots():
 
     x = torch.tensor([0.0131, 0.0132, 0.02, 0.001])
     assert Stats.of(x).median == median(x) == pytest.approx(0.01315) != float(x.median())  # torch: lower middle
+
+
+def test_sigma_choice_states_its_margin_over_each_other_candidate(audited):
+    import numpy as np
+    import torch
+
+    from statgan.audit.stages import sigma_margins
+
+    s = audited[1]
+    assert {m.candidate for m in s.sigma.margins} == set(s.sigma.candidates) - {s.sigma.chosen}
+    lls = torch.tensor([np.arange(16.0) + 100, np.arange(16.0), np.arange(16.0)[::-1].copy()])
+    m = sigma_margins(torch.tensor([0.1, 0.2, 0.4], dtype=torch.float64), lls, 0.1)
+    assert [x.candidate for x in m] == [0.2, 0.4]
+    # chosen - 0.2 is 100 for every image; chosen - 0.4 runs 85, 87, ..., 115 (median 100, [91, 109])
+    assert (m[0].median, m[0].lo, m[0].hi, m[0].n) == (100.0, 100.0, 100.0, 16)
+    assert (m[1].median, m[1].lo, m[1].hi) == (100.0, 91.0, 109.0)

@@ -23,6 +23,8 @@ from ..viz import png_data_uri, png_grid
 from .stages import PerImage, errors
 from .settings import AuditSettings
 from .summary import AuditSummary, SigmaChoice, Stats, median
+from .uncertainty import GAP_QUANTILE
+from .verdicts import error_allowance
 
 __all__ = ["render_report"]
 
@@ -290,6 +292,31 @@ def _top(s: AuditSummary, per: PerImage) -> str:
 
 
 
+def _noise_free_note(s: AuditSummary) -> str:
+    """Why the generator's noise-free images are (or are not) flagged in the model's typical set."""
+    half_d = math.prod(s.data_shape) / 2
+    gen = s.typicality.model_typical_set.sets.get("generated")
+    eps = gen.epsilon if gen is not None else math.nan
+    note = (f"The generator's noise-free images G(z) lie about D/2 = {_fmt(half_d)} nats above a typical model sample "
+            "x = G(z) + sigma*eps in log-likelihood (the Gaussian's mode is not in its typical set), so their batches "
+            "are expected outside the typical set whenever the tolerance epsilon is below that")
+    if gen is None or not math.isfinite(eps):
+        return note + "."
+    if eps < half_d:
+        return note + f" (here epsilon = {_fmt(eps)}: {_fmt(gen.rejection_rate)} of their batches are flagged)."
+    return note + (f"; here epsilon = {_fmt(eps)} is wider, so not even they need be flagged ({_fmt(gen.rejection_rate)} "
+                   "are): a tolerance that wide is a test with little power.")
+
+
+def _sigma_margin(sg: SigmaChoice) -> str:
+    """'; its lower bounds beat the runner-up's ...': how sure the choice is (empty when given)."""
+    if not sg.margins:
+        return ""
+    m = min(sg.margins, key=lambda x: x.median)
+    return (f"; its lower bounds beat the runner-up {_fmt(m.candidate)}'s by a median {_fmt(m.median)} nats per image, "
+            f"95% interval {_ci(m.lo, m.hi)} -- lower bounds, whose looseness at the other candidates is not measured")
+
+
 def _stat(stats: Optional[Stats], name: str) -> Optional[float]:
     """A statistic of a set that may not have it (model samples have no inversion error)."""
     return getattr(stats, name) if stats is not None else None
@@ -314,7 +341,7 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
         f'thread(s) of {m.cpu_count} CPUs.</p>')
     add(_top(s, per))
     add("<p>The generator G is read as a density model: z ~ N(0, I), x | z ~ N(G(z), sigma<sup>2</sup> I) "
-        f"with sigma = {_fmt(s.sigma.chosen)} ({_e(s.sigma.method)}). Inversion finds, per image, the latent "
+        f"with sigma = {_fmt(s.sigma.chosen)} ({_e(s.sigma.method)}{_e(_sigma_margin(s.sigma))}). Inversion finds, per image, the latent "
         "whose output is nearest; AIS estimates log p(x) (a stochastic lower bound). The verdicts test the findings of "
         "Friedman &amp; Weiss, <i>Unmasking the GAN manifold</i> (arXiv 2402.14098), with thresholds stated in each "
         "paragraph and in docs/audit.md.</p>")
@@ -323,13 +350,16 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
     add("<h2>Verdicts</h2>")
     add('<p class="meta">Colours: <span class="badge holds">holds</span><span class="badge partly">partly holds</span>'
         '<span class="badge nothold">does not hold</span><span class="badge unresolved">unresolved</span> -- whether '
-        "the finding holds for this run, not whether that is good; unresolved: the estimator's own uncertainty "
-        "(BDMC gap, confidence interval) is larger than the effect.</p>")
+        "the finding holds for this run, not whether that is good. A verdict is only as strong as its weakest "
+        "uncertainty: <i>does not hold</i> needs an interval, widened by the estimator's error, that excludes the "
+        "claim; <i>unresolved</i> says what would resolve it. Likelihoods are lower bounds, allowed to be loose by "
+        f"up to {_fmt(error_allowance(s))} nats (the {_fmt(GAP_QUANTILE)} quantile of the per-image BDMC gaps).</p>")
     for f in s.findings:
         cls = _VERDICT_CLASS.get(f.verdict, "")
         label = f"({f.id}) " if len(f.id) == 1 else ""
         how = "".join(f'<p class="how"><b>{name}:</b> {_e(v)}</p>' for name, v in
-                      (("statistic", f.statistic), ("test", f.test), ("uncertainty", f.uncertainty)) if v)
+                      (("statistic", f.statistic), ("test", f.test), ("uncertainty", f.uncertainty),
+                       ("rests on", f.rests_on), ("to resolve", f.to_resolve)) if v)
         add(f'<div class="finding {cls}" id="finding-{_e(f.id)}"><b>{_e(label + f.title)}</b>'
             f'<span class="badge {cls}">{_e(f.verdict)}</span>{how}<p>{_e(f.text)}</p></div>')
 
@@ -393,17 +423,25 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
         f"(1 - alpha) quantile epsilon (alpha = "
         f"{_fmt(t.alpha)}), and the statistic of each batch of each set (ticks). A batch right of epsilon is "
         "outside the typical set (with the permutation test each batch is judged by its own p-value, so a batch "
-        "near epsilon may fall either way). Left: finding (d). Right: Nalisnick et al.'s OOD test."))
+        "near epsilon may fall either way). Left: finding (d). Right: Nalisnick et al.'s OOD test. "
+        + _noise_free_note(s)))
     rows = [[_e(name), _e(k), v.n_batches, v.entropy, v.epsilon, v.batch_mean_nll.median, v.rejection_rate,
              _ci(v.rejected.lo, v.rejected.hi) if v.rejected else "n/a",
-             v.rejected.pvalue_above_null if v.rejected else None]
+             v.calibrated.pvalue if v.calibrated else None,
+             v.rejected.pvalue_above_null if v.rejected else None,
+             _est(v.shift.shift, (v.shift.lo, v.shift.hi)) if v.shift else "n/a"]
             for name, group in (("model typical set", t.model_typical_set), ("OOD test", t.ood_test))
             for k, v in group.sets.items()]
     add(_table(["test", "batches of", "n batches", "H (nats)", "epsilon", "median batch NLL", "rejected",
-                "95% interval", "p (rate > alpha)"], rows, left=2))
+                "95% interval", "p (count, calibrated)", "p (binomial)", "log-lik shift over reference (HL)"],
+               rows, left=2))
     add(f'<p class="meta">Calibration: {_e(t.calibration)}; batches of M = {t.batch_size}'
         + (f" (asked for {t.batch_size_requested}; a set has fewer images)" if t.batch_size_requested else "")
-        + ". Interval: Clopper-Pearson; p: binomial test of the rejections against alpha.</p>")
+        + ". Interval: Clopper-Pearson. p (count, calibrated): the number of flagged batches against its simulated "
+        "null, in which H and the permutation pool are re-drawn too -- all batches share them, so their flags are "
+        "dependent; the binomial p, which treats them as independent, is shown for comparison and is too small when "
+        "several batches are flagged. Shift: Hodges-Lehmann estimate of the set's log-likelihoods over the reference "
+        "values (those H and the pool come from), with its 95% interval.</p>")
 
     # ---- AUROC
     add("<h2>OOD detection (AUROC)</h2>")
@@ -418,7 +456,7 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
         "less likely) than a random in-distribution image; 0.5 = chance, below 0.5 = OOD images look <i>more</i> "
         "in-distribution. Brackets: DeLong 95% intervals. Log-likelihood shift: Hodges-Lehmann estimate of the OOD "
         "set's log-likelihoods over the training images' with its distribution-free 95% interval (Mann-Whitney); "
-        f"differences within the median BDMC gap ({_fmt(s.bdmc.gap.median)} nats) are not resolved.</p>")
+        f"a difference counts only beyond the likelihoods' error allowance ({_fmt(error_allowance(s))} nats).</p>")
     mm = s.memorisation
     add("<h3>Train vs held-out</h3>")
     add(_table(["score", "AUROC (test vs train)", "Mann-Whitney p"],
@@ -427,7 +465,8 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
     ct = mm.data_copying
     if ct is not None:
         add(f"<p>Data-copying test C_T (Meehan, Chaudhuri &amp; Dasgupta 2020): distances of {ct.n_generated} generated "
-            f"and {ct.n_test} held-out images to their nearest of {ct.n_train} training images ({_e(ct.space)}), "
+            f"and {ct.n_test} held-out images to their nearest of {ct.n_train} training images ({_e(ct.space)}; the "
+            f"nearest training image looked for {_e(ct.neighbours)}), "
             f"compared by Mann-Whitney z within {ct.cells_used} of {ct.n_cells} k-means cells (at least "
             f"{ct.min_per_cell} of each per cell), weighted by held-out mass: <b>C_T = {_fmt(ct.c_t)}</b> (null sd "
             f"{_fmt(ct.null_sd)}, one-sided p = {_fmt(ct.pvalue)}). C_T &lt;&lt; 0: copying; &gt;&gt; 0: underfitting.</p>")
@@ -437,10 +476,16 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
     add("<h2>Likelihood estimator checks</h2>")
     sg = s.sigma
     if sg.candidates:
-        add(_table(["sigma", "mean valid log-lik (nats)"],
-                   [[_fmt(c_), v] for c_, v in zip(sg.candidates, sg.mean_log_likelihood)]))
+        margins = {mg.candidate: mg for mg in sg.margins}
+        add(_table(["sigma", "mean valid log-lik (nats)", "chosen minus this, per image: median [95% interval]"],
+                   [[_fmt(c_), v, _est(margins[c_].median, (margins[c_].lo, margins[c_].hi)) if c_ in margins else
+                     ("chosen" if c_ == sg.chosen else "n/a")]
+                    for c_, v in zip(sg.candidates, sg.mean_log_likelihood)]))
         add(_img(_plot_sigma(sg), "sigma selection", f"sigma chosen: {_fmt(sg.chosen)} ({_e(sg.method)}, "
-                 f"{sg.ais_steps} AIS steps). Short AIS runs are looser for small sigma, which favours larger sigma."))
+                 f"{sg.ais_steps} AIS steps). These are lower bounds: the chosen sigma's beat another's by the margin "
+                 "shown (distribution-free interval of the median paired difference), but a candidate whose bound is "
+                 "looser -- short AIS runs are looser for small sigma -- may be under-rated by more than that, which "
+                 "favours larger sigma; only the chosen sigma's looseness is measured (BDMC below)."))
     b = s.bdmc
     if b.proposal is not None:
         ess = b.importance_ess
@@ -454,9 +499,10 @@ def render_report(summary: AuditSummary, per: PerImage) -> str:
                   f"image the smaller of two reverse runs (biased low), mean {_fmt(b.upper.mean)}. ")
     add(f"<p>BDMC on {b.n_images} images simulated from the model, with the audit's own AIS settings. {bounds}"
         f"Gap: mean {_fmt(b.gap.mean)}, median {_fmt(b.gap.median)}, "
-        f"max {_fmt(b.gap.max)} nats. The true log p(x) lies (stochastically) between the bounds, so the gap "
-        "bounds the error of the audit's likelihoods on data like the simulated data; on real and OOD images the "
-        "error can be larger. Differences between sets smaller than the gap are not resolved.</p>")
+        f"max {_fmt(b.gap.max)} nats; the verdicts' error allowance is its {_fmt(GAP_QUANTILE)} quantile, "
+        f"{_fmt(error_allowance(s))} nats. The true log p(x) lies (stochastically) between the bounds, so the gap "
+        "bounds the error of the audit's likelihoods on data like the simulated data; on real and OOD images it is "
+        "not measured, and the verdicts that use the allowance there say so.</p>")
     add("<h3>Settings</h3>")
     add(_table(["setting", "value", ""], _settings_rows(s)))
     add(_table(["stage", "seconds"], [[_e(k), v] for k, v in s.timing.items()]))
