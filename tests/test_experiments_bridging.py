@@ -97,6 +97,30 @@ def test_report_only_marks_missing_cells(tiny_run, tmp_path):
     assert "- `mnist/ragan/mcd/s0`" in text
 
 
+def test_committed_records_rebuild_the_report(tiny_run, tmp_path):
+    # OUT/records.jsonl holds every finished cell; --collect writes the same report from it alone
+    # (no run directories), and ignores records of cells whose spec changed; a bad file is one line
+    _, out = tiny_run
+    assert main(["reproduce", "bridging", "--budget", "tiny", "--out", str(out), "--report-only",
+                 "--report", str(tmp_path / "from-cells.md")]) == 0
+    records = grid.records_path(out)
+    lines = records.read_text().splitlines()
+    assert len(lines) == 9 and all(json.loads(line)["spec_hash"] for line in lines)
+    stale = json.loads(lines[0]) | {"spec_hash": "0" * 16}
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps(stale) + "\n")
+    assert main(["reproduce", "bridging", "--budget", "tiny", "--collect", str(records), str(extra),
+                 "--report", str(tmp_path / "from-records.md")]) == 0
+
+    def body(path):  # the report without its command line
+        return [line for line in path.read_text().splitlines() if not line.startswith("- command:")]
+
+    assert body(tmp_path / "from-records.md") == body(tmp_path / "from-cells.md")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("[1, 2]\n")
+    assert main(["reproduce", "bridging", "--budget", "tiny", "--collect", str(bad)]) == 2
+
+
 def test_five_seeds_are_accepted(tmp_path):
     # --seeds takes any number of distinct seeds; the report-only path builds the whole grid without running it
     out = tmp_path / "o"
@@ -445,21 +469,18 @@ def test_spearman_interval_hand_computed():
     assert math.isnan(spearman_interval(0.5, 3)[0])
 
 
-def test_small_report_from_synthetic_results(tmp_path):
-    # the report's verdict path (not reached by the tiny budget), on made-up cell records: MC dropout
-    # lowers FID by 50 (sd 5 over 5 seeds: significant), SAM & gradient reg. raises it by 94 with
-    # sd 150 (the wrong direction, not significant)
+def _synthetic_records(base_fid: float, shift: dict, noise: dict, seed: int = 0) -> tuple:
+    """Made-up records of the whole small grid: FID = base + the cell's shift + normal noise (sd 0.5
+    unless ``noise`` says otherwise); floor 4.23."""
     cells = bridging.cells("small")
-    rng = np.random.default_rng(0)
-    shift = {"mcd": -50.0, "sam_gradreg": 94.0}
-    noise = {"sam_gradreg": 150.0}
+    rng = np.random.default_rng(seed)
     records = {}
     for c in cells:
         spec = c.spec
         if spec["kind"] == "floor":
             res = {"fid": 4.23, "fid_extractor": "lenet-x", "fid_reference": "test", "fid_generated": "train"}
         elif spec["kind"] == "mnist":
-            fid = 300.0 + shift.get(spec["cell"], 0.0) + rng.normal(0, noise.get(spec["cell"], 5.0))
+            fid = base_fid + shift.get(spec["cell"], 0.0) + rng.normal(0, noise.get(spec["cell"], 0.5))
             res = {"fid": fid, "sharpness": 1.0 + 0.01 * fid + rng.normal(0, 0.1), "sharpness_last_batch": 5.0}
         else:
             res = {"chi2_rms": 0.1 + 0.5 * (spec["latent_dim"] == 1) + rng.normal(0, 0.01), "logp_mean": -3.0,
@@ -467,17 +488,42 @@ def test_small_report_from_synthetic_results(tmp_path):
                    + rng.normal(0, 0.01)}
         records[c.key] = {"key": c.key, "spec": spec, "result": res, "wall_s": 1.0, "cpu_s": 1.0,
                           "finished": "2026-01-01T00:00:00"}
+    return cells, records
+
+
+def _claims(text: str) -> list:
+    claims = text.split("## The paper's claims, checked")[1]
+    return [claims.split(f"\n{i}. ")[1].split(f"\n{i + 1}. ")[0] for i in (1, 2, 3, 4)]
+
+
+def test_small_report_from_synthetic_results(tmp_path):
+    # the report's verdict path (not reached by the tiny budget), on made-up cell records of learned
+    # baselines (FID 30 = 7x the floor): MC dropout lowers FID by 5 (sd 0.5 over 5 seeds: significant),
+    # SAM & gradient reg. raises it by 9.4 with sd 30 (the wrong direction, not significant)
+    cells, records = _synthetic_records(30.0, {"mcd": -5.0, "sam_gradreg": 9.4}, {"sam_gradreg": 30.0})
     text = bridging.write_report("small", cells, records, tmp_path / "r.md", "cmd", 1.0, "machine")
     claims = text.split("## The paper's claims, checked")[1]
     assert claims.count("\n1. **MC dropout helps on small data**") == 1
-    claim1 = claims.split("\n1. ")[1].split("\n2. ")[0]
+    claim1, claim2, claim3, claim4 = _claims(text)
     assert "**holds**: significant in the predicted direction for all 3" in claim1
-    claim2 = claims.split("\n2. ")[1].split("\n3. ")[0]
+    # the GANs' gradient regulariser deviates from the paper's code: only gmmn tests claim 2's combination
     assert claim2.index("**unresolved**") < claim2.index("SAM alone")
-    assert "point estimates in the wrong direction (not significant): wgan-div (Δ FID +" in claim2
-    assert "the wrong direction, not significant" in claim2
-    assert "Spearman on 8 cell means (40 runs; exact permutation p)" in claims
-    assert "**Baselines have not learned**" in claims and "71×floor" in claims
+    head2 = claim2.split("SAM alone")[0]
+    assert "not tested: wgan-div (its gradient regulariser is differentiable here" in head2
+    assert "point estimates in the wrong direction (not significant): gmmn (Δ FID +" in head2
+    assert "detectable at this design (80% power, p < 0.05/1, Holm's first level): gmmn |Δ FID| ≥" in head2
+    assert "Spearman on 8 cell means (40 runs; exact permutation p)" in claim3
+    assert "Baselines within 10× the real-vs-real floor" in claims and "have not learned" not in claims
     assert "Holm-adjusted over all 12 comparisons" in text  # 4 scores (gaussian 2, the others 1 each) × 3 dimensions
     assert "significantly worse than the best dimension on 4 of 4 scores" in text
     assert "smoke test" not in text
+
+
+def test_report_does_not_judge_baselines_that_have_not_learned(tmp_path):
+    # the same effects on baselines at 300 (71x the floor): every image claim is "not tested at this budget"
+    cells, records = _synthetic_records(300.0, {"mcd": -5.0, "sam": 50.0}, {})
+    text = bridging.write_report("small", cells, records, tmp_path / "r.md", "cmd", 1.0, "machine")
+    assert "**Baselines have not learned**" in text and "71×floor" in text
+    for claim in _claims(text):
+        assert f"**{bridging.NOT_TESTED}**: wgan-div — its baseline has not learned: FID" in claim
+    assert "**does not hold**" not in text and "**holds**" not in text.split("## Latent dimension")[0]

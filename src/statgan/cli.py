@@ -10,7 +10,7 @@
     statgan list [datasets|archs|objectives]
     statgan invert RUN_DIR --split train|test|generated|ood|SET [--n 100] [--loss l2|lenet] [--out F]
     statgan audit RUN_DIR [--quick] [--n 100] [--seed 0] [--device cpu]   (RUN_DIR/audit/report.html)
-    statgan reproduce NAME [--budget tiny|small|full] [--out DIR] [--jobs N] [--seeds S ...] [--report MD]
+    statgan reproduce NAME [--budget tiny|small|full] [--out DIR] [--jobs N] [--seeds S ...] [--report MD] [--collect JSONL ...]
                       [--report-only]
 
 User mistakes end in one line ``statgan: error: ...`` and exit status 2; an interrupted training run
@@ -286,8 +286,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             command += f" {flag} {value}"
     if args.seeds is not None:
         command += " --seeds " + " ".join(map(str, args.seeds))
+    if args.collect:
+        command += " --collect " + " ".join(args.collect)
     result = experiments.run(args.name, budget=args.budget, out=args.out, jobs=args.jobs, seeds=args.seeds,
-                             report=args.report, command=command, report_only=args.report_only)
+                             report=args.report, command=command, report_only=args.report_only, collect=args.collect)
     print(f"{result['finished']} of {result['total']} cells finished; report: {result['report']}")
     return 0
 
@@ -489,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", default=None,
                    help=f"markdown report path (default OUT/{experiments.DEFAULT_REPORT.format(name='NAME')})")
     r.add_argument("--report-only", action="store_true", help="run nothing: write the report from the finished cells")
+    r.add_argument("--collect", nargs="+", metavar="RECORDS", default=None,
+                   help="run nothing: write the report from cell records (JSON lines, e.g. OUT/records.jsonl)")
     r.set_defaults(func=cmd_reproduce)
     return p
 

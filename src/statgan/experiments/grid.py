@@ -33,7 +33,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from ..rundir.files import atomic_write_json
+from ..errors import StatganError
+from ..rundir.files import atomic_write_json, atomic_write_text
 from ..train.trainer import TrainingDiverged
 
 Runner = Callable[[Dict[str, Any], Path], Dict[str, Any]]
@@ -56,6 +57,44 @@ def spec_hash(spec: Dict[str, Any]) -> str:
 
 def result_path(out: Path, key: str) -> Path:
     return Path(out) / "cells" / f"{key}.json"
+
+
+def records_path(out: Path) -> Path:
+    """``OUT/records.jsonl``: every finished cell's record, one JSON object per line (commit it to keep
+    a grid's results without its run directories)."""
+    return Path(out) / "records.jsonl"
+
+
+def write_records(path: Path, records: Dict[str, Dict[str, Any]]) -> None:
+    """The finished cells' records as JSON lines, sorted by key (tracebacks left out), written atomically."""
+    lines = [json.dumps({k: v for k, v in records[key].items() if k != "traceback"}, sort_keys=True)
+             for key in sorted(records)]
+    atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+
+
+def read_records(paths: Sequence[Path], cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
+    """{key: record} for the cells whose record (same key, same spec hash) is in the JSON-lines files
+    ``paths``; a later file's record of a cell replaces an earlier one's. Records of other cells or
+    other specs are skipped. A missing file or a line that is not a JSON object is a one-line error."""
+    wanted = {c.key: c.spec_hash for c in cells}
+    found: Dict[str, Dict[str, Any]] = {}
+    for path in map(Path, paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise StatganError(f"cannot read records file {str(path)!r}: {exc.strerror or exc}") from None
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            if not isinstance(rec, dict) or "key" not in rec:
+                raise StatganError(f"{path}:{n}: not a cell record (a JSON object with a 'key')")
+            if wanted.get(rec["key"]) == rec.get("spec_hash"):
+                found[rec["key"]] = rec
+    return found
 
 
 def work_dir(out: Path, key: str) -> Path:
@@ -201,4 +240,5 @@ def _sigterm_as_interrupt() -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
-__all__ = ["Cell", "spec_hash", "result_path", "work_dir", "load_result", "run_grid"]
+__all__ = ["Cell", "spec_hash", "result_path", "records_path", "write_records", "read_records", "work_dir", "load_result",
+           "run_grid"]
