@@ -6,6 +6,22 @@ import torch
 # Tests run on 2 CPU cores in CI; fix the thread count so timings and reductions are stable.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+#: what this machine must have for the tests (``STATGAN_TEST_REQUIRE=chromium``, comma-separated;
+#: .ci/run sets it): a test that needs one of these fails when it is missing instead of skipping
+REQUIRED = frozenset(x.strip() for x in os.environ.get("STATGAN_TEST_REQUIRE", "").split(",") if x.strip())
+
+
+def need(name: str, found: bool, install: str) -> None:
+    """Go on when ``found``; else skip with one line naming what is missing and how to install it --
+    or fail, where ``STATGAN_TEST_REQUIRE`` says the machine must have it (CI), so it can never be
+    skipped silently there."""
+    if found:
+        return
+    message = f"no {name} on this machine: install it with `{install}`"
+    if name in REQUIRED:
+        pytest.fail(f"{message} (STATGAN_TEST_REQUIRE lists {name})", pytrace=False)
+    pytest.skip(message)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):

@@ -31,7 +31,8 @@ from statgan.audit.summary import (
 from statgan.cli import main
 from statgan.errors import StatganError
 
-from conftest import tiny_dcgan_overrides
+import conftest
+from conftest import need, tiny_dcgan_overrides
 
 TINY_AUDIT = ["--quick", "--n", "8", "--n-valid", "8", "--n-ood", "4", "--ood", "glyphs,noise,inverted",
               "--steps", "10", "--ais-steps", "6", "--threads", "1"]
@@ -310,9 +311,8 @@ _OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9
 
 def _chromium(*args, timeout=120):
     browser = _browser()
-    if browser is None:  # CI installs it (.ci/run); a missing browser is a failure, not a skip
-        pytest.fail("no headless Chromium on this machine: install Debian's chromium (apt-get install chromium); "
-                    ".ci/run does so when it is missing")
+    # skipped where no browser is found; .ci/run installs it and requires it (STATGAN_TEST_REQUIRE)
+    need("chromium", browser is not None, "apt-get install chromium")
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
            "--disable-extensions", "--disable-background-networking", "--disable-component-update",
            "--disable-dev-shm-usage", *_OFFLINE, *args]
@@ -405,3 +405,12 @@ def test_sigma_choice_states_its_margin_over_each_other_candidate(audited):
     # chosen - 0.2 is 100 for every image; chosen - 0.4 runs 85, 87, ..., 115 (median 100, [91, 109])
     assert (m[0].median, m[0].lo, m[0].hi, m[0].n) == (100.0, 100.0, 100.0, 16)
     assert (m[1].median, m[1].lo, m[1].hi) == (100.0, 91.0, 109.0)
+
+
+def test_a_missing_tool_skips_with_its_install_line_and_fails_where_required(monkeypatch):
+    with pytest.raises(pytest.skip.Exception, match=r"no chromium on this machine: install it with `apt-get install chromium`"):
+        need("chromium", False, "apt-get install chromium")
+    monkeypatch.setattr(conftest, "REQUIRED", frozenset({"chromium"}))
+    with pytest.raises(pytest.fail.Exception, match="STATGAN_TEST_REQUIRE lists chromium"):
+        need("chromium", False, "apt-get install chromium")
+    need("chromium", True, "apt-get install chromium")  # found: nothing happens
