@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from statgan.audit import run as audit_run_module
 from statgan.audit.rundata import load_run, run_fid, split_images
-from statgan.audit.settings import AuditSettings
+from statgan.audit.run import invert_file_name
+from statgan.audit.settings import AuditSettings, InvertSettings
 from statgan.audit.summary import AuditSummary, InvertSummary, from_json
 from statgan.cli import main
 from statgan.rundir.run import load_generator
@@ -49,7 +50,7 @@ def test_invert_writes_errors_and_latents_for_each_split(run_dir, split, sets, c
     assert main(["invert", str(run_dir), "--split", split, *FAST]) == 0
     out = capsys.readouterr().out
     key = split.lower()
-    path = run_dir / "audit" / f"invert-{key}-n4-l2.safetensors"
+    path = run_dir / "audit" / invert_file_name(key, InvertSettings(n=4, restarts=1, steps=5))
     tensors = load_file(str(path))
     summary = json.loads(path.with_suffix(".json").read_text())
     assert list(summary["sets"]) == sets and summary["split"] == key and summary["step"] == 8
@@ -63,6 +64,15 @@ def test_invert_writes_errors_and_latents_for_each_split(run_dir, split, sets, c
         assert summary["sets"][name]["error"]["median"] == pytest.approx(float(tensors[f"{name}.errors"].double().quantile(0.5)), rel=1e-6)
         assert name in out
     assert "wrote" in out
+
+
+def test_invert_reruns_with_other_settings_keep_their_files(run_dir, capsys):
+    # the default file name carries every knob that changes the result
+    names = set()
+    for extra in (["--steps", "5"], ["--steps", "6"], ["--steps", "5", "--restarts", "2"], ["--steps", "5", "--lr", "0.05"]):
+        assert main(["invert", str(run_dir), "--split", "test", "--n", "4", "--restarts", "1", "--threads", "1", *extra]) == 0
+        names.add(capsys.readouterr().out.split("wrote ")[1].split(" and ")[0])
+    assert len(names) == 4 and all(os.path.isfile(n) for n in names)
 
 
 def test_invert_with_lenet_features_and_custom_out(run_dir, tmp_path, capsys):
@@ -105,7 +115,10 @@ def test_invert_on_toy_data_works_except_for_ood(tmp_path, capsys):
     (["invert", "{run}", "--split", "validation"], "unknown split 'validation'"),
     (["invert", "{run}", "--split", "train", "--n", "0"], "n must be an integer >= 1"),
     (["invert", "{run}", "--split", "train", "--out", "x.npz"], "--out must end in .safetensors"),
-    (["invert", "{run}", "--split", "train", "--steps", "-1"], "steps must be an integer >= 0"),
+    (["invert", "{run}", "--split", "train", "--steps", "-1"], "steps must be an integer >= 1"),
+    (["invert", "{run}", "--split", "train", "--steps", "0"], "steps must be an integer >= 1, got 0"),
+    (["invert", "{run}", "--split", "train", "--restarts", "0"], "restarts must be an integer >= 1, got 0"),
+    (["audit", "{run}", "--quick", "--steps", "0"], "steps must be an integer >= 1, got 0"),
     (["invert", "{run}", "--split", "train", "--threads", "0"], "--threads must be an integer >= 1"),
     (["invert", "{missing}", "--split", "train"], "not a statgan run directory"),
     (["audit", "{missing}"], "not a statgan run directory"),

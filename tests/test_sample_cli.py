@@ -42,7 +42,7 @@ def test_grid_scale_enlarges_every_pixel(run, tmp_path, capsys):
     (["--out", "x.txt"], "--out 'x.txt': expected a file ending in .png or .safetensors"),
     (["--out", "grid"], "expected a file ending in .png or .safetensors"),
     (["--scale", "0"], "--scale must be an integer >= 1, got 0"),
-    (["-n", "0"], "-n must be at least 1"),
+    (["-n", "0"], "-n must be an integer >= 1, got 0"),
 ])
 def test_bad_sample_arguments_are_one_line_errors(run, tmp_path, capsys, monkeypatch, argv, fragment):
     monkeypatch.chdir(tmp_path)

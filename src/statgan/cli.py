@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -46,7 +47,7 @@ from .rundir.run import CURVES_FILE, load_generator, read_metrics, read_run_conf
 from .runtime import distributed
 from .runtime.validation import check_int
 from .train.trainer import Trainer, TrainingInterrupted, default_run_name
-from .viz import loss_curves_png, png_data_uri, save_loss_curves, save_samples
+from .viz import loss_curves_png, png_data_uri, save_loss_curves, save_samples, save_walks
 
 
 def _split_config_and_overrides(items: Sequence[str]) -> tuple:
@@ -78,6 +79,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = read_run_config(run_dir)
         cfg = config_mod.load(run_dir / "config.yaml", overrides)
         changes = config_mod.diff(saved, cfg)
+        impossible = config_mod.resume_impossible(saved, cfg)
+        if impossible:
+            raise StatganError(f"resuming {str(run_dir)!r} with {'; '.join(impossible)}: the checkpoint holds another "
+                               "network's weights, which cannot load (--force does not apply); start a new run instead")
         blocking = config_mod.resume_blockers(saved, cfg)
         if blocking and not args.force:
             raise StatganError(
@@ -123,10 +128,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in SAMPLE_FORMATS:
         raise StatganError(f"--out {args.out!r}: expected a file ending in {' or '.join(SAMPLE_FORMATS)} "
                            "(a .png grid or .safetensors tensors)")
-    if args.n < 1:
-        raise StatganError(f"-n must be at least 1, got {args.n}")
-    if args.scale < 1:
-        raise StatganError(f"--scale must be an integer >= 1, got {args.scale}")
+    check_int("-n", args.n)
+    check_int("--scale", args.scale)
+    if args.nrow is not None:
+        check_int("--nrow", args.nrow)
     if args.style_mix and out.suffix.lower() != ".png":
         raise StatganError(f"--style-mix draws a picture: --out {args.out!r} must end in .png")
     rows, cols = _mix_grid(args.mix_grid)
@@ -143,11 +148,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         print(f"wrote a {rows}x{cols} style-mixing grid (first row/column: the sources; step {meta['step']}, "
               f"seed {args.seed}) to {out}")
         return 0
+    _check_fits_in_memory(G, args.n, latent_dim, device, out)
     z = torch.randn(args.n, latent_dim, generator=gen).to(device)
     # --mc-dropout: dropout stays on (one fresh mask per image, masks seeded from --seed), BatchNorm in eval
     mode = mc_dropout(G, seed=args.seed) if args.mc_dropout else contextlib.nullcontext()
     with torch.no_grad(), mode:
-        x = G(z) if args.truncation is None else truncated_samples(G, z, args.truncation)
+        # in chunks: the networks' activations for a large -n would not fit at once
+        x = torch.cat([G(c) if args.truncation is None else truncated_samples(G, c, args.truncation)
+                       for c in z.split(SAMPLE_CHUNK)])
     if out.suffix.lower() == ".safetensors":
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, save_safetensors({"samples": x.cpu().contiguous(), "z": z.cpu()}))
@@ -158,6 +166,30 @@ def cmd_sample(args: argparse.Namespace) -> int:
     mc += f", truncation psi={args.truncation:g}" if args.truncation is not None else ""
     print(f"wrote {args.n} samples ({which} weights{mc}, step {meta['step']}, seed {args.seed}) to {out}")
     return 0
+
+
+#: latents per forward pass of ``statgan sample``
+SAMPLE_CHUNK = 1024
+
+
+def _available_memory() -> Optional[int]:
+    """Bytes of memory free for this process (Linux and macOS), or ``None`` when unknown."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits_in_memory(G: torch.nn.Module, n: int, latent_dim: int, device: torch.device, out: Path) -> None:
+    """One line, before anything is allocated, when ``n`` samples (and their latents) cannot be held
+    in memory at once -- as the .safetensors file and the .png grid need them."""
+    with torch.no_grad():
+        per_sample = G(torch.zeros(1, latent_dim, device=device)).numel() + latent_dim
+    need = n * per_sample * 4
+    free = _available_memory()
+    if free is not None and need > free:
+        raise StatganError(f"-n {n}: {out.name} needs all {n:,} samples in memory at once, about {need / 2**30:,.1f} GiB, "
+                           f"but {free / 2**30:,.1f} GiB are free; use a smaller -n (at most about {free // (per_sample * 4):,})")
 
 
 def _mix_grid(text: str) -> tuple:
@@ -175,8 +207,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise StatganError(f"--out {args.out!r}: expected a file ending in .png")
-    if args.n < 1:
-        raise StatganError(f"-n must be at least 1, got {args.n}")
+    check_int("-n", args.n)
+    check_int("--scale", args.scale)
     if args.steps < 2:
         raise StatganError(f"--steps must be at least 2 (the two ends), got {args.steps}")
     G, meta = load_generator(Path(args.run_dir), args.checkpoint, ema=not args.no_ema, device=args.device)
@@ -184,13 +216,15 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     z0, z1 = (torch.randn(args.n, int(meta["latent_dim"]), generator=gen).to(device) for _ in range(2))
     x, nrow = latent_walk(G, z0, z1, args.steps, args.space)
-    save_samples(x, out, nrow=nrow, scale=args.scale)
+    save_walks(x, nrow, out, scale=args.scale)
     how = "slerp in z" if args.space == "z" else "lerp in w"
     print(f"wrote {args.n} latent walk(s) of {args.steps} steps ({how}, step {meta['step']}, seed {args.seed}) to {out}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    check_int("--batch-size", args.batch_size)
+    check_int("-n", args.n, minimum=2)  # statistics need two samples
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not metrics:
         raise StatganError("--metrics is empty; give e.g. fid,kid,prdc")
@@ -346,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir", metavar="RUN_DIR")
-    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("-n", "--n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--out", default="samples.png", help="output .png (grid) or .safetensors (tensors) (default samples.png)")
     s.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     s.add_argument("--nrow", type=int, default=None, help="images per grid row")
@@ -371,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("run_dir", metavar="RUN_DIR")
     ip.add_argument("--space", choices=("z", "w"), default="z", help="latent space of the walk (default z)")
     ip.add_argument("--steps", type=int, default=8, help="images per walk, ends included (default 8)")
-    ip.add_argument("-n", type=int, default=4, help="number of walks, one per row (default 4)")
+    ip.add_argument("-n", "--n", type=int, default=4, help="number of walks, one per row (default 4)")
     ip.add_argument("--out", default="walk.png", help="output .png (default walk.png)")
     ip.add_argument("--seed", type=int, default=0, help="latent seed of the end points (default 0)")
     ip.add_argument("--no-ema", action="store_true", help="use the raw generator instead of the EMA weights")
@@ -384,12 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("paths", nargs="+", metavar="PATH",
                    help="a run directory, or two image sets REFERENCE GENERATED (folders, .npz files or data:NAME:SPLIT)")
     e.add_argument("--metrics", default="fid,kid,prdc", help="comma-separated: fid, kid, prdc, is (default fid,kid,prdc)")
-    e.add_argument("--n", type=int, default=10_000, help="generated samples (default 10000)")
+    e.add_argument("-n", "--n", type=int, default=10_000, help="generated samples (default 10000)")
     e.add_argument("--extractor", default=None,
                    help="lenet | inception | pixels (default: lenet for 1-channel images, inception for RGB, pixels for vectors)")
     e.add_argument("--reference", default="train", choices=("train", "test"), help="dataset split to compare with (default train)")
     e.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    e.add_argument("--batch-size", type=int, default=500)
+    e.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default 500)")
     e.add_argument("--device", default="cpu", help="cpu | cuda | mps (default cpu)")
     e.add_argument("--no-ema", action="store_true", help="evaluate the raw generator instead of the EMA weights")
     e.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
@@ -419,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     iv = sub.add_parser("invert", help="invert the generator on train / test / generated / OOD images")
     run_options(iv)
     iv.add_argument("--split", required=True, help="train | test | generated | ood (all OOD sets) | an OOD set name (e.g. glyphs)")
-    iv.add_argument("--n", type=int, default=InvertSettings.n,
+    iv.add_argument("-n", "--n", type=int, default=InvertSettings.n,
                     help=f"images (per OOD set) (default {InvertSettings.n})")
     iv.add_argument("--restarts", type=int, default=InvertSettings.restarts,
                     help=f"random starts per image (default {InvertSettings.restarts})")
@@ -429,14 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"peak learning rate, cosine-annealed (default {InvertSettings.lr})")
     iv.add_argument("--loss", default=InvertSettings.loss, choices=LOSSES,
                     help=f"pixel MSE or LeNet-feature distance (MNIST-like data) (default {InvertSettings.loss})")
-    iv.add_argument("--out", default=None, help="output .safetensors (default RUN_DIR/audit/invert-SPLIT-nN-LOSS.safetensors; JSON beside it)")
+    iv.add_argument("--out", default=None, help="output .safetensors (default RUN_DIR/audit/invert-SPLIT-nN-LOSS-rRxS-lrLR-seedSEED.safetensors; JSON beside it)")
     iv.set_defaults(func=cmd_invert)
 
     au = sub.add_parser("audit", help="audit a run as a statistical model; writes RUN_DIR/audit/report.html")
     run_options(au)
     au.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds (numbers mean little)")
     # None: the settings' default (or --quick's), which the help quotes
-    au.add_argument("--n", type=int, default=None, help=f"train, test and generated images ({dflt('n')})")
+    au.add_argument("-n", "--n", type=int, default=None, help=f"train, test and generated images ({dflt('n')})")
     au.add_argument("--n-valid", type=int, default=None, help=f"held-out images for sigma and the typicality test ({dflt('n_valid')})")
     au.add_argument("--n-ood", type=int, default=None, help=f"images per OOD set ({dflt('n_ood')})")
     au.add_argument("--ood", default=None, help="comma-separated OOD sets (default: glyphs,noise,constant,blurred,inverted + local fashion-mnist/svhn)")

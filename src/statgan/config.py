@@ -55,9 +55,15 @@ def _f(default: Any, help: str = "", *, resumable: bool = False, **checks: Any) 
     return field(default=default, metadata=meta)
 
 
+#: the most generator updates a run may ask for: a billion is years of training on any machine, so a
+#: larger number is a typo (and would overflow the schedules' and progress bar's arithmetic)
+MAX_STEPS = 10**9
+
+
 @dataclass
 class RunSection:
-    name: Optional[str] = _f(None, "run directory name under out_dir (default: <data>-<arch>-<objective>-<time>)")
+    name: Optional[str] = _f(None, "run directory name under out_dir (default: <data>-<arch>-<objective>-<time>)",
+                             folder_name=True)
     out_dir: str = _f("runs", "parent folder of run directories")
     seed: int = _f(0, "seed for weights, latents and data order", min=0)
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps", resumable=True)
@@ -88,7 +94,7 @@ class ObjectiveSection:
 
 @dataclass
 class TrainSection:
-    steps: int = _f(2500, "generator updates", min=1, resumable=True)
+    steps: int = _f(2500, "generator updates", min=1, max=MAX_STEPS, resumable=True)
     batch_size: int = _f(64, "images per batch (real and generated)", min=1)
     n_critic: int = _f(1, "discriminator updates per generator update", min=1)
     lr_g: float = _f(2e-4, "generator Adam learning rate", gt=0.0)
@@ -244,6 +250,10 @@ def _check_range(value: Any, meta: Mapping[str, Any], key: str) -> None:
             raise ConfigError(f"{key}: {v!r} is out of range; expected > {meta['gt']}")
         if "lt" in meta and not v < meta["lt"]:
             raise ConfigError(f"{key}: {v!r} is out of range; expected < {meta['lt']}")
+        if meta.get("folder_name") and (v in ("", ".", "..") or any(c in v for c in "/\\")):
+            # a run directory lives directly under out_dir, where `statgan runs` finds it
+            raise ConfigError(f"{key}: {v!r} is not a folder name; expected one name without '/' or '\\' "
+                              "(not '.' or '..'): the run goes under run.out_dir")
 
 
 def _build_section(cls: type, raw: Mapping[str, Any], section: str) -> Any:
@@ -562,6 +572,16 @@ def _changes_training(key: str) -> bool:
         name = rest.partition(".")[0]
         return name not in regularizers.REGULARIZERS or regularizers.REGULARIZERS[name].changes_training
     return key not in RESUMABLE_KEYS
+
+
+#: keys whose change makes a run's checkpoint unloadable: another network family or latent size has
+#: other weights, so no --force can resume with it
+RESUME_IMPOSSIBLE = ("model.arch", "model.latent_dim")
+
+
+def resume_impossible(saved: Config, new: Config) -> List[str]:
+    """The differences (as :func:`diff` writes them) that no resume can accept (:data:`RESUME_IMPOSSIBLE`)."""
+    return [c for c in diff(saved, new) if c.partition(":")[0] in RESUME_IMPOSSIBLE]
 
 
 def resume_blockers(saved: Config, new: Config) -> List[str]:

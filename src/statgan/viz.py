@@ -55,6 +55,41 @@ def _png_bytes_scatter(points: torch.Tensor, reference: Optional[torch.Tensor]) 
     return buf.getvalue()
 
 
+def _png_bytes_walks(points: torch.Tensor, steps: int) -> bytes:
+    # matplotlib is heavy (~0.5 s to import): only pictures need it, so it stays off the start-up path
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    walks = points.detach().float().cpu().reshape(-1, steps, 2)
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    colours = plt.get_cmap("tab10")
+    for i, w in enumerate(walks):
+        c = colours(i % 10)
+        ax.plot(w[:, 0], w[:, 1], "-o", color=c, ms=2.5, lw=1.2, label=f"walk {i + 1}" if i < 10 else None)
+        ax.plot(w[0, 0], w[0, 1], "s", color=c, ms=5)  # the start
+    ax.set_aspect("equal")
+    ax.set_title(f"{len(walks)} latent walk(s), {steps} points each (square: start)", fontsize=8)
+    if len(walks) > 1:
+        ax.legend(loc="upper right", fontsize=6)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def save_walks(points: torch.Tensor, steps: int, path: Union[str, Path], scale: int = 1) -> Path:
+    """Write latent walks as a PNG: for images (n * steps, C, H, W) a grid with one walk per row; for
+    2-D points (n * steps, 2) each walk a connected path in its own colour, its start marked."""
+    path = Path(path)
+    if points.dim() == 2 and points.shape[1] == 2:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, _png_bytes_walks(points, steps))
+        return path
+    return save_samples(points, path, nrow=steps, scale=scale)
+
+
 def save_samples(
     samples: torch.Tensor,
     path: Union[str, Path],

@@ -62,7 +62,7 @@ from .summary import (
 from .uncertainty import gap_allowance
 from .verdicts import findings
 
-__all__ = ["audit_run", "invert_split"]
+__all__ = ["audit_run", "invert_file_name", "invert_split"]
 
 Log = Callable[[str], None]
 
@@ -76,6 +76,13 @@ def _write_tensors(path: Path, tensors: Dict[str, Tensor], metadata: Dict[str, s
 
 
 # ==== statgan invert ================================================================================
+def invert_file_name(split: str, s: InvertSettings) -> str:
+    """``invert-SPLIT-nN-LOSS-rRESTARTSxSTEPS-lrLR-seedSEED.safetensors``: every knob that changes the
+    result is in the name, so reruns with other settings do not overwrite each other."""
+    return f"invert-{split}-n{s.n}-{s.loss}-r{s.restarts}x{s.steps}-lr{s.lr:g}-seed{s.seed}.safetensors"
+
+
+
 def invert_split(
     run_dir: Union[str, Path],
     split: str,
@@ -89,8 +96,8 @@ def invert_split(
     """Invert the run's generator on one image set; write tensors (.safetensors) and a JSON summary.
 
     Tensors per set NAME: ``NAME.z`` (n, d), ``NAME.errors`` (n,) (the loss), ``NAME.mse`` (n,),
-    ``NAME.images`` and ``NAME.reconstructions``. Default output:
-    ``RUN/audit/invert-SPLIT-nN-LOSS.safetensors`` (+ ``.json``). Returns the summary, its ``path``
+    ``NAME.images`` and ``NAME.reconstructions``. Default output: ``RUN/audit/`` +
+    :func:`invert_file_name` (+ ``.json``). Returns the summary, its ``path``
     set to the JSON file.
     """
     parse_split(split)  # a bad split fails before anything is loaded
@@ -108,7 +115,7 @@ def invert_split(
                         f"{name}.images": x, f"{name}.reconstructions": res.reconstructions.float()})
         sets[name] = InvertedSet(n=int(x.shape[0]), error=Stats.of(res.errors), mse=Stats.of(res.mse))
     key = str(split).strip().lower()
-    out = Path(out) if out is not None else Path(run_dir) / "audit" / f"invert-{key}-n{s.n}-{s.loss}.safetensors"
+    out = Path(out) if out is not None else Path(run_dir) / "audit" / invert_file_name(key, s)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_tensors(out, tensors, {"format": INVERT_FORMAT, "split": key, "loss": s.loss})
     summary = InvertSummary(

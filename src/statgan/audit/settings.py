@@ -42,7 +42,7 @@ class InvertSettings:
         """``self`` if every knob is in range; a one-line :class:`ConfigError` otherwise."""
         check_int("n", self.n)
         check_int("restarts", self.restarts)
-        check_int("steps", self.steps, minimum=0)
+        check_int("steps", self.steps)
         check_int("seed", self.seed, minimum=0)
         check_positive("lr", self.lr)
         if self.loss not in LOSSES:  # exact: the pipeline compares the name as given

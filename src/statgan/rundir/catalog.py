@@ -149,12 +149,14 @@ def format_runs_table(runs: Sequence[RunInfo]) -> str:
 
 # ---- compare ------------------------------------------------------------------------------------
 def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
+    """Dotted keys of a nested config; an empty section reads as unset (``None``), like a section an
+    older config lacks, so "no regularizers" compares equal however it was written."""
     if isinstance(d, dict) and d:
         out: Dict[str, Any] = {}
         for k, v in d.items():
             out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
-    return {prefix: d}
+    return {prefix: None if isinstance(d, dict) else d}
 
 
 @dataclass(frozen=True)

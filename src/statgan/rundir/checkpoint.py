@@ -142,13 +142,31 @@ def pack_module(prefix: str, module: torch.nn.Module) -> Dict[str, torch.Tensor]
     return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
 
 
+def _misfit(own: Dict[str, torch.Tensor], saved: Dict[str, torch.Tensor]) -> str:
+    """How the checkpoint's tensors differ from the model's, in one line (torch's own message spans
+    several lines and names the class only)."""
+    missing = [k for k in own if k not in saved]
+    extra = [k for k in saved if k not in own]
+    shaped = [k for k in own if k in saved and own[k].shape != saved[k].shape]
+    parts = []
+    if shaped:
+        k = shaped[0]
+        parts.append(f"{len(shaped)} of another shape (e.g. {k}: checkpoint {list(saved[k].shape)}, model "
+                     f"{list(own[k].shape)})")
+    if missing:
+        parts.append(f"{len(missing)} missing from the checkpoint (e.g. {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} the model does not have (e.g. {extra[0]})")
+    return "; ".join(parts) or "they differ"
+
+
 def unpack_module(prefix: str, module: torch.nn.Module, tensors: Dict[str, torch.Tensor], source: str) -> None:
     sd = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
     try:
         module.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{source}: weights for {prefix!r} do not fit the model ({first})") from None
+    except RuntimeError:
+        raise CheckpointError(f"{source}: weights for {prefix!r} do not fit the model: {_misfit(module.state_dict(), sd)} "
+                              "-- the model config differs from the one the checkpoint was trained with") from None
 
 
 def pack_optimizer(prefix: str, opt: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
