@@ -292,7 +292,7 @@ def test_sweep_summary_is_holm_corrected():
              ("gaussian", "KDE test LL", 2, _effect("z = 1", -0.2, 0.03)),
              ("gaussian", "KDE test LL", 2, _effect("z = 4", -0.1, 0.2))]
     text = "\n".join(bridging.sweep_summary(sweep, 1))
-    assert "Holm-adjusted over all 4 comparisons" in text
+    assert "Holm-adjusted over all 4 pairwise comparisons" in text
     assert "- gaussian, χ² RMS: best z = 2; significantly worse: z = 1 (+0.50, Holm p 0.040)" in text
     assert "- gaussian, KDE test LL: best z = 2; significantly worse: none" in text
     assert "significantly worse than the best dimension on 1 of 2 scores" in text
@@ -514,7 +514,7 @@ def test_small_report_from_synthetic_results(tmp_path):
     assert "detectable at this design (80% power, p < 0.05/1, Holm's first level): gmmn |Δ FID| ≥" in head2
     assert "Spearman on 8 cell means (40 runs; exact permutation p)" in claim3
     assert "Baselines within 10× the real-vs-real floor" in claims and "have not learned" not in claims
-    assert "Holm-adjusted over all 12 comparisons" in text  # 4 scores (gaussian 2, the others 1 each) × 3 dimensions
+    assert "Holm-adjusted over all 24 pairwise comparisons" in text  # 4 scores (gaussian 2, the others 1 each) × 6 pairs
     assert "significantly worse than the best dimension on 4 of 4 scores" in text
     assert "smoke test" not in text
 
