@@ -886,6 +886,14 @@ def batch_family(typed: "Results", b: Budget) -> List[Effect]:
     return with_holm(out)
 
 
+def _flatness_rests_on(b: Budget) -> str:
+    n, m = len(b.cells), len(b.objectives)
+    crit = critical_spearman(n, P_THRESHOLD / m)
+    need = (f"an exact p below {P_THRESHOLD:g}/{m} needs |ρ| ≥ {crit:.2f}" if crit is not None
+            else f"no ρ reaches p < {P_THRESHOLD:g}/{m}")
+    return f"the cell means as the units ({n} cells: {need}); sharpness as the top Hessian eigenvalue on one fixed batch"
+
+
 def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict[str, Any]], path: Path,
                  command: str, wall_s: float, machine: str) -> str:
     """The markdown report from whatever cells finished (missing ones are listed)."""
@@ -974,20 +982,27 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
           f"reported, not judged. Differences are Welch's t-test over seeds ({n_seeds} per cell) with 95% intervals; "
           "point estimates that go against a claim are named whether or not they are significant.", ""]
 
-    def claim(effects: Sequence[Effect], digits: int = 1) -> str:
-        return verdict(effects, b.verdicts) + ". " + "; ".join(e.describe(digits) for e in effects) + "."
+    def claim(effects: Sequence[Effect], digits: int = 1, rests_on: str = "") -> str:
+        return (verdict(effects, b.verdicts) + ". " + "; ".join(e.describe(digits) for e in effects) + "."
+                + (f" *Rests on:* {rests_on}." if rests_on and b.verdicts else ""))
+
+    seeds_as_replicates = (f"the {n_seeds} seeds of a cell as independent replicates, and their FIDs close enough to "
+                           f"normal for Welch's t (each FID from {b.fid_n:,} samples carries its own sampling error, "
+                           "part of the seeds' spread)")
 
     L += [f"1. **MC dropout helps on small data** (`mcd` vs `baseline`, Δ FID < 0 predicted; the {n_train:,} "
           f"training images of {IMAGE_DATA} are the small-data regime here — 1/{MNIST_TRAIN / n_train:.0f} of MNIST, "
-          f"1/{CIFAR10_TRAIN / n_train:.0f} of CIFAR-10's training set): " + claim(fid_family(typed, b, "mcd")), ""]
+          f"1/{CIFAR10_TRAIN / n_train:.0f} of CIFAR-10's training set): "
+          + claim(fid_family(typed, b, "mcd"), rests_on=seeds_as_replicates), ""]
     L += ["2. **Regularisation with SAM helps** (`sam_gradreg` vs `baseline`, Δ FID < 0 predicted): "
           + claim(fid_family(typed, b, "sam_gradreg")) + " SAM alone (`sam` vs `baseline`): "
-          + claim(fid_family(typed, b, "sam")), ""]
+          + claim(fid_family(typed, b, "sam"), rests_on=seeds_as_replicates), ""]
     L += ["3. **Flatter minima go with better FID** (Spearman's ρ between the cell means of sharpness and of FID "
           "across the cells of an objective, ρ > 0 predicted: sharper cells have worse FID). The units are the "
           "cells, n = the number of cells: the seeds of a cell share everything but the seed, so they are not "
           "independent draws of the between-cell relation; 95% interval by Fisher's z (Bonett–Wright standard "
-          "error), p exact, Holm-adjusted over the objectives: " + claim(flatness_family(typed, b), 2)
+          "error), p exact, Holm-adjusted over the objectives: "
+          + claim(flatness_family(typed, b), 2, rests_on=_flatness_rests_on(b))
           + " Both quantities also move with how far training got in each cell (the "
           "batch pair differs in steps, SAM and gradient regularisation change the loss scale), so ρ is a "
           "between-cell association, not an effect of flatness; the sharpness is that of the raw generator, the "
@@ -1003,7 +1018,9 @@ def write_report(budget: str, all_cells: Sequence[Cell], results: Dict[str, Dict
               f"{b.large_batch} vs {b.small_batch} at equal epochs, so the small batch also makes "
               f"{b.large_batch // b.small_batch}× as many updates; Δ sharpness = large − small > 0 predicted, "
               "sharpness on the fixed evaluation batch, so both cells are measured on the same function; Holm-adjusted "
-              "over the objectives): " + claim(batch_family(typed, b), 3)
+              "over the objectives): "
+              + claim(batch_family(typed, b), 3, rests_on="one fixed evaluation batch for both cells; the seeds as "
+                      "independent replicates")
               + (" FID large − small [95% CI]: " + "; ".join(fid_txt) + "." if fid_txt else ""), ""]
     # ---- item 7
     L += ["## Latent dimension on 2-D densities (universal approximation, seen)", ""]
