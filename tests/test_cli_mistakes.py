@@ -89,3 +89,15 @@ def test_interpolate_on_2d_data_draws_each_walk_as_a_coloured_path(toy_run, tmp_
     # matplotlib's tab10 blue, orange, green and red: one per walk (a scatter drew every point red)
     for colour in ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)):
         assert (np.abs(rgb - colour).sum(1) < 30).sum() > 20, colour
+
+
+def test_config_explain_reads_the_validator_s_declarations(capsys):
+    assert main(["config", "explain", "train.steps"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["train.steps: generator updates", "  type: an integer", "  default: 2500",
+                                "  allowed: ≥ 1, ≤ 1000000000", "  on resume: may change"]
+    assert main(["config", "explain", "train.tensorboard"]) == 0
+    out = capsys.readouterr().out
+    assert "type: true/false or a string\n" in out and "one of auto, true, false" in out  # no "or null": not optional
+    assert main(["config", "explain", "train.stepz"]) == 2
+    _one_line_error(capsys, "unknown key 'train.stepz'; did you mean 'steps'?")

@@ -268,6 +268,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "explain":
+        if len(args.items) != 1:
+            raise StatganError(f"config explain takes one dotted key (e.g. train.steps), got {len(args.items)}")
+        print(config_mod.explain(args.items[0]))
+        return 0
     path, overrides = _split_config_and_overrides(args.items)
     cfg = config_mod.load(path, overrides)
     print(cfg.to_yaml(), end="")
@@ -494,9 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", nargs="?", choices=tuple(_catalogue()))
     ls.set_defaults(func=cmd_list)
 
-    cf = sub.add_parser("config", help="print a resolved config: statgan config show [PRESET|FILE] [key=value ...]")
-    cf.add_argument("action", choices=("show",))
-    cf.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]", help="a preset or YAML file and dotted overrides")
+    cf = sub.add_parser("config", help="print a resolved config (statgan config show [PRESET|FILE] [key=value ...]) "
+                                       "or what a key means (statgan config explain KEY)")
+    cf.add_argument("action", choices=("show", "explain"))
+    cf.add_argument("items", nargs="*", metavar="[CONFIG] [key=value] | KEY",
+                    help="show: a preset or YAML file and dotted overrides; explain: one dotted key")
     cf.set_defaults(func=cmd_config)
 
     rn = sub.add_parser("runs", help="a table of the runs in a folder: status, step, latest eval")

@@ -169,7 +169,7 @@ def _describe(tp: Any) -> str:
     args = typing.get_args(tp)
     if origin is Union:
         inner = [a for a in args if a is not type(None)]
-        return " or ".join(_describe(a) for a in inner) + " or null"
+        return " or ".join(_describe(a) for a in inner) + (" or null" if len(inner) < len(args) else "")
     if origin in (list, List):
         return f"a list of {_describe(args[0])}" if args else "a list"
     if origin in (dict, Dict):
@@ -572,6 +572,46 @@ def _changes_training(key: str) -> bool:
         name = rest.partition(".")[0]
         return name not in regularizers.REGULARIZERS or regularizers.REGULARIZERS[name].changes_training
     return key not in RESUMABLE_KEYS
+
+
+_CHECK_WORDS = (("min", "≥"), ("max", "≤"), ("gt", ">"), ("lt", "<"))
+
+
+def explain(key: str) -> str:
+    """What a dotted config key means: its help, type, default and allowed values, read from the same
+    field declarations the validator checks (``statgan config explain KEY``)."""
+    section, _, name = key.partition(".")
+    if section not in _SECTIONS:
+        if section in _ALL_SECTIONS:
+            return (f"{section}: a mapping of {'regularizer' if section == 'regularizers' else 'schedule'} names to their "
+                    f"parameters (statgan list {'regularizers' if section == 'regularizers' else ''}".rstrip() + ")")
+        raise ConfigError(f"unknown section {section!r}{did_you_mean(section, _ALL_SECTIONS)} "
+                          f"(sections: {', '.join(_ALL_SECTIONS)})")
+    cls = _SECTIONS[section]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != _OPEN_SECTIONS.get(section)}
+    if name not in fields:
+        if section in _OPEN_SECTIONS:
+            what = {"data": "the chosen dataset loader", "objective": "the chosen objective"}[section]
+            return f"{key}: not a declared key; {section} is an open section: other keys go to {what}, checked against its signature"
+        raise ConfigError(f"unknown key {key!r}{did_you_mean(name, list(fields))} (allowed: {', '.join(fields)})")
+    f = fields[name]
+    meta = f.metadata
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    allowed = [f"{word} {meta[k]}" for k, word in _CHECK_WORDS if k in meta]
+    if "choices" in meta:
+        allowed.append("one of " + ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in meta["choices"]))
+    if "length" in meta:
+        allowed.append(f"{meta['length']} values")
+    if meta.get("folder_name"):
+        allowed.append("one folder name (no '/', '\\', '.' or '..')")
+    lines = [f"{key}: {meta.get('help') or '(no description)'}",
+             f"  type: {_describe(typing.get_type_hints(cls)[name])}",
+             f"  default: {yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}",
+             f"  allowed: {', '.join(allowed) or 'any value of that type'}",
+             f"  on resume: {'may change' if meta.get('resumable') else 'a change needs --force'}"]
+    if (section, name) in _FREE_DICTS:
+        lines.append("  its keys are the chosen network's parameters, checked against its signature")
+    return "\n".join(lines)
 
 
 #: keys whose change makes a run's checkpoint unloadable: another network family or latent size has
