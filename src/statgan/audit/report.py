@@ -309,12 +309,14 @@ def _noise_free_note(s: AuditSummary) -> str:
 
 
 def _sigma_margin(sg: SigmaChoice) -> str:
-    """'; its lower bounds beat the runner-up's ...': how sure the choice is (empty when given)."""
+    """'; its lower bounds beat those of the closest other candidate ...': how sure the choice is (empty
+    when sigma was given)."""
     if not sg.margins:
         return ""
     m = min(sg.margins, key=lambda x: x.median)
-    return (f"; its lower bounds beat the runner-up {_fmt(m.candidate)}'s by a median {_fmt(m.median)} nats per image, "
-            f"95% interval {_ci(m.lo, m.hi)} -- lower bounds, whose looseness at the other candidates is not measured")
+    return (f"; its lower bounds beat those of the closest other candidate, {_fmt(m.candidate)}, by a median "
+            f"{_fmt(m.median)} nats per image, 95% interval {_ci(m.lo, m.hi)} -- lower bounds, whose looseness at the "
+            "other candidates is not measured")
 
 
 def _stat(stats: Optional[Stats], name: str) -> Optional[float]:

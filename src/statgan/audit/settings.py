@@ -53,8 +53,8 @@ class InvertSettings:
 @dataclass(frozen=True)
 class AuditSettings(InvertSettings):
     """Knobs of :func:`statgan.audit.run.audit_run`: the inversion's plus the likelihood's. The
-    defaults finish in ~2.5 min on 2 idle CPU cores for the default MNIST run (~10 min when other
-    jobs share the cores)."""
+    defaults took 7 min 16 s on one idle CPU core for the default MNIST run (2026-12-07; 12 min when
+    two other jobs shared the 2-core machine); docs/audit.md breaks it down by stage."""
 
     n_valid: int = 50                 # held-out images for sigma and the OOD test's permutation pool
     n_ood: int = 50                   # images per OOD set

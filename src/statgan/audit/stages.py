@@ -34,10 +34,10 @@ from .settings import PROPOSALS, AuditSettings, InvertSettings
 from .summary import (
     BDMCSummary,
     Correlations,
-    RejectionCount,
     InversionRatios,
     Memorisation,
     OODScores,
+    RejectionCount,
     SetCorrelation,
     SetSummary,
     ShiftTest,

@@ -475,7 +475,7 @@ class Effect:
         if not math.isfinite(self.estimate):
             return f"{self.label}: no data"
         ci = (f" [95% CI {self.lo:+.{digits}f}, {self.hi:+.{digits}f}]" if math.isfinite(self.lo) else " [no interval]")
-        holm = f"Holm p {_p(self.p_adj)}" if self.not_tested is None else f"not tested ({self.not_tested})"
+        holm = f"Holm p {_p(self.p_adj)}" if self.not_tested is None else "not tested (see the verdict)"
         txt = f"{self.label}: {self.statistic} {self.estimate:+.{digits}f}{ci}, {self.test}, p {_p(self.p)}, {holm}"
         if self.wrong_way and self.not_tested is None:
             txt += " — the wrong direction, " + ("significant" if self.outcome == "contradicts" else "not significant")
