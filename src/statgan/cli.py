@@ -224,7 +224,6 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     check_int("--batch-size", args.batch_size)
-    check_int("-n", args.n, minimum=2)  # statistics need two samples
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not metrics:
         raise StatganError("--metrics is empty; give e.g. fid,kid,prdc")
