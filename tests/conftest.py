@@ -1,7 +1,14 @@
 import os
 
 import pytest
-import torch
+
+from statgan.runtime.threads import configure_openmp_env
+
+# before torch loads libgomp, as the CLI does: OpenMP threads that spin for ~10 ms after every parallel
+# region make test processes (and a browser or benchmark beside them) fight for the 2 cores
+configure_openmp_env()
+
+import torch  # noqa: E402  (after the OpenMP settings above)
 
 # Tests run on 2 CPU cores in CI; fix the thread count so timings and reductions are stable.
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -7,8 +7,10 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from statgan.audit import run as audit_run_module
@@ -18,6 +20,8 @@ from statgan.audit.settings import AuditSettings, InvertSettings
 from statgan.audit.summary import AuditSummary, InvertSummary, from_json
 from statgan.cli import main
 from statgan.rundir.run import load_generator
+from statgan.viz import (INVERSION_CASES, inversion_pairs_png, inversion_picture_skip, median_and_worst,
+                         save_inversion_pairs)
 
 from conftest import tiny_dcgan_overrides, toy_overrides
 
@@ -64,6 +68,11 @@ def test_invert_writes_errors_and_latents_for_each_split(run_dir, split, sets, c
         assert summary["sets"][name]["error"]["median"] == pytest.approx(float(tensors[f"{name}.errors"].double().quantile(0.5)), rel=1e-6)
         assert name in out
     assert "wrote" in out
+    # the picture beside them: one block per set, one row of all 4 images (n <= 8), x above G(z*)
+    assert summary["picture"] == str(path.with_suffix(".png")) and "picture_note" not in summary
+    with Image.open(path.with_suffix(".png")) as im:
+        assert im.format == "PNG" and im.mode == "RGB" and im.width >= 4 * 56
+        assert im.height > len(sets) * 2 * 56
 
 
 def test_invert_reruns_with_other_settings_keep_their_files(run_dir, capsys):
@@ -71,7 +80,7 @@ def test_invert_reruns_with_other_settings_keep_their_files(run_dir, capsys):
     names = set()
     for extra in (["--steps", "5"], ["--steps", "6"], ["--steps", "5", "--restarts", "2"], ["--steps", "5", "--lr", "0.05"]):
         assert main(["invert", str(run_dir), "--split", "test", "--n", "4", "--restarts", "1", "--threads", "1", *extra]) == 0
-        names.add(capsys.readouterr().out.split("wrote ")[1].split(" and ")[0])
+        names.add(capsys.readouterr().out.split("wrote ")[1].split(",")[0])  # "wrote TENSORS, JSON and PNG"
     assert len(names) == 4 and all(os.path.isfile(n) for n in names)
 
 
@@ -105,6 +114,13 @@ def test_invert_on_toy_data_works_except_for_ood(tmp_path, capsys):
     assert main(["train", "mnist5k-dcgan", *toy_overrides(tmp_path)]) == 0
     assert main(["invert", str(tmp_path / "toy"), "--split", "train", *FAST]) == 0
     capsys.readouterr()
+    # 2-D points: a scatter picture of originals joined to their reconstructions
+    js = tmp_path / "toy" / "audit" / invert_file_name("train", InvertSettings(n=4, restarts=1, steps=5)).replace(
+        ".safetensors", ".json")
+    s = from_json(js.read_text(), InvertSummary)
+    assert s.picture == str(js.with_suffix(".png")) and s.picture_note is None
+    with Image.open(s.picture) as im:
+        assert im.format == "PNG" and min(im.size) > 100
     assert main(["invert", str(tmp_path / "toy"), "--split", "ood", *FAST]) == 2
     assert "OOD sets need image data" in capsys.readouterr().err
     assert main(["audit", str(tmp_path / "toy"), "--quick"]) == 2
@@ -140,8 +156,18 @@ def test_cli_defaults_and_help_come_from_the_settings_classes(capsys):
     from statgan.audit.settings import AuditSettings, InvertSettings
     from statgan.cli import build_parser
 
+    from statgan.audit.settings import flag_fields
+    from statgan.cli._common import settings_from_args
+
     args = build_parser().parse_args(["invert", "RUN", "--split", "test"])
-    assert {f.name: getattr(args, f.name) for f in fields(InvertSettings)} == vars(InvertSettings())
+    assert settings_from_args(InvertSettings, args) == InvertSettings()  # nothing typed: the settings' defaults
+    args = build_parser().parse_args(["invert", "RUN", "--split", "test", "-n", "7", "--lr", "0.5", "--loss", "lenet"])
+    assert settings_from_args(InvertSettings, args) == InvertSettings(n=7, lr=0.5, loss="lenet")
+    # every knob that declares a help text is a flag of audit, generated from the field
+    args = build_parser().parse_args(["audit", "RUN", "--ood", "glyphs, noise", "--sigma", "0.2", "--is-samples", "3"])
+    assert settings_from_args(AuditSettings, args, quick=True) == AuditSettings.quick(ood=("glyphs", "noise"), sigma=0.2,
+                                                                                      is_samples=3)
+    assert {f.name for f in flag_fields(AuditSettings)} >= {f.name for f in fields(InvertSettings)}
     with pytest.raises(SystemExit):
         main(["audit", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
@@ -282,3 +308,80 @@ def test_a_stylegan_run_is_evaluated_and_audited_as_z_to_x(tmp_path, capsys):
     s = from_json((tmp_path / "sg" / "audit" / "summary.json").read_text(), AuditSummary)
     assert s.splits["train"].n == 27 and [f.verdict for f in s.findings]
     assert all(math.isfinite(v) for v in (s.bdmc.lower.median, s.bdmc.upper.median))
+
+
+# ==== the picture of `statgan invert` ===============================================================
+@pytest.mark.parametrize("n, k", [(1, 8), (2, 8), (7, 3), (8, 8), (10, 4), (11, 1), (50, 8), (51, 8)])
+def test_median_and_worst_pick_the_middle_ranks_and_the_largest_errors(n, k):
+    errors = torch.randperm(n, generator=torch.Generator().manual_seed(n)).double() / 10  # distinct values
+    med, worst = median_and_worst(errors, k)
+    ranks = torch.argsort(torch.argsort(errors)).tolist()  # 0 = smallest error
+    m = min(n, k)
+    assert len(med) == len(worst) == m and len(set(med)) == len(set(worst)) == m
+    # worst: exactly the m largest, the largest first
+    assert sorted(ranks[i] for i in worst) == list(range(n - m, n))
+    assert [errors[i] for i in worst] == sorted((errors[i] for i in worst), reverse=True)
+    # median: m consecutive middle ranks, lowest error first, centred on the median rank(s)
+    r = [ranks[i] for i in med]
+    assert r == list(range(r[0], r[0] + m)) and r[0] == (n - m) // 2
+    assert abs((r[0] + r[-1]) - (n - 1)) <= 1
+    if n % 2 and m % 2:  # odd n and odd k: the median image itself is the middle one
+        assert errors[med[m // 2]] == errors.median()
+
+
+def test_median_and_worst_take_nan_as_worst_and_keep_ties_in_index_order():
+    med, worst = median_and_worst(torch.tensor([0.5, float("nan"), 0.1, 0.5, 0.9]), 1)
+    assert worst == [1] and med == [3]  # ascending: 0.1, 0.5 (index 0), 0.5 (index 3), 0.9, NaN
+    assert median_and_worst(torch.tensor([1.0, 1.0, 1.0]), 2) == ([0, 1], [2, 1])
+    assert median_and_worst(torch.tensor([]), 8) == ([], [])
+
+
+def _blobs(mask):
+    from scipy import ndimage
+
+    return ndimage.label(mask)[1]
+
+
+def test_inversion_picture_has_a_labelled_pair_per_case(tmp_path):
+    # originals all white, reconstructions all black: each drawn pair is one white and one black tile
+    def pairs(n, shape=(1, 12, 12)):
+        return torch.ones(n, *shape), -torch.ones(n, *shape), torch.rand(n, generator=torch.Generator().manual_seed(n))
+
+    path = save_inversion_pairs(tmp_path / "p.png", {"big": pairs(30), "small": pairs(5)}, error_unit="pixel MSE")
+    with Image.open(path) as im:
+        a = np.asarray(im.convert("RGB")).astype(np.int64)
+    white, black = (a == 255).all(-1), (a == 0).all(-1)
+    k = INVERSION_CASES
+    # "big": a row of the k median cases and a row of the k worst; "small" (5 <= k): one row of all 5
+    assert _blobs(white) == _blobs(black) == 2 * k + 5
+    # 12 px images are drawn at 4x (48 px): the widest row, k tiles of 48 px with gaps, sets the width
+    assert a.shape[1] > k * 48 and white.sum() == black.sum() == (2 * k + 5) * 48 * 48
+    rgb = inversion_pairs_png({"c": (torch.zeros(3, 3, 8, 8), torch.zeros(3, 3, 8, 8), torch.ones(3))})
+    assert rgb[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inversion_picture_of_points_and_a_note_for_other_shapes(tmp_path):
+    x = torch.randn(20, 2)
+    path = save_inversion_pairs(tmp_path / "pts.png", {"train": (x, x + 0.1, torch.rand(20))})
+    with Image.open(path) as im:
+        assert im.format == "PNG" and min(im.size) > 100
+    assert inversion_picture_skip((1, 28, 28)) is None and inversion_picture_skip((3, 8, 8)) is None
+    assert inversion_picture_skip((2,)) is None
+    for shape in [(5,), (1,), (2, 8, 8), (4, 4)]:
+        note = inversion_picture_skip(shape)
+        assert note.startswith("no picture: samples of shape") and "\n" not in note
+        with pytest.raises(ValueError, match="no picture"):
+            inversion_pairs_png({"s": (torch.zeros(3, *shape), torch.zeros(3, *shape), torch.zeros(3))})
+    with pytest.raises(ValueError, match="do not match"):
+        inversion_pairs_png({"s": (torch.zeros(3, 2), torch.zeros(4, 2), torch.zeros(3))})
+
+
+def test_invert_writes_a_note_instead_of_a_picture_for_undrawable_data(run_dir, tmp_path, monkeypatch):
+    # no run of vector data with more than 2 dimensions exists: make the (drawable) images undrawable
+    monkeypatch.setattr(audit_run_module, "inversion_picture_skip", lambda shape: "no picture: test note")
+    out = tmp_path / "inv.safetensors"
+    res = audit_run_module.invert_split(run_dir, "test", InvertSettings(n=2, restarts=1, steps=2), out=out)
+    assert res.picture is None and res.picture_note == "no picture: test note"
+    assert not out.with_suffix(".png").exists()
+    assert json.loads(out.with_suffix(".json").read_text())["picture_note"] == "no picture: test note"
+    assert from_json(out.with_suffix(".json").read_text(), InvertSummary).picture_note == res.picture_note

@@ -36,13 +36,13 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from . import data, nets, objectives, regularizers
+from . import catalog
 from .errors import ConfigError
-from .registry import accepted_params, check_params
+from .registry import check_param_names
 from .runtime.validation import did_you_mean
 
 
@@ -499,48 +499,70 @@ def _drop_other_arch_params(raw: Dict[str, Any], merged: Dict[str, Any], overrid
 def _validate_regularizers(cfg: Config) -> List[str]:
     """Names and parameter names of ``regularizers`` (with "did you mean"); returns the network
     parameters they may set (e.g. MC dropout's ``dropout``)."""
-    known = regularizers.names()
     network_keys: List[str] = []
     for name, params in cfg.regularizers.items():
-        if name not in known:
+        if not catalog.known("regularizer", name):
+            known = catalog.names("regularizer")
             raise ConfigError(f"unknown regularizer 'regularizers.{name}'{did_you_mean(name, known)} (allowed: {', '.join(known)})")
-        cls = regularizers.REGULARIZERS[name]
-        allowed = accepted_params(cls) or []
+        allowed = catalog.accepted("regularizer", name) or []
         for key in params:
             if key not in allowed:
                 raise ConfigError(
                     f"unknown key 'regularizers.{name}.{key}'{did_you_mean(key, allowed)} (allowed: {', '.join(allowed) or '(none)'})"
                 )
-        network_keys += cls.network_keys
+        network_keys += catalog.attribute("regularizer", name, "network_keys")
     return network_keys
 
 
 def validate(cfg: Config) -> None:
     """Cross-check names and open-section parameter names against the registries. Builds nothing:
     parameter values are checked where the components are built (:mod:`statgan.models`)."""
-    objective = objectives.OBJECTIVES.canonical(cfg.objective.name)
-    check_params(objectives.OBJECTIVES[objective], dict(cfg.objective.params), f"objective {objective!r}")
+    objective = catalog.canonical("objective", cfg.objective.name)
+    check_param_names(catalog.accepted("objective", objective), dict(cfg.objective.params), f"objective {objective!r}")
     network_keys = _validate_regularizers(cfg)
 
     # dataset name and loader options
-    loader = data.DATASETS[cfg.data.name]
-    check_params(loader, dict(cfg.data.options), f"data {data.DATASETS.canonical(cfg.data.name)!r}", n_positional=0)
+    dataset = catalog.canonical("dataset", cfg.data.name)
+    check_param_names(catalog.accepted("dataset", dataset), dict(cfg.data.options), f"data {dataset!r}")
     reserved = {"split", "root"} & set(cfg.data.options)
     if reserved:
         raise ConfigError(f"data.{sorted(reserved)[0]} cannot be set as a loader option here")
     # networks, with the parameters the regularisers may add (values are theirs to set, so only
     # the names are checked here; a key set twice is refused when the networks are built)
-    for fam, reg, params in (
-        ("generator", nets.GENERATORS, cfg.model.generator),
-        ("discriminator", nets.DISCRIMINATORS, cfg.model.discriminator),
-    ):
-        factory = reg[cfg.model.arch]
+    for fam, params in (("generator", cfg.model.generator), ("discriminator", cfg.model.discriminator)):
+        arch = catalog.canonical(fam, cfg.model.arch)
         names = dict.fromkeys([*params, *network_keys])
-        check_params(factory, names, f"model.{fam} ({cfg.model.arch})", n_positional=2 if fam == "generator" else 1)
+        check_param_names(catalog.accepted(fam, arch, n_positional=2 if fam == "generator" else 1), names,
+                          f"model.{fam} ({cfg.model.arch})")
     if cfg.run.device not in ("auto", "cpu", "mps", "cuda") and not (
         cfg.run.device.startswith("cuda:") and cfg.run.device[5:].isdigit()
     ):
         raise ConfigError(f"run.device: {cfg.run.device!r} is not allowed; expected auto, cpu, cuda, cuda:N or mps")
+
+
+def named_members(cfg: Config) -> List[Tuple[str, str]]:
+    """(registry family, name) of every registered member ``cfg`` names: dataset, networks, objective,
+    regularisers."""
+    return [("dataset", cfg.data.name), ("generator", cfg.model.arch), ("discriminator", cfg.model.arch),
+            ("objective", cfg.objective.name), *(("regularizer", name) for name in cfg.regularizers)]
+
+
+def plugin_origins(cfg: Config) -> List[Dict[str, Optional[str]]]:
+    """The members ``cfg`` names that are not statgan's own, each with its family and where it came
+    from: the installed plugin package declaring it, or (package None) the Python object a script
+    registered. A run records them in ``plugins.json``, so a later command can say what is missing."""
+    out = []
+    for family, name in named_members(cfg):
+        if catalog.is_builtin(family, name):
+            continue
+        origin = catalog.plugins(family).get(name.lower())
+        if origin is not None:
+            out.append({"family": family, **origin.to_dict()})
+            continue
+        factory = catalog.registry(family)[name]  # registered from Python: its registry is imported
+        out.append({"family": family, "group": catalog.PLUGIN_GROUPS[family], "name": name, "package": None,
+                    "version": None, "value": f"{factory.__module__}:{factory.__qualname__}"})
+    return out
 
 
 def diff(a: Config, b: Config) -> List[str]:
@@ -570,7 +592,7 @@ def _changes_training(key: str) -> bool:
     if section == "regularizers":
         # a regulariser declares it (probes such as sharpness only read the model)
         name = rest.partition(".")[0]
-        return name not in regularizers.REGULARIZERS or regularizers.REGULARIZERS[name].changes_training
+        return not catalog.known("regularizer", name) or catalog.attribute("regularizer", name, "changes_training")
     return key not in RESUMABLE_KEYS
 
 

@@ -7,6 +7,10 @@ The CLI prints it as ``statgan: error: <message>`` and exits with status 2 inste
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+from typing import Optional
+
 
 class StatganError(Exception):
     """An error caused by user input, reported as a single line without a traceback."""
@@ -22,3 +26,13 @@ class DatasetError(StatganError, FileNotFoundError):
 
 class CheckpointError(StatganError):
     """A checkpoint is missing, corrupt or incompatible."""
+
+
+class TrainingInterrupted(StatganError):
+    """Raised after a checkpoint has been written in response to SIGINT/SIGTERM or a stop request
+    (the CLI exits with 128 + the signal number)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path, reason: Optional[str] = None) -> None:
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        why = reason or f"{signal.Signals(signum).name} received"
+        super().__init__(f"{why}: checkpoint written at step {step} ({checkpoint}); continue with: statgan train --resume {checkpoint.parent.parent}")

@@ -19,6 +19,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..runtime.seeding import seed_global
 from ..runtime.validation import check_int
 
 __all__ = [
@@ -142,7 +143,7 @@ class DistributionPrior(Prior):
         seed = int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device).item())
         devices = [device] if torch.device(device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+            seed_global("audit_prior", seed)
             z = self.dist.sample(tuple(shape))
         return z.to(device=device, dtype=dtype)
 

@@ -7,7 +7,7 @@
     summary = audit_run("runs/default")                        # writes runs/default/audit/{report.html, ...}
     summary = audit_run("runs/default", AuditSettings.quick())  # a smoke test in seconds
     summary.splits["test"].inversion_error.median               # an AuditSummary (statgan.audit.summary)
-    result = invert_split("runs/default", "test", InvertSettings(n=50))  # per-image errors + latents
+    result = invert_split("runs/default", "test", InvertSettings(n=50))  # per-image errors + latents + PNG
 
 The image sets (:mod:`statgan.audit.rundata`): ``train``, ``test``, ``valid`` (held-out images that
 choose sigma and join the OOD test's permutation pool), ``generated``, the OOD sets, and the model samples
@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..errors import ConfigError, StatganError
 from ..rundir.files import atomic_write_bytes, atomic_write_text
+from ..viz import inversion_picture_skip, save_inversion_pairs
 from . import stages
 from .ood import local_variance
 from .report import render_report
@@ -93,17 +94,22 @@ def invert_split(
     checkpoint: Optional[Union[str, Path]] = None,
     ema: bool = True,
 ) -> InvertSummary:
-    """Invert the run's generator on one image set; write tensors (.safetensors) and a JSON summary.
+    """Invert the run's generator on one image set; write tensors (.safetensors), a picture (.png)
+    and a JSON summary.
 
     Tensors per set NAME: ``NAME.z`` (n, d), ``NAME.errors`` (n,) (the loss), ``NAME.mse`` (n,),
-    ``NAME.images`` and ``NAME.reconstructions``. Default output: ``RUN/audit/`` +
-    :func:`invert_file_name` (+ ``.json``). Returns the summary, its ``path``
-    set to the JSON file.
+    ``NAME.images`` and ``NAME.reconstructions``. The picture (:func:`statgan.viz.save_inversion_pairs`)
+    shows, per set, the 8 cases nearest the median error and the 8 worst, each original above its
+    reconstruction G(z*) (2-D points: a scatter, originals joined to their reconstructions); for other
+    data none is drawn and ``picture_note`` says why. Default output: ``RUN/audit/`` +
+    :func:`invert_file_name` (+ ``.png``, ``.json``). Returns the summary, its ``picture`` set to the
+    PNG (or ``None``) and ``path`` to the JSON file.
     """
     parse_split(split)  # a bad split fails before anything is loaded
     s = (settings or InvertSettings()).validate()
     if out is not None and Path(out).suffix != ".safetensors":
-        raise ConfigError(f"--out must end in .safetensors (the JSON summary is written next to it), got {str(out)!r}")
+        raise ConfigError(f"--out must end in .safetensors (the JSON summary and PNG are written next to it), "
+                          f"got {str(out)!r}")
     t0 = time.perf_counter()
     run = load_run(run_dir, s.seed, checkpoint, ema, device)
     feature = feature_loss(s.loss, run)
@@ -118,9 +124,18 @@ def invert_split(
     out = Path(out) if out is not None else Path(run_dir) / "audit" / invert_file_name(key, s)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_tensors(out, tensors, {"format": INVERT_FORMAT, "split": key, "loss": s.loss})
+    unit = "pixel MSE" if s.loss == "l2" else "LeNet feature MSE"
+    note = inversion_picture_skip(tensors[f"{next(iter(sets))}.images"].shape[1:])  # one shape for all sets
+    picture = None
+    if note is None:
+        picture = str(save_inversion_pairs(
+            out.with_suffix(".png"),
+            {name: (tensors[f"{name}.images"], tensors[f"{name}.reconstructions"], tensors[f"{name}.errors"])
+             for name in sets},
+            error_unit=unit))
     summary = InvertSummary(
         run=str(run_dir), step=run.step, weights=run.weights, split=key, loss=s.loss,
-        error_unit="pixel MSE" if s.loss == "l2" else "LeNet feature MSE", settings=s, sets=sets, tensors=str(out),
+        error_unit=unit, settings=s, sets=sets, tensors=str(out), picture=picture, picture_note=note,
         seconds=round(time.perf_counter() - t0, 3), versions=_versions(),
     )
     js = out.with_suffix(".json")

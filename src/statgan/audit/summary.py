@@ -481,8 +481,8 @@ class InvertedSet:
 
 @dataclass(slots=True, kw_only=True)
 class InvertSummary(_RunResult):
-    """What :func:`statgan.audit.run.invert_split` did; its ``.json`` file (beside ``tensors``) is
-    the JSON form, ``path`` its location (not written into the file)."""
+    """What :func:`statgan.audit.run.invert_split` did; its ``.json`` file (beside ``tensors`` and
+    ``picture``) is the JSON form, ``path`` its location (not written into the file)."""
 
     format: str = INVERT_FORMAT  # redeclared for its default; it keeps its place first in the JSON
     split: str
@@ -491,6 +491,10 @@ class InvertSummary(_RunResult):
     settings: InvertSettings
     sets: Dict[str, InvertedSet]
     tensors: str
+    #: the PNG of originals beside their reconstructions (:func:`statgan.viz.save_inversion_pairs`), or
+    #: ``None`` with ``picture_note`` saying why none was drawn (data neither images nor 2-D points)
+    picture: Optional[str] = field(default=None, metadata=_OMIT_NONE)
+    picture_note: Optional[str] = field(default=None, metadata=_OMIT_NONE)
     seconds: float
     versions: Versions
     path: Optional[str] = field(default=None, metadata=_OMIT_NONE)

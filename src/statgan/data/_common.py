@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..registry import Registry
+from ..registry import PLUGIN_GROUPS, Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: name -> loader function ``loader(split="train", root=None, **options)``.
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", group=PLUGIN_GROUPS["dataset"])
 
 #: Splits every dataset understands unless it says otherwise (celeba adds "valid").
 TRAIN_TEST: Tuple[str, ...] = ("train", "test")

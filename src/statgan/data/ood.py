@@ -31,7 +31,6 @@ one set do not change when other sets are added or removed.
 from __future__ import annotations
 
 import string
-import zlib
 from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -42,6 +41,7 @@ from PIL import Image, ImageDraw, ImageFont, features
 from torch.nn import functional as F
 
 from ..errors import ConfigError, StatganError
+from ..runtime.seeding import stream_generator
 from . import load  # statgan.data's __init__ does not import this module, so no cycle
 
 __all__ = [
@@ -181,9 +181,7 @@ def _external(name: str, shape: Shape, n: int, rng: torch.Generator, root: Optio
 
 
 def _rng(seed: int, name: str) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed((int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63))
-    return g
+    return stream_generator("ood_set", seed, name)
 
 
 def ood_sets(

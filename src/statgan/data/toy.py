@@ -14,20 +14,21 @@ default 10,000 for "train" and 2,000 for "test", drawn from a ``torch.Generator`
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..runtime.seeding import TOY_SPLIT_SEEDS, stream_generator
 from ._common import check_split, dataset
 
 #: name -> ToyDensity factory (``get_density`` builds from it).
 DENSITIES = Registry("toy density")
 
-#: Fixed seeds of the toy datasets, per split.
-TOY_SEEDS: Dict[str, int] = {"train": 0, "test": 1}
+#: Fixed seeds of the toy datasets, per split (the ``toy_split`` stream of statgan.runtime.seeding).
+TOY_SEEDS: Mapping[str, int] = TOY_SPLIT_SEEDS
 #: Default number of points per split.
 TOY_SIZES: Dict[str, int] = {"train": 10_000, "test": 2_000}
 
@@ -290,7 +291,7 @@ def _make_loader(density: str) -> Callable[..., torch.Tensor]:
             n = TOY_SIZES[split]
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ConfigError(f"{density}: n must be an integer >= 1, got {n!r}")
-        g = torch.Generator().manual_seed(TOY_SEEDS[split])
+        g = stream_generator("toy_split", split)
         return get_density(density).sample(int(n), generator=g)
 
     loader.__name__ = loader.__qualname__ = f"load_{density}"

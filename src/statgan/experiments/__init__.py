@@ -11,110 +11,30 @@ budget and a report writer; :func:`run` runs the grid with :func:`statgan.experi
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
-import time
-from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, List
 
-import torch
+from .. import catalog
+from ..runtime.lazy import lazy_exports
+from .defaults import DEFAULT_BUDGET, DEFAULT_JOBS, DEFAULT_OUT, DEFAULT_REPORT
 
-from ..errors import StatganError
-from ..rundir.files import atomic_write_text
-from ..registry import Registry
-from . import bridging
-from .grid import load_result, read_records, records_path, run_grid, write_records
+# the registry and the runner import torch and every reproduction: loaded on first use, so that the
+# CLI's help (which quotes the names, budgets and defaults) starts without them
+__getattr__, __dir__ = lazy_exports(__name__, {"REPRODUCTIONS": "runner", "run": "runner"})
 
-REPRODUCTIONS = Registry("reproduction")
-REPRODUCTIONS.register("bridging")(bridging)
-
-# The defaults of ``statgan reproduce`` live here, once: :func:`run` uses them and the CLI's help
-# texts read them.
-#: budget when none is given
-DEFAULT_BUDGET = "small"
-#: worker processes when none is given (1 = cells run in this process)
-DEFAULT_JOBS = 1
-#: output folder when none is given, relative to the working directory
-DEFAULT_OUT = "runs/reproduce/{name}-{budget}"
-#: report file when none is given, inside the output folder
-DEFAULT_REPORT = "{name}.md"
+if TYPE_CHECKING:
+    from .runner import REPRODUCTIONS, run
 
 
 def names() -> List[str]:
-    return REPRODUCTIONS.names()
+    return catalog.builtin_names("reproduction")  # reproductions have no plugin group
 
 
 def budget_names() -> List[str]:
     """The budgets of all reproductions, in their definition order (tiny, small, full)."""
     out: List[str] = []
     for name in names():
-        out += [b for b in _module(name).BUDGETS if b not in out]
+        out += [b for b in catalog.attribute("reproduction", name, "BUDGETS") if b not in out]
     return out
-
-
-def _module(name: str) -> ModuleType:
-    if name not in REPRODUCTIONS:
-        raise StatganError(f"unknown reproduction {name!r}; choose one of: {', '.join(names())}")
-    return REPRODUCTIONS[name]
-
-
-def _machine() -> str:
-    cores = os.cpu_count() or 0
-    return f"{platform.machine()} CPU, {cores} cores, torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def run(name: str, budget: str = DEFAULT_BUDGET, out: Optional[Path] = None, jobs: int = DEFAULT_JOBS,
-        seeds: Optional[Sequence[int]] = None, report: Optional[Path] = None, command: Optional[str] = None,
-        report_only: bool = False, collect: Optional[Sequence[Path]] = None,
-        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> Dict[str, Any]:
-    """Run reproduction ``name`` at ``budget`` under ``out`` (default :data:`DEFAULT_OUT`) and write
-    its report (``report``, default :data:`DEFAULT_REPORT` in ``out``), rewritten after every finished
-    cell, and ``OUT/records.jsonl`` (every finished cell's record, to commit). ``report_only`` runs
-    nothing and writes the report from the cells already finished under ``out``; ``collect`` runs
-    nothing and writes it from the records in those JSON-lines files instead. Returns {"report": path,
-    "finished": n, "total": n, "cells": {...}}."""
-    mod = _module(name)
-    if budget not in mod.BUDGETS:
-        raise StatganError(f"unknown budget {budget!r} for {name}; choose one of: {', '.join(mod.BUDGETS)}")
-    if jobs < 1:
-        raise StatganError(f"--jobs must be at least 1, got {jobs}")
-    if seeds is not None:
-        seeds = list(seeds)
-        if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-            raise StatganError(f"--seeds must be distinct integers >= 0, got {seeds}")
-    out = Path(out) if out is not None else Path(DEFAULT_OUT.format(name=name, budget=budget))
-    report = Path(report) if report is not None else out / DEFAULT_REPORT.format(name=name)
-    cells = mod.cells(budget, seeds)
-    t0 = time.perf_counter()
-    command = command or f"statgan reproduce {name} --budget {budget} --out {out} --jobs {jobs}"
-
-    def write(done: Dict[str, Any]) -> None:
-        mod.write_report(budget, cells, done, report, command, time.perf_counter() - t0, _machine())
-
-    if collect:
-        results = read_records(collect, cells)
-        write(results)
-        log(f"wrote {report} from {len(results)} of {len(cells)} cells' records in {', '.join(map(str, collect))}")
-        return {"report": report, "finished": len(results), "total": len(cells), "cells": results}
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StatganError(f"cannot create output folder {str(out)!r}: {exc.strerror or exc}") from None
-    saved = out / "command.txt"  # the command that ran the cells, quoted by --report-only reports
-    if report_only:
-        if saved.is_file():
-            command = saved.read_text().strip()
-        results = {c.key: r for c in cells if (r := load_result(out, c)) is not None}
-    else:
-        atomic_write_text(saved, command + "\n")
-        results = run_grid(cells, out, mod.run_cell, jobs=jobs, log=log, on_result=write,
-                           threads=mod.BUDGETS[budget].threads)
-    write(results)
-    write_records(records_path(out), results)
-    log(f"wrote {report} and {records_path(out)} ({len(results)} of {len(cells)} cells finished)")
-    return {"report": report, "finished": len(results), "total": len(cells), "cells": results}
 
 
 __all__ = ["REPRODUCTIONS", "DEFAULT_BUDGET", "DEFAULT_JOBS", "DEFAULT_OUT", "DEFAULT_REPORT", "names", "budget_names",

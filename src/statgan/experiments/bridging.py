@@ -65,6 +65,7 @@ from ..rundir.files import atomic_write_text
 from ..regularizers.sharpness import fixed_batch_sharpness
 from ..rundir.run import read_metrics
 from ..runtime.lazy import scipy_stats
+from ..runtime.seeding import stream_generator
 from ..train.trainer import Trainer
 from .grid import Cell
 from .stats import EXACT_SPEARMAN_N, Correlation, Welch, cell_mean_spearman, chi2_decile_rms, holm, mean_std, welch_test
@@ -276,7 +277,7 @@ def sharpness_batch(data: Any, size: int, latent_dim: int, seed: int = SHARPNESS
     first rows of a permutation drawn from ``seed``) and as many standard-normal latents, drawn
     after the permutation from the same generator. Depends on nothing but its arguments, so every
     cell of a grid is measured on the same images and latents."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = stream_generator("bridging_sharpness_batch", seed)
     idx = torch.randperm(len(data), generator=gen)[: min(size, len(data))]
     real = data[idx] if torch.is_tensor(data) else torch.stack([torch.as_tensor(data[int(i)]) for i in idx])
     return real, torch.randn(len(idx), latent_dim, generator=gen)
@@ -292,7 +293,7 @@ def eval_sharpness(trainer: Trainer, size: int, iters: int, seed: int = SHARPNES
     real, z = sharpness_batch(trainer.train_data, size, trainer.cfg.model.latent_dim, seed)
     real, z = real.to(trainer.device), z.to(trainer.device)
     G, D = trainer.G, trainer.D
-    start = torch.Generator().manual_seed(seed + 1)
+    start = stream_generator("bridging_sharpness_start", seed)
     return fixed_batch_sharpness(lambda: trainer.objective.generator_loss(D, real, G(z)), list(G.parameters()),
                                  [G, D], iters, generator=start)
 
@@ -361,7 +362,7 @@ def _run_toy(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
     trainer, train_s = _train(spec, wd)
     t0 = time.perf_counter()
     G = trainer.sampler.eval()
-    gen = torch.Generator().manual_seed(12345)
+    gen = stream_generator("bridging_toy_eval")
     z = torch.randn(spec["eval_n"], spec["latent_dim"], generator=gen)
     with torch.no_grad():
         x = G(z).double()

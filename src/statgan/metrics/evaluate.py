@@ -5,6 +5,9 @@ yields batches of images in [-1, 1]; one pass through a feature extractor accumu
 requested metrics need — streaming float64 statistics (FID), the features themselves (KID, PRDC)
 and class logits (IS). Reference statistics are cached by content (extractor id, preprocessing,
 dataset, split, N) so a second evaluation against the same data skips that pass for FID.
+``max_reference`` caps the reference set at a seeded random subset (:func:`~statgan.metrics.sources.reference_subset`;
+the cap and the subset are part of the cache key and of the result), and ``progress`` shows a tqdm
+bar with an ETA on stderr for each feature pass (off by default; ``statgan eval`` turns it on).
 
 Every result names its extractor: "FID (lenet-1a2b3c4d)" is a Fréchet distance in the feature
 space of statgan's MNIST classifier and is **not** comparable with Inception FID.
@@ -34,12 +37,14 @@ from .prdc import prdc
 from .sources import (
     FeatureSet,
     build_extractor,
+    check_max_reference,
     default_extractor,
     extract,
     generator_batches,
     load_image_source,
     reference_data,
     reference_features,
+    reference_subset,
     tensor_batches,
 )
 
@@ -144,10 +149,20 @@ def evaluate_run(
     checkpoint: Optional[Union[str, Path]] = None,
     cache: bool = True,
     write: bool = True,
+    max_reference: Optional[int] = None,
+    progress: bool = False,
 ) -> Dict[str, Any]:
-    """Evaluate a run's generator against its own dataset; writes ``RUN_DIR/eval/<...>.json``."""
+    """Evaluate a run's generator against its own dataset; writes ``RUN_DIR/eval/<...>.json``.
+
+    ``max_reference``: use at most this many reference images (an int >= 2; a seeded random
+    subset, the same for every run and seed; all of them when the split is not larger, which the
+    result's ``reference.note`` says). ``progress``: tqdm bars with an ETA on stderr while features
+    of the generated images and of the reference split (when its statistics are not cached) are
+    extracted.
+    """
     if n < 2:
         raise ConfigError(f"--n must be at least 2, got {n}")
+    max_reference = check_max_reference(max_reference)
     t0 = time.perf_counter()
     specs = metric_specs(metrics)
     check_sample_counts(specs, None, n)  # the generated side now, the reference side once it is loaded
@@ -155,15 +170,18 @@ def evaluate_run(
     data_shape = tuple(meta["data_shape"])
     if any(s.needs_reference for s in specs):
         ref_data = reference_data(meta["config"]["data"], reference)
-        check_sample_counts(specs, len(ref_data), n)
+        n_ref = len(ref_data) if max_reference is None else min(len(ref_data), max_reference)
+        check_sample_counts(specs, n_ref, n)
         ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, device)
         ref_needs = frozenset().union(*(s.needs for s in specs if s.needs_reference))
-        ref = reference_features(meta["config"]["data"], reference, ext, ref_needs, batch_size, cache, data=ref_data)
+        ref = reference_features(meta["config"]["data"], reference, ext, ref_needs, batch_size, cache, data=ref_data,
+                                 max_reference=max_reference, progress=progress)
     else:
         ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, device)
-        ref = FeatureSet("none", 0)
+        ref = FeatureSet("none", 0, info={"max_reference": max_reference})
     gen_needs = frozenset().union(*(s.needs for s in specs))
-    gen = extract(f"{run_dir} (step {meta['step']})", generator_batches(G, int(meta["latent_dim"]), n, batch_size, seed), ext, gen_needs)
+    gen = extract(f"{run_dir} (step {meta['step']})", generator_batches(G, int(meta["latent_dim"]), n, batch_size, seed), ext, gen_needs,
+                  total=n, progress=progress, desc="eval: generated features")
     values, failures = _compute(specs, ref, gen)
     result = _result(values, failures, ext, ref, gen, time.perf_counter() - t0)
     result["generated"].update({"run": str(run_dir), "step": meta["step"], "weights": "EMA" if (ema and meta.get("ema")) else "raw", "seed": seed})
@@ -171,6 +189,8 @@ def evaluate_run(
     if write:
         # every setting that changes the numbers is in the name, so no evaluation overwrites another
         ref_tag = reference if any(s.needs_reference for s in specs) else "noref"
+        if max_reference is not None and ref_tag != "noref":
+            ref_tag += f"-max{max_reference}"
         tag = "-".join(s.name for s in specs)
         weights = result["generated"]["weights"].lower()
         out = Path(run_dir) / "eval" / f"{ext.id}-{tag}-{ref_tag}-n{n}-seed{seed}-{weights}-step{meta['step']:06d}.json"
@@ -188,17 +208,28 @@ def evaluate_paths(
     batch_size: int = 500,
     device: str = "cpu",
     out: Optional[Union[str, Path]] = None,
+    max_reference: Optional[int] = None,
+    progress: bool = False,
 ) -> Dict[str, Any]:
-    """Evaluate two image sets (folders or .npz files) against each other."""
+    """Evaluate two image sets (folders, .npz files or ``data:NAME:SPLIT``) against each other.
+
+    ``max_reference`` caps the *reference* (first) set as in :func:`evaluate_run`; ``progress``:
+    tqdm bars with an ETA on stderr for both feature passes."""
     t0 = time.perf_counter()
     specs = metric_specs(metrics)
+    max_reference = check_max_reference(max_reference)
     a, b = load_image_source(reference), load_image_source(generated)
-    check_sample_counts(specs, len(a), len(b))
     shape_a = tuple(a.shape[1:]) if torch.is_tensor(a) else tuple(a.shape)
+    a, subset_info = reference_subset(a, max_reference)
+    check_sample_counts(specs, len(a), len(b))
     ext = build_extractor(_extractor_name(extractor, specs, shape_a), shape_a, device)
     needs = frozenset().union(*(s.needs for s in specs))
-    ref = extract(str(reference), tensor_batches(a, None, batch_size), ext, needs - {"logits"})
-    gen = extract(str(generated), tensor_batches(b, None, batch_size), ext, needs)
+    of = f" ({len(a)} of {subset_info['n_available']})" if subset_info["subset"] != "all" else ""
+    ref = extract(str(reference), tensor_batches(a, None, batch_size), ext, needs - {"logits"},
+                  total=len(a), progress=progress, desc=f"eval: reference features{of}")
+    ref.info.update(subset_info)
+    gen = extract(str(generated), tensor_batches(b, None, batch_size), ext, needs,
+                  total=len(b), progress=progress, desc="eval: generated features")
     result = _result(*_compute(specs, ref, gen), ext, ref, gen, time.perf_counter() - t0)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

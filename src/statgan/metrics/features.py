@@ -43,6 +43,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError, StatganError
 from ..registry import Registry
+from ..runtime.seeding import stream_generator
 from .inception import (
     FID_HELPER_FILE,
     INCEPTION_SHA256,
@@ -218,7 +219,7 @@ class FeatureExtractor(ABC):
         ):
             # a private generator: a DataLoader iterator otherwise draws from the global RNG
             images = torch.utils.data.DataLoader(
-                images, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0)
+                images, batch_size=batch_size, shuffle=False, generator=stream_generator("eval_loader")
             )
         try:
             it = iter(images)

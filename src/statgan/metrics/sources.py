@@ -3,8 +3,10 @@
 A *source* yields batches of images in [-1, 1]: a trained generator (:func:`generator_batches`, from
 a private latent stream), a dataset split or a tensor (:func:`tensor_batches`), an image folder or an
 ``.npz`` file (:func:`load_image_source`). :func:`extract` makes one pass and keeps what the metrics
-need — streaming float64 statistics (FID), the features themselves (KID, PRDC) and class logits (IS).
-:func:`reference_features` does that for a dataset split, caching the statistics by content.
+need — streaming float64 statistics (FID), the features themselves (KID, PRDC) and class logits (IS),
+with an optional tqdm bar (images done, rate, ETA) on stderr. :func:`reference_features` does that
+for a dataset split, caching the statistics by content; :func:`reference_subset` caps a reference
+set at ``max_reference`` images (a seeded simple random sample, see there).
 
 Used by ``statgan eval`` (:mod:`statgan.metrics.evaluate`) and by FID during training
 (:mod:`statgan.metrics.monitor`).
@@ -12,6 +14,8 @@ Used by ``statgan eval`` (:mod:`statgan.metrics.evaluate`) and by FID during tra
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -19,10 +23,14 @@ from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Seq
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from .. import data as datasets
 from ..data.images import ImageFiles, list_images
 from ..errors import ConfigError, StatganError
+from ..runtime.seeding import stream_generator
+from ..runtime import seeding
+from ..runtime.validation import check_int
 from .features import FeatureExtractor, get_extractor
 from .stats import FeatureStats, cached_stats
 
@@ -42,8 +50,15 @@ class FeatureSet:
     info: Dict[str, Any] = field(default_factory=dict)
 
 
-def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: FrozenSet[str]) -> FeatureSet:
-    """One pass: streaming float64 stats always; features / logits kept only when needed."""
+def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: FrozenSet[str], *,
+            total: Optional[int] = None, progress: bool = False, desc: Optional[str] = None) -> FeatureSet:
+    """One pass: streaming float64 stats always; features / logits kept only when needed.
+
+    ``progress``: a tqdm bar on stderr (images done of ``total``, rate and ETA; labelled ``desc``,
+    default the source). Off by default, so library calls, tests and the reproduction grids stay
+    quiet; ``statgan eval`` turns it on. It draws whenever asked (also when stderr is not a
+    terminal, e.g. captured by a test), so callers decide.
+    """
     if "logits" in needs and not extractor.has_logits:
         why = f" ({extractor.no_logits_reason})" if extractor.no_logits_reason else ""
         raise ConfigError(f"extractor {extractor.name!r} has no class logits{why}, so the Inception score cannot be computed with it")
@@ -51,16 +66,22 @@ def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: F
     feats: List[torch.Tensor] = []
     logits: List[torch.Tensor] = []
     n = 0
-    for batch in batches:
-        if "logits" in needs:
-            f, lg = extractor.extract(batch, logits=True)
-            logits.append(lg)
-        else:
-            f = extractor.extract(batch)
-        stats.update(f)
-        if "features" in needs:
-            feats.append(f)
-        n += f.shape[0]
+    bar = tqdm(total=total, desc=desc or f"features: {source}", unit="img", file=sys.stderr, disable=not progress,
+               leave=False, dynamic_ncols=True, mininterval=0.5)
+    try:
+        for batch in batches:
+            if "logits" in needs:
+                f, lg = extractor.extract(batch, logits=True)
+                logits.append(lg)
+            else:
+                f = extractor.extract(batch)
+            stats.update(f)
+            if "features" in needs:
+                feats.append(f)
+            n += f.shape[0]
+            bar.update(f.shape[0])
+    finally:
+        bar.close()
     if n < 2:
         raise StatganError(f"{source}: need at least 2 images to compute statistics, got {n}")
     return FeatureSet(
@@ -82,7 +103,7 @@ def tensor_batches(data: Any, n: Optional[int], batch_size: int) -> Iterator[tor
     # a private generator: creating a DataLoader iterator otherwise draws from the global RNG,
     # which would perturb a training run that evaluates FID every k steps
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(total)), batch_size=batch_size,
-                                         generator=torch.Generator().manual_seed(0))
+                                         generator=stream_generator("eval_loader"))
     yield from loader
 
 
@@ -94,7 +115,7 @@ def generator_batches(G: torch.nn.Module, latent_dim: int, n: int, batch_size: i
     the latents are drawn exactly as for all ``n``, so sample i is the same either way.
     """
     device = next(G.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
+    gen = stream_generator("eval_latents", seed)
     lo, hi = rows if rows is not None else (0, n)
     with torch.inference_mode():
         for i in range(0, min(n, hi), batch_size):
@@ -182,17 +203,64 @@ def reference_data(cfg_data: Dict[str, Any], split: str) -> Any:
     return datasets.load(cfg_data["name"], split, cfg_data.get("root"), **_loader_options(cfg_data))
 
 
+#: the seed of the reference subset :func:`reference_subset` draws. Fixed (not the evaluation's
+#: ``--seed``), so every capped evaluation against the same data compares with the same images and
+#: their cached statistics are shared; the generated side's seed varies on its own.
+REFERENCE_SUBSET_SEED = 0
+
+
+def check_max_reference(max_reference: Optional[int]) -> Optional[int]:
+    """``max_reference`` as an int >= 2 (None: no cap), else a one-line ConfigError naming it."""
+    if max_reference is None:
+        return None
+    return check_int("--max-reference", max_reference, minimum=2)
+
+
+def reference_subset(data: Any, max_reference: Optional[int]) -> Tuple[Any, Dict[str, Any]]:
+    """At most ``max_reference`` items of ``data`` (a tensor or a Dataset), and what was done.
+
+    The subset is a **simple random sample without replacement** (seeded from
+    :data:`REFERENCE_SUBSET_SEED` through :func:`statgan.runtime.seeding.seeded_generator`, indices
+    kept in ascending order for sequential reads), not the first N: image folders are listed sorted
+    by path, i.e. grouped by class sub-folder, and other datasets may be stored ordered, so the
+    first N images can cover a few classes only and bias every reference statistic. A simple random
+    sample's feature mean and covariance are unbiased estimates of the whole set's, whatever its
+    order. The info dict (merged into the result's ``reference`` section) holds ``max_reference``,
+    ``n_available`` (the size of the whole set), ``subset`` ("all" or "random"), ``subset_seed`` and
+    ``subset_sha256`` (16 hex digits of the chosen indices) for a random subset, and a ``note``
+    when the cap is not below the set's size (then the whole set is used).
+    """
+    cap = check_max_reference(max_reference)
+    total = len(data)
+    info: Dict[str, Any] = {"max_reference": cap, "n_available": total, "subset": "all"}
+    if cap is None:
+        return data, info
+    if cap >= total:
+        info["note"] = f"max_reference {cap} is not below the {total} reference images available; all of them were used"
+        return data, info
+    g = seeding.seeded_generator(REFERENCE_SUBSET_SEED, "eval:max_reference")
+    idx = torch.randperm(total, generator=g)[:cap].sort().values
+    digest = hashlib.sha256(idx.to(torch.int64).numpy().tobytes()).hexdigest()[:16]
+    info.update(subset="random", subset_seed=REFERENCE_SUBSET_SEED, subset_sha256=digest)
+    subset = data[idx] if torch.is_tensor(data) else torch.utils.data.Subset(data, idx.tolist())
+    return subset, info
+
+
 def reference_features(
     cfg_data: Dict[str, Any], split: str, extractor: Any, needs: FrozenSet[str], batch_size: int, cache: bool,
-    data: Any = None,
+    data: Any = None, max_reference: Optional[int] = None, progress: bool = False,
 ) -> FeatureSet:
     """One pass over a split of the dataset a run's ``data`` config section names (``data``: that
-    split, if already loaded). When only statistics are needed they are cached by content
-    (extractor, preprocessing, dataset, split, N)."""
+    split, if already loaded), capped at ``max_reference`` images by :func:`reference_subset`. When
+    only statistics are needed they are cached by content (extractor, preprocessing, dataset,
+    split, N, and for a capped subset the cap and the digest of its indices: the statistics of the
+    whole split are never served for a capped request, nor the reverse). ``progress``: a tqdm bar
+    while features are extracted (not when the statistics come from the cache)."""
     name, root = cfg_data["name"], cfg_data.get("root")
     needs = frozenset(needs) - {"logits"}
     if data is None:
         data = reference_data(cfg_data, split)
+    data, subset_info = reference_subset(data, max_reference)
     source = f"{name}:{split}"
     key = {
         "extractor": extractor.id,
@@ -203,14 +271,26 @@ def reference_features(
         "options": _loader_options(cfg_data),
         "n": len(data),
     }
+    if subset_info["subset"] != "all":
+        # only for a true subset: a cap at or above the split's size uses the whole split, whose
+        # statistics (and cache file, same key as before caps existed) are exactly the same
+        key.update(max_reference=subset_info["max_reference"], subset=subset_info["subset_sha256"])
+    what = "statistics" if needs <= {"stats"} else "features"
+    desc = f"eval: reference {what} {source}" + (f" ({len(data)} of {subset_info['n_available']})" if subset_info["subset"] != "all" else "")
+
+    def run(kinds: FrozenSet[str]) -> FeatureSet:
+        return extract(source, tensor_batches(data, None, batch_size), extractor, kinds,
+                       total=len(data), progress=progress, desc=desc)
+
     if needs <= {"stats"}:
         holder: Dict[str, FeatureSet] = {}
 
         def compute():
-            holder["fs"] = extract(source, tensor_batches(data, None, batch_size), extractor, frozenset({"stats"}))
+            holder["fs"] = run(frozenset({"stats"}))
             return holder["fs"].stats
 
         stats = cached_stats(key, compute, cache=cache)
-        return FeatureSet(source, stats.n, stats=stats, info={"cached": "fs" not in holder})
-    fs = extract(source, tensor_batches(data, None, batch_size), extractor, needs)
+        return FeatureSet(source, stats.n, stats=stats, info={"cached": "fs" not in holder, **subset_info})
+    fs = run(needs)
+    fs.info.update(subset_info)
     return fs

@@ -18,13 +18,13 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..errors import ConfigError
-from ..registry import Registry
+from ..registry import PLUGIN_GROUPS, Registry
 from ..runtime.validation import check_choice
 
 #: factories ``(data_shape, latent_dim, **params) -> nn.Module`` mapping (B, latent_dim) -> (B, *data_shape)
-GENERATORS = Registry("generator")
+GENERATORS = Registry("generator", group=PLUGIN_GROUPS["generator"])
 #: factories ``(data_shape, **params) -> nn.Module`` mapping (B, *data_shape) -> (B,) raw logits
-DISCRIMINATORS = Registry("discriminator")
+DISCRIMINATORS = Registry("discriminator", group=PLUGIN_GROUPS["discriminator"])
 
 #: normalisation choices shared by every family
 NORMS: Tuple[str, ...] = ("batch", "none", "spectral")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Registry
+from ..registry import PLUGIN_GROUPS, Registry
 
-OBJECTIVES = Registry("objective", named_classes=True)
+OBJECTIVES = Registry("objective", named_classes=True, group=PLUGIN_GROUPS["objective"])
 
 from .base import Objective  # noqa: E402
 from . import ratio  # noqa: E402,F401  (registers members)

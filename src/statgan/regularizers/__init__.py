@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from ..objectives import Objective
-from ..registry import Registry
+from ..registry import PLUGIN_GROUPS, Registry
 
-REGULARIZERS = Registry("regularizer", named_classes=True)
+REGULARIZERS = Registry("regularizer", named_classes=True, group=PLUGIN_GROUPS["regularizer"])
 
 from .base import LossContext, ProbeContext, Regularizer, RegularizerSet  # noqa: E402
 from . import dropout, gradient, relaxation, sam, sharpness  # noqa: E402,F401  (register members)

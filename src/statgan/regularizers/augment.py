@@ -60,7 +60,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..runtime import distributed
-from ..runtime.seeding import derived_seed
+from ..runtime.seeding import reseed, stream_generator
 from ..runtime.validation import check_int, check_real
 from . import REGULARIZERS
 from .base import DISCRIMINATOR, LossContext, Regularizer, load_rng_state, load_step_counter, preserved_buffers, require_discriminator
@@ -163,7 +163,7 @@ class DiffAugment(Regularizer):
         self.p = default_p if p is None else check_real("p", p, ge=0.0, owner=what)
         if self.p > 1.0:
             raise ConfigError(f"{what}: p={p!r} is not allowed (must be in [0, 1])")
-        self.gen = torch.Generator().manual_seed(derived_seed(0, self.name))
+        self.gen = stream_generator("regularizer", 0, self.name)  # seed 0 until bound
         # ADA state: D steps begun, signs and samples measured since the last adjustment, last r_t
         self._d_steps = 0
         self._sign_sum: Optional[Tensor] = None
@@ -177,7 +177,7 @@ class DiffAugment(Regularizer):
             require_discriminator("regularizers.augment (ada_target)", objective)
 
     def bind(self, seed: int, device: torch.device) -> None:
-        self.gen.manual_seed(derived_seed(seed, self.name))
+        reseed(self.gen, "regularizer", seed, self.name)
 
     # ---- the transformation --------------------------------------------------------------------
     def augment(self, x: Tensor) -> Tensor:

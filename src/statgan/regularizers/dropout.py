@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import StatganError
 from ..objectives.base import Objective
-from ..runtime.seeding import derived_seed
+from ..runtime.seeding import seed_global
 from ..runtime.validation import check_int, check_rate
 from . import REGULARIZERS
 from .base import DISCRIMINATOR, Regularizer, check_nets, require_discriminator
@@ -63,7 +63,7 @@ def mc_dropout(net: nn.Module, seed: Optional[int] = None) -> Iterator[nn.Module
             m.train()
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
-                torch.manual_seed(derived_seed(seed, "mc_dropout"))
+                seed_global("mc_dropout", seed)
             yield net
     finally:
         for m, flag in flags:

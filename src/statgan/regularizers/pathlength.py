@@ -32,7 +32,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..nets.common import has_w_space
 from ..runtime import distributed
-from ..runtime.seeding import derived_seed
+from ..runtime.seeding import reseed, stream_generator
 from ..runtime.validation import check_int, check_real
 from . import REGULARIZERS
 from .base import GENERATOR, LossContext, Regularizer, load_rng_state
@@ -69,13 +69,13 @@ class PathLengthPenalty(Regularizer):
         if self.decay > 1.0:
             raise ConfigError(f"{what}: decay={decay!r} must be in (0, 1]")
         self.batch_shrink = check_int("batch_shrink", batch_shrink, owner=what)
-        self.gen = torch.Generator().manual_seed(derived_seed(0, self.name))
+        self.gen = stream_generator("regularizer", 0, self.name)  # seed 0 until bound
         self.mean = torch.zeros((), dtype=torch.float64)  # a, the running mean length
         self._step_drawn: Optional[int] = None  # the step whose z, y and starting mean are cached
         self._cache: Optional[tuple] = None
 
     def bind(self, seed: int, device: torch.device) -> None:
-        self.gen.manual_seed(derived_seed(seed, self.name))
+        reseed(self.gen, "regularizer", seed, self.name)
         self.device = device
 
     def penalty(self, ctx: LossContext) -> Optional[Tensor]:

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..runtime.distributed import shard_randn
-from ..runtime.seeding import derived_seed
+from ..runtime.seeding import reseed, stream_generator
 from ..runtime.validation import check_bool, check_choice, check_int, check_real
 from . import REGULARIZERS
 from .base import Regularizer, load_rng_state
@@ -87,7 +87,7 @@ class Relaxation(Regularizer):
             raise ConfigError(f"{what}: sigma_min={self.sigma_min:g} is not allowed (must be <= sigma={self.sigma:g})")
         self.decay_steps = check_int("decay_steps", decay_steps, owner=what)
         self.instance_noise = check_bool("instance_noise", instance_noise, owner=what)
-        self.gen = torch.Generator().manual_seed(derived_seed(0, self.name))
+        self.gen = stream_generator("regularizer", 0, self.name)  # seed 0 until bound
         self._fake_noise: Optional[Tensor] = None
         self._real_noise: Optional[Tensor] = None
         self._sigma_now = self.sigma
@@ -97,7 +97,7 @@ class Relaxation(Regularizer):
         return noise_std(step, self.sigma, self.schedule, self.sigma_min, self.decay_steps)
 
     def bind(self, seed: int, device: torch.device) -> None:
-        self.gen.manual_seed(derived_seed(seed, self.name))
+        reseed(self.gen, "regularizer", seed, self.name)
 
     def _draw(self, like: Tensor, sigma: float) -> Tensor:
         # under torchrun ``like`` holds this rank's rows: draw the global batch's noise, keep ours

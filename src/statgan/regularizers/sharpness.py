@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..runtime.seeding import derived_seed
+from ..runtime.seeding import stream_generator
 from ..runtime.validation import check_int, check_real
 from . import REGULARIZERS
 from .base import ProbeContext, Regularizer, preserved_buffers
@@ -155,7 +155,7 @@ class SharpnessProbe(Regularizer):
         # statistics): the probe must leave the training run bit-identical to one without it
         with torch.random.fork_rng(devices=devices), preserved_buffers(ctx.generator, ctx.discriminator):
             loss = ctx.generator_loss()
-            start = torch.Generator().manual_seed(derived_seed(ctx.seed, f"sharpness:{step}"))
+            start = stream_generator("sharpness_probe", ctx.seed, step)
             value = top_hessian_eigenvalue(loss, list(ctx.generator.parameters()), self.iters, self.tol, start)
         return {"sharpness": value}
 

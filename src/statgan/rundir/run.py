@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from torch import nn
 
+from .. import catalog
 from .. import config as config_mod
 from ..config import Config
 from ..errors import CheckpointError, StatganError
@@ -32,6 +33,7 @@ CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"  # loss curves, redrawn as training goes
+PLUGINS_FILE = "plugins.json"  # the plugin packages a run's components come from (absent: none)
 
 #: the states a run can be in; ``failed`` and ``diverged`` runs without a checkpoint may be reused
 RUN_STATES = ("running", "finished", "interrupted", "diverged", "failed")
@@ -46,12 +48,47 @@ def read_run_config(run_dir: Path) -> Config:
     p = config_path(run_dir)
     if not p.is_file():
         raise StatganError(f"{str(run_dir)!r} is not a statgan run directory (no config.yaml)")
+    check_plugins(run_dir)
     return config_mod.load(p)
 
 
 def write_run_config(run_dir: Path, cfg: Config) -> None:
-    """Write (atomically) the resolved config of a run: the one place ``config.yaml`` is written."""
+    """Write (atomically) the resolved config of a run: the one place ``config.yaml`` is written;
+    beside it ``plugins.json``, the plugin packages its dataset, networks, objective or regularisers
+    come from (none: no file)."""
     atomic_write_text(config_path(run_dir), cfg.to_yaml())
+    origins = config_mod.plugin_origins(cfg)
+    plugins = Path(run_dir) / PLUGINS_FILE
+    if origins:
+        atomic_write_text(plugins, json.dumps(origins, indent=1) + "\n")
+    elif plugins.is_file():  # a resumed run that no longer uses any
+        plugins.unlink()
+
+
+def check_plugins(run_dir: Path) -> None:
+    """One line naming the package to install when a plugin member the run was trained with is not
+    installed here (read from the run's ``plugins.json``); nothing for a run without plugins."""
+    path = Path(run_dir) / PLUGINS_FILE
+    if not path.is_file():
+        return
+    try:
+        origins = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StatganError(f"{str(path)!r} is unreadable ({exc}); it lists the run's plugin packages") from None
+    for o in origins:
+        if not catalog.known(o["family"], o["name"]):
+            raise StatganError(f"{str(run_dir)!r} was trained with the {o['family']} {o['name']!r} {_missing(o)}")
+
+
+def _missing(o: Dict[str, Any]) -> str:
+    """Where a member recorded in plugins.json came from, and how to get it back."""
+    if o.get("package") is None:  # registered by a script, in the process that trained the run
+        return (f"registered from Python ({o['value']}), which this process does not have; to reach every statgan "
+                f"command, declare it as an entry point in the group {o['group']} of an installed package "
+                "(README: plugins)")
+    version = f" {o['version']}" if o.get("version") else ""
+    return (f"from the plugin package {o['package']}{version} (entry point {o['group']}: {o['name']} = {o['value']}), "
+            f"which is not installed here; pip install {o['package']}")
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -68,6 +105,8 @@ def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool =
     run_dir = Path(run_dir)
     if checkpoint is None and not run_dir.is_dir():
         raise StatganError(f"{str(run_dir)!r} is neither a run directory nor an existing path")
+    if run_dir.is_dir():
+        check_plugins(run_dir)  # a missing plugin is named before its weights fail to find a network
     if checkpoint is not None:
         candidates = [Path(checkpoint)]
     else:

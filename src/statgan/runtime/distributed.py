@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from ..errors import StatganError
+from .ranks import env_rank  # noqa: F401  (re-exported: part of this module's interface)
 
 T = TypeVar("T")
 
@@ -92,12 +93,6 @@ def env_world_size() -> int:
         raise StatganError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
 
 
-def env_rank() -> int:
-    """``RANK`` as torchrun sets it (0 when unset); readable before the process group exists."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
 
 
 def local_rank() -> int:

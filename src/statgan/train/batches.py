@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError
+from ..runtime.seeding import stream_generator
 
 
 class BatchOrder:
@@ -35,7 +36,7 @@ class BatchOrder:
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = stream_generator("batch_order", self.seed, epoch)
             self._perm = torch.randperm(self.n, generator=g)
             self._epoch = epoch
         return self._perm
@@ -97,7 +98,7 @@ class BatchStream:
                 pin_memory=device.type == "cuda",
                 # its own generator: otherwise creating the iterator draws a worker seed from the
                 # global RNG, which would make a resumed run's dropout masks differ
-                generator=torch.Generator().manual_seed(seed),
+                generator=stream_generator("batch_loader", seed),
             )
             self._iter = iter(loader)
 

@@ -15,7 +15,7 @@ from ..models import build_models
 from ..regularizers import RegularizerSet
 from ..runtime import distributed
 from ..runtime.distributed import World
-from ..runtime.seeding import derived_seed
+from ..runtime.seeding import seed_global
 from .logging import tensorboard_writer_class
 from .precision import Precision
 
@@ -47,14 +47,14 @@ def build_networks(cfg: Config, data_shape: Tuple[int, ...], device: torch.devic
     """G and D initialised from ``run.seed``, on ``device`` in the precision's memory layout and
     the same on every rank. Afterwards the global RNG (dropout masks, penalty interpolation) is
     rank 0's continuation of ``run.seed``, and a stream of its own on every other rank."""
-    torch.manual_seed(cfg.run.seed)
+    seed_global("weights", cfg.run.seed)
     G, D = build_models(cfg, data_shape)
     G, D = G.to(device), D.to(device)
     precision.prepare(G, D, image_data=len(data_shape) == 3)
     if world.distributed:
         distributed.broadcast_module(G, D)  # same start everywhere, as DDP does
         if world.rank > 0:  # dropout masks and GP weights differ per rank, like their data
-            torch.manual_seed(derived_seed(cfg.run.seed, f"rank:{world.rank}"))
+            seed_global("rank", cfg.run.seed, world.rank)
     return G, D
 
 

@@ -31,7 +31,7 @@ from ..regularizers import RegularizerSet
 from ..regularizers.ema import EMA
 from ..rundir import checkpoint as ckpt
 from ..runtime import distributed
-from ..runtime.seeding import derived_seed
+from ..runtime.seeding import seed_global
 
 
 @dataclass
@@ -140,7 +140,7 @@ class TrainingState:
         if f"rng.torch{rng_suffix}" in tensors:
             torch.set_rng_state(tensors[f"rng.torch{rng_suffix}"])
         else:  # resumed with more processes than saved it: a fresh per-rank stream
-            torch.manual_seed(derived_seed(self.seed, f"rank:{self.rank}:step:{meta['step']}"))
+            seed_global("rank_resume", self.seed, self.rank, meta["step"])
         self.latents.set_state(tensors["rng.latent"])
         if self.device.type == "cuda" and f"rng.cuda{rng_suffix}" in tensors:
             torch.cuda.set_rng_state(tensors[f"rng.cuda{rng_suffix}"], self.device)

@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 from .. import __version__, viz
 from .. import data as datasets
 from ..config import Config, TrainSection
-from ..errors import StatganError
+from ..errors import StatganError, TrainingInterrupted  # noqa: F401  (re-exported)
 from ..metrics.monitor import FIDMonitor
 from ..models import build_objective, build_regularizers, data_shape_of
 from ..regularizers import ProbeContext
@@ -69,6 +69,7 @@ from ..rundir import checkpoint as ckpt
 from ..rundir.run import CURVES_FILE, checkpoint_dir, read_metrics, write_status
 from ..runtime import distributed
 from ..runtime.device import select_device
+from ..runtime.seeding import stream_generator
 from .batches import BatchStream
 from .faults import Divergence, DivergenceGuard, Rollback
 from .logging import MetricsLog, NullLog
@@ -82,15 +83,6 @@ from .update import Updater
 from .watch import DiscriminatorWinWatch
 
 StepCallback = Callable[["Trainer", int], None]
-
-
-class TrainingInterrupted(StatganError):
-    """Raised after a checkpoint has been written in response to SIGINT/SIGTERM or a stop request."""
-
-    def __init__(self, signum: int, step: int, checkpoint: Path, reason: Optional[str] = None) -> None:
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
-        why = reason or f"{signal.Signals(signum).name} received"
-        super().__init__(f"{why}: checkpoint written at step {step} ({checkpoint}); continue with: statgan train --resume {checkpoint.parent.parent}")
 
 
 class TrainingDiverged(StatganError):
@@ -232,12 +224,12 @@ class Trainer:
         self.state = TrainingState(
             self.G, self.D, self.ema, self.opt_G, self.opt_D, self.scalers,
             # latents from a CPU generator: the same stream on every device, and its state is portable
-            latents=torch.Generator().manual_seed(cfg.run.seed + 1),
+            latents=stream_generator("trainer_latents", cfg.run.seed),
             regularizers=self.regularizers, data_shape=self.data_shape, device=self.device, seed=cfg.run.seed,
             rank=self.world.rank,
         )
         self.fixed_z = torch.randn(
-            t.grid_size, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.run.seed + 2)
+            t.grid_size, cfg.model.latent_dim, generator=stream_generator("trainer_grid", cfg.run.seed)
         ).to(self.device)
         self.loaded_from: Optional[Path] = self._resume() if resume else None
         self.batches = self._batch_stream()
