@@ -162,11 +162,7 @@ def attribute(family: str, name: str, attr: str) -> Any:
 
 def _plain(value: Any) -> Any:
     """A class attribute as JSON keeps it (a mapping by its keys, a tuple as a list)."""
-    if isinstance(value, dict):
-        return list(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+    return list(value) if isinstance(value, (dict, tuple)) else value
 
 
 def snapshot() -> Dict[str, Dict[str, Any]]:

@@ -35,8 +35,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     check_int("--batch-size", args.batch_size)
-    if args.max_reference is not None:
-        check_int("--max-reference", args.max_reference, minimum=2)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not metrics:
         raise StatganError("--metrics is empty; give e.g. fid,kid,prdc")

@@ -80,6 +80,11 @@ def _toy_seed(split: str) -> int:
 
 #: Every seed stream of the package, by name. Values are frozen: changing a formula changes every
 #: run made with it, so a new need gets a new (``derived``) entry instead.
+def _as_given(seed: int) -> int:
+    """The seed as the caller gave it (the run's, a --seed, a fixed constant passed in)."""
+    return seed
+
+
 STREAMS: Mapping[str, Stream] = {
     # ---- training ------------------------------------------------------------------------------
     "weights": Stream(
@@ -115,7 +120,7 @@ STREAMS: Mapping[str, Stream] = {
         "run", "generator", ("seed",), "seed",
         "the DataLoader of a lazily read training set: its own generator, since creating the "
         "iterator otherwise draws a worker seed from the global RNG and shifts the dropout masks",
-        lambda seed: seed),
+        _as_given),
     "regularizer": Stream(
         "derived", "generator", ("seed", "name"), "derived_seed(seed, name)",
         "a regulariser's private CPU generator (relaxation noise, augmentations, path-length "
@@ -140,11 +145,11 @@ STREAMS: Mapping[str, Stream] = {
         "run", "generator", ("seed",), "seed",
         "the generator's latents when a metric samples it (the evaluation's seed, 0 by default): "
         "never the global RNG, and sample i the same however the samples are split over ranks",
-        lambda seed: seed),
+        _as_given),
     "cli_latents": Stream(
         "run", "generator", ("seed",), "seed",
         "the latents of ``statgan sample`` / ``statgan interpolate``: the user's --seed as given",
-        lambda seed: seed),
+        _as_given),
     # ---- data ----------------------------------------------------------------------------------
     "toy_split": Stream(
         "fixed", "generator", ("split",), "TOY_SPLIT_SEEDS[split]  (train 0, test 1)",
@@ -165,13 +170,13 @@ STREAMS: Mapping[str, Stream] = {
         "drawn", "global", ("seed",), "seed  (drawn from the caller's generator)",
         "sampling a torch.distributions prior (which takes no generator) under a forked global RNG "
         "seeded from the audit's generator, so the result is repeatable and the caller's RNG untouched",
-        lambda seed: seed),
+        _as_given),
     # ---- the Bridging reproduction ---------------------------------------------------------------
     "bridging_sharpness_batch": Stream(
         "run", "generator", ("seed",), "seed  (SHARPNESS_SEED = 2507_00651)",
         "the fixed sharpness evaluation batch (which training images, which latents), the same for "
         "every cell and seed, so every run is measured on one function",
-        lambda seed: seed),
+        _as_given),
     "bridging_sharpness_start": Stream(
         "offset", "generator", ("seed",), "seed + 1",
         "the start vector of the fixed-batch sharpness power iteration",
