@@ -1,5 +1,13 @@
 """Default threads against one thread, on an idle machine and beside a busy process (issue 27).
 
+``--workload train`` (the default) times the training loop as described below; ``--workload invert``
+times ``statgan invert RUN --split test`` (the audit's main loop: Adam steps through the generator;
+``--n`` images, ``--steps`` steps, the JSON's ``seconds``) and ``--workload eval`` times ``statgan
+eval RUN --n N --no-cache`` (generating and LeNet features; the process's wall time, start-up
+included), each on a run this benchmark trains for 20 steps first (the weights do not change the
+cost). There the one-thread arm is ``--threads 1`` and the default arm is the command's own
+default: torch's count with the thread tuner on the library's loops.
+
 Runs the default training (``python -m statgan train``: mnist5k, DCGAN width 32, rpgan with R1/R2,
 EMA, batch 64) for ``--steps`` steps as fresh subprocesses -- a fresh process, because libgomp
 reads its waiting policy from the environment when ``import torch`` loads it -- under
@@ -37,6 +45,7 @@ final sample grid and checkpoint are written, after the timed loop. The progress
     python benchmarks/threads_contention.py --steps 60 --repeats 1 --no-reference
     python benchmarks/threads_contention.py --arm OMP_WAIT_POLICY=PASSIVE --arm GOMP_SPINCOUNT=100000
     python benchmarks/threads_contention.py --conditions contended --competitor-threads 2 --tuner
+    python benchmarks/threads_contention.py --workload invert --steps 100 --repeats 3 --no-reference
 
 The machine's load average is printed with every measurement (it counts the benchmark's own
 processes, about 1-2.5): "idle" means only this benchmark's processes, which a shared machine may
@@ -203,6 +212,44 @@ def train_once(arm: Arm, steps: int, workdir: Path, tag: str, overrides: Sequenc
     return loop, usage.ru_utime + usage.ru_stime, wall, tuned
 
 
+def command_once(arm: Arm, workload: str, steps: int, n: int, run_dir: Path, workdir: Path, tag: str) -> tuple:
+    """``statgan invert|eval`` on ``run_dir``: (seconds, process CPU seconds, wall seconds, "")."""
+    if workload == "invert":
+        out = workdir / f"invert-{tag}.safetensors"
+        cmd = [sys.executable, "-m", "statgan", "invert", str(run_dir), "--split", "test", "--n", str(n),
+               "--steps", str(steps), "--out", str(out)]
+    else:
+        cmd = [sys.executable, "-m", "statgan", "eval", str(run_dir), "--n", str(n), "--no-cache",
+               "--no-progress", "--metrics", "fid"]
+    if arm.threads:
+        cmd += ["--threads", str(arm.threads)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=arm.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    wall = time.perf_counter() - t0
+    text = proc.stdout.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.stderr.write(text[-3000:])
+        raise SystemExit(f"threads_contention: {' '.join(cmd)} failed")
+    seconds = json.loads(out.with_suffix(".json").read_text())["seconds"] if workload == "invert" else wall
+    return seconds, usage.ru_utime + usage.ru_stime, wall, ""
+
+
+def prepare_run(workdir: Path) -> Path:
+    """A 20-step default run to invert or evaluate (its weights do not change what a step costs)."""
+    env = base_env()
+    configure_openmp_env(env)
+    subprocess.run([sys.executable, "-m", "statgan", "train", "train.steps=20", f"run.out_dir={workdir}",
+                    "run.name=generator", "train.progress=false"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return workdir / "generator"
+
+
 def fmt(xs: List[float]) -> str:
     if not xs:
         return "-"
@@ -217,7 +264,11 @@ def _interrupt(signum, frame):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=150, help="training steps per run (default 150)")
+    ap.add_argument("--workload", choices=("train", "invert", "eval"), default="train",
+                    help="what is timed: the training loop (default), statgan invert, or statgan eval")
+    ap.add_argument("--steps", type=int, default=150,
+                    help="training steps per run, or Adam steps of invert (default 150)")
+    ap.add_argument("--n", type=int, default=100, help="invert: test images; eval: generated samples (default 100)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per arm and condition (default 3)")
     ap.add_argument("--competitor", choices=sorted(COMPETITORS), default="matmul",
                     help="the busy neighbour: torch matmul loop (default) or pure-Python loop")
@@ -244,8 +295,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not set(conditions) <= {"idle", "contended"} or not conditions:
         ap.error("--conditions takes idle and/or contended")
 
+    if args.workload != "train" and (args.tuner or args.runner != "cli"):
+        ap.error("--tuner and --runner go with --workload train (invert and eval tune by default)")
     arms = make_arms(args)
-    print(f"threads_contention: {args.steps} steps, {args.repeats} repeat(s), {os.cpu_count()} CPUs, "
+    print(f"threads_contention: {args.workload}, {args.steps} steps, {args.repeats} repeat(s), {os.cpu_count()} CPUs, "
           f"competitor {args.competitor}"
           + (f" x{args.competitor_threads} threads" if args.competitor == "matmul" else "")
           + f"; runner {args.runner}; statgan defaults: {dict(DEFAULTS)}", flush=True)
@@ -254,6 +307,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"  arm {arm.name:<24} threads={arm.threads or 'default'} env={shown}", flush=True)
     with tempfile.TemporaryDirectory(prefix="statgan-threads-") as tmp:
         workdir = Path(tmp)
+        run_dir = prepare_run(workdir) if args.workload != "train" else None
         for r in range(args.repeats):
             for cond in conditions:
                 for i, arm in enumerate(arms):
@@ -261,8 +315,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     comp = start_competitor(args.competitor, args.competitor_threads, arm.env) \
                         if cond == "contended" else None
                     try:
-                        loop, cpu, wall, tuned = train_once(arm, args.steps, workdir, f"{r}-{cond}-{i}", args.overrides,
-                                                      args.runner)
+                        tag = f"{r}-{cond}-{i}"
+                        if run_dir is None:
+                            loop, cpu, wall, tuned = train_once(arm, args.steps, workdir, tag, args.overrides,
+                                                                args.runner)
+                        else:
+                            loop, cpu, wall, tuned = command_once(arm, args.workload, args.steps, args.n, run_dir,
+                                                                  workdir, tag)
                     finally:
                         if comp is not None:
                             stop(comp)
@@ -271,7 +330,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     print(f"  [{r + 1}/{args.repeats}] {cond:<9} {arm.name:<24} loop {loop:6.1f} s  "
                           f"process CPU {cpu:6.1f} s  wall {wall:6.1f} s  load {before}{tuned}", flush=True)
 
-    print(f"\nmedian loop seconds for {args.steps} steps (min-max); CPU seconds of the training process")
+    what = {"train": "training loop", "invert": "statgan invert (its JSON)", "eval": "statgan eval (process wall)"}
+    print(f"\nmedian seconds of the {what[args.workload]} for {args.steps} steps (min-max); CPU seconds of the process")
     print(f"{'arm':<26}" + "".join(f"{c + ' s':>22}{c + ' CPU':>14}" for c in conditions))
     for arm in arms:
         print(f"{arm.name:<26}" + "".join(f"{fmt(arm.times[c]):>22}{fmt(arm.cpu[c]):>14}" for c in conditions))

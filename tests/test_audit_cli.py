@@ -136,15 +136,16 @@ def test_invert_on_toy_data_works_except_for_ood(tmp_path, capsys):
     (["invert", "{run}", "--split", "train", "--restarts", "0"], "restarts must be an integer >= 1, got 0"),
     (["audit", "{run}", "--quick", "--steps", "0"], "steps must be an integer >= 1, got 0"),
     (["invert", "{run}", "--split", "train", "--threads", "0"], "--threads must be an integer >= 1"),
-    (["invert", "{missing}", "--split", "train"], "not a statgan run directory"),
-    (["audit", "{missing}"], "not a statgan run directory"),
+    (["invert", "{missing}", "--split", "train"], "no such run directory or file"),
+    (["audit", "{missing}"], "no such run directory or file"),
+    (["audit", "{tmp}"], "is not a statgan run directory"),
     (["audit", "{run}", "--n", "0"], "n must be an integer >= 1"),
     (["audit", "{run}", "--quick", "--ood", "glyphs,nope"], "unknown OOD set 'nope'"),
     (["audit", "{run}", "--quick", "--sigma", "-1"], "sigma must be a finite positive number"),
     (["audit", "{run}", "--quick", "--n-valid", "1"], "n_valid must be an integer >= 2"),
 ])
 def test_bad_input_is_one_line_error(run_dir, tmp_path, capsys, argv, fragment):
-    argv = [a.format(run=run_dir, missing=tmp_path / "nowhere") for a in argv]
+    argv = [a.format(run=run_dir, missing=tmp_path / "nowhere", tmp=tmp_path) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("statgan: error: ") and fragment in err and err.count("\n") == 1, err

@@ -35,6 +35,9 @@ def _one_line_error(capsys, *needles, after_notes=False):
     (["eval", "{run}", "--n", "100", "--batch-size", "-4"], ["--batch-size must be an integer >= 1, got -4"]),
     (["sample", "{run}", "--nrow", "0", "--out", "{tmp}/x.png"], ["--nrow must be an integer >= 1, got 0"]),
     (["sample", "{run}", "-n", "100000000000", "--out", "{tmp}/x.safetensors"], ["-n 100000000000", "GiB", "smaller -n"]),
+    (["sample", "{run}", "--threads", "0", "--out", "{tmp}/x.png"], ["--threads must be an integer >= 1, got 0"]),
+    (["interpolate", "{run}", "--threads", "-2", "--out", "{tmp}/x.png"], ["--threads must be an integer >= 1, got -2"]),
+    (["eval", "{run}", "--n", "100", "--threads", "0"], ["--threads must be an integer >= 1, got 0"]),
     (["train", "toy-8gaussians", "train.steps=99999999999999999999"], ["train.steps", "expected ≤ 1000000000"]),
     (["train", "toy-8gaussians", "run.name=../escape", "run.out_dir={tmp}"], ["run.name: '../escape' is not a folder name"]),
 ])
@@ -50,6 +53,33 @@ def test_n_is_spelt_both_ways_everywhere():
     for argv in (["sample", "R"], ["interpolate", "R"], ["eval", "R"], ["invert", "R", "--split", "test"], ["audit", "R"]):
         for flag in ("-n", "--n"):
             assert p.parse_args([*argv, flag, "7"]).n == 7, (argv, flag)
+
+
+def test_threads_is_an_option_of_every_command_that_runs_a_generator():
+    p = build_parser()
+    for argv in (["sample", "R"], ["interpolate", "R"], ["eval", "R"], ["invert", "R", "--split", "test"], ["audit", "R"]):
+        assert p.parse_args(argv).threads is None, argv  # unset: torch's count with the thread tuner
+        assert p.parse_args([*argv, "--threads", "3"]).threads == 3, argv
+
+
+def test_command_threads_fixes_or_tunes_and_gives_the_count_back():
+    torch = pytest.importorskip("torch")
+    from statgan.cli._common import command_threads
+    from statgan.runtime import threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with command_threads(1):
+            assert torch.get_num_threads() == 1 and threads.installed() is None
+        assert torch.get_num_threads() == 2
+        with command_threads(None):
+            tuner = threads.installed()
+            assert isinstance(tuner, threads.ThreadTuner) and torch.get_num_threads() == 2
+            torch.set_num_threads(1)  # as the tuner does beside a busy process
+        assert threads.installed() is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_eval_takes_minus_n(toy_run, capsys):

@@ -79,7 +79,8 @@ def test_cli_eval_and_its_errors(tmp_path, capsys):
     assert "FID (pixels-2)" in out and "wrote" in out
     for argv, fragment in [
         (["eval", str(tmp_path / "toy"), "--metrics", "fid,nope"], "unknown metric 'nope'"),
-        (["eval", str(tmp_path / "nowhere")], "neither a run directory"),
+        (["eval", str(tmp_path / "nowhere")], "no such run directory or file"),
+        (["eval", str(tmp_path / "toy"), "--reference", str(tmp_path / "none.npz")], "neither a run directory"),
         (["eval", str(tmp_path / "toy"), "--n", "1"], "--n must be at least 2"),
         (["eval", str(tmp_path / "toy"), "--metrics", "is"], "no class logits"),
     ]:

@@ -39,8 +39,8 @@ def test_grid_scale_enlarges_every_pixel(run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--out", "x.txt"], "--out 'x.txt': expected a file ending in .png or .safetensors"),
-    (["--out", "grid"], "expected a file ending in .png or .safetensors"),
+    (["--out", "x.txt"], "--out 'x.txt': expected a file ending in .png, .safetensors, .npz"),
+    (["--out", "grid"], "or a folder DIR/ (one PNG per sample)"),
     (["--scale", "0"], "--scale must be an integer >= 1, got 0"),
     (["-n", "0"], "-n must be an integer >= 1, got 0"),
 ])

@@ -263,3 +263,100 @@ def test_tuner_switching_threads_does_not_change_a_training_run(tmp_path):
         torch.set_num_threads(before)
     fixed, tuned = results
     assert all(torch.equal(fixed[k], tuned[k]) for k in fixed)
+
+
+# ---- the tuner of a command, ticked by the library's loops -----------------------------------------
+
+
+def test_a_new_loop_is_measured_afresh_and_the_gap_between_loops_is_not_a_tick():
+    fake = FakeTorch(2, {2: 0.05, 1: 0.08})
+    tuner = fake.tuner(hold=1000, max_hold=1000)
+    tuner.start_loop("invert")
+    fake.run(tuner, 40)
+    assert len(tuner.history) == 1 and tuner.history[0][2] == "start"
+    # the same loop again after a long pause (data loading between two sets): no new measurement
+    fake.t += 100.0
+    tuner.start_loop("invert")
+    fake.run(tuner, 40)
+    assert len(tuner.history) == 1
+    # another loop, slower per tick and faster on one thread: measured from the count in use
+    tuner.start_loop("ais")
+    fake.cost = {2: 0.5, 1: 0.2}
+    fake.run(tuner, 40)
+    assert len(tuner.history) == 2
+    tick, chosen, why, scores = tuner.history[1]
+    assert why == "loop ais" and chosen == 1 and set(scores) == {1, 2}
+    assert scores[2] == pytest.approx(0.5) and scores[1] == pytest.approx(0.2)
+
+
+def test_loop_hooks_do_nothing_without_a_tuner_and_reach_the_installed_one():
+    assert threads.installed() is None
+    threads.loop_start("x")  # no tuner: nothing happens, nothing fails
+    threads.loop_tick()
+    fake = FakeTorch(2, {2: 0.05, 1: 0.08})
+    tuner = fake.tuner()
+    with threads.tuning(tuner) as t:
+        assert t is tuner and threads.installed() is tuner
+        threads.loop_start("x")
+        for _ in range(3):
+            threads.loop_tick()
+        with threads.tuning(None):  # a fixed count: the outer tuner stays
+            assert threads.installed() is tuner
+    assert threads.installed() is None and tuner.ticks == 3
+
+
+class _Recorder:
+    """Stands in for a tuner: records the loops the library starts and the ticks of each."""
+
+    def __init__(self):
+        self.loops = []
+
+    def start_loop(self, name):
+        self.loops.append([name, 0])
+
+    def tick(self):
+        self.loops[-1][1] += 1
+
+
+def test_the_audit_and_eval_loops_tick_the_installed_tuner():
+    torch = pytest.importorskip("torch")
+    from statgan.audit.ais import ais
+    from statgan.audit.inversion import invert
+    from statgan.metrics.features import get_extractor
+    from statgan.metrics.sources import extract, tensor_batches
+
+    g = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 4, 4)))
+    x = torch.rand(4, 1, 4, 4) * 2 - 1
+    rec = _Recorder()
+    with threads.tuning(rec):
+        invert(g, x, 3, restarts=2, steps=5, seed=0)
+        ais(g, x, 3, sigma=0.3, n_steps=6, n_chains=2, seed=0)
+        extract("test", tensor_batches(x, None, 2), get_extractor("pixels"), frozenset())
+    assert rec.loops == [["invert", 5], ["ais", 5], ["features: test", 2]]
+
+
+def test_switching_threads_inside_the_audit_loops_does_not_change_their_numbers():
+    torch = pytest.importorskip("torch")
+    from statgan import config
+    from statgan.audit.ais import ais
+    from statgan.audit.inversion import invert
+    from statgan.models import build_models
+
+    torch.manual_seed(0)
+    G, _ = build_models(config.load(None, []), (1, 28, 28))  # the default DCGAN: parallel kernels
+    G.eval()
+    x = torch.rand(6, 1, 28, 28) * 2 - 1
+    before = torch.get_num_threads()
+    results = []
+    try:
+        torch.set_num_threads(max(2, before))
+        for tuner in (None, threads.ThreadTuner(warmup=0, window=1, hold=1, max_hold=1, run_delay=None, environ={})):
+            with threads.tuning(tuner):
+                inv = invert(G, x, 100, restarts=2, steps=8, seed=1)
+                a = ais(G, x[:2], 100, sigma=0.2, n_steps=8, n_chains=2, seed=2)
+            results.append((inv.z, inv.mse, a.log_weights))
+            if tuner is not None:
+                assert sum(len(h[3]) == 2 for h in tuner.history) >= 2  # it tried 1 and 2 threads
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(u, v) for u, v in zip(*results))

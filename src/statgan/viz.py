@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, features
 from torch import Tensor
@@ -116,6 +117,31 @@ def save_samples(
         raise ValueError(f"cannot draw samples of shape {tuple(samples.shape)}; expected (B,C,H,W) or (B,2)")
     atomic_write_bytes(path, blob)
     return path
+
+
+def to_uint8_nhwc(images: torch.Tensor) -> "np.ndarray":
+    """(B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C): the array other evaluation suites read
+    (torch-fidelity, clean-fid), [-1, 1] mapped to [0, 255] with rounding, as :func:`png_grid`."""
+    x = images.detach().float().cpu()
+    return x.add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def save_sample_pngs(images: torch.Tensor, folder: Union[str, Path]) -> List[Path]:
+    """One PNG per image, ``folder/000000.png`` ..., each written atomically; grayscale stays one
+    channel (``L``), colour is ``RGB``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    u8 = to_uint8_nhwc(images)
+    width = max(6, len(str(len(u8) - 1)))
+    paths = []
+    for i, a in enumerate(u8):
+        im = Image.fromarray(a[..., 0], "L") if a.shape[-1] == 1 else Image.fromarray(a, "RGB")
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        path = folder / f"{i:0{width}d}.png"
+        atomic_write_bytes(path, buf.getvalue())
+        paths.append(path)
+    return paths
 
 
 #: metrics.jsonl keys drawn as curves, one panel each (present ones only); anything else is left out

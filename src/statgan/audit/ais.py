@@ -73,6 +73,7 @@ from ._common import (
     logmeanexp,
 )
 from .proposal import IsotropicGaussian, Proposal
+from ..runtime import threads
 from ..runtime.seeding import SeedLike, make_rng
 from ..runtime.validation import check_int, check_positive
 
@@ -359,6 +360,7 @@ def _anneal(evaluate: Callable[[Tensor], _State], z0: Tensor, betas: List[float]
     log_w = torch.zeros(B, K, dtype=torch.float64, device=dev)
 
     state = evaluate(z0)
+    threads.loop_start("ais")  # a command's thread tuner, if any, times each transition
     for t in range(1, T + 1):
         log_w += (betas[t] - betas[t - 1]) * state.increment()
         if t == T:  # the last weight is in; a transition at beta_T would not change the estimate
@@ -374,6 +376,7 @@ def _anneal(evaluate: Callable[[Tensor], _State], z0: Tensor, betas: List[float]
             avg_acc.mul_(ACCEPTANCE_SLOWNESS).add_((1 - ACCEPTANCE_SLOWNESS) * acc_mean)
             factor = torch.where(avg_acc > TARGET_ACCEPTANCE, STEP_INCREASE, STEP_DECREASE).to(dt)
             eps = (eps * factor.reshape(B, 1, 1)).clamp_(STEP_MIN, STEP_MAX)
+        threads.loop_tick()
     acceptance = acc_sum / max(T - 1, 1)
     return log_w, acceptance, schedule, state
 

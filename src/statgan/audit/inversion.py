@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics.features import load_lenet, to_gray28
+from ..runtime import threads
 from ..runtime.seeding import SeedLike, make_rng
 from ..runtime.validation import check_int, check_positive
 from ._common import check_images, chunks, frozen, generate
@@ -227,6 +228,7 @@ def invert(
             opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
             best_obj = torch.full((b, restarts), math.inf, device=device, dtype=dtype)
             best_z = z.detach().clone()
+            threads.loop_start("invert")  # a command's thread tuner, if any, times each step
             for t in range(steps + 1):
                 with torch.set_grad_enabled(t < steps):
                     obj, err, _, _ = _objective(generator, z, x3, fx, data_shape, *args)
@@ -246,6 +248,7 @@ def invert(
                 z.grad = g
                 opt.param_groups[0]["lr"] = lrs[t]
                 opt.step()
+                threads.loop_tick()
             # best restart per image; recompute its error terms and reconstruction (one forward)
             idx = best_obj.argmin(1)
             zb = best_z[torch.arange(b, device=device), idx].unsqueeze(1)

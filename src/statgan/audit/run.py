@@ -31,7 +31,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Union
+from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -41,12 +41,16 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import ConfigError, StatganError
+from ..generator_source import GeneratorOptions, LoadedGenerator
 from ..rundir.files import atomic_write_bytes, atomic_write_text
 from ..viz import inversion_picture_skip, save_inversion_pairs
 from . import stages
+from ._common import frozen
+from .budget import measure_units, plan, projection_lines
 from .ood import local_variance
 from .report import render_report
 from .rundata import feature_loss, load_run, parse_split, run_fid, split_images
+from .rundata import RunData
 from .settings import AuditSettings, InvertSettings
 from .summary import (
     AUDIT_FORMAT,
@@ -56,6 +60,7 @@ from .summary import (
     InvertedSet,
     InvertSummary,
     Machine,
+    SigmaChoice,
     Stats,
     Versions,
     to_json,
@@ -85,7 +90,7 @@ def invert_file_name(split: str, s: InvertSettings) -> str:
 
 
 def invert_split(
-    run_dir: Union[str, Path],
+    run_dir: Union[str, Path, LoadedGenerator],
     split: str,
     settings: Optional[InvertSettings] = None,
     *,
@@ -93,15 +98,21 @@ def invert_split(
     device: str = "cpu",
     checkpoint: Optional[Union[str, Path]] = None,
     ema: bool = True,
+    options: Optional[GeneratorOptions] = None,
+    train: Optional[str] = None,
+    test: Optional[str] = None,
 ) -> InvertSummary:
-    """Invert the run's generator on one image set; write tensors (.safetensors), a picture (.png)
-    and a JSON summary.
+    """Invert a generator on one image set; write tensors (.safetensors), a picture (.png) and a
+    JSON summary. ``run_dir``: any GENERATOR (:mod:`statgan.generator_source`: a run directory,
+    ``FILE.py:NAME``, a TorchScript file) read with ``options``; ``train`` / ``test``: image sets
+    (folder, .npz, ``data:NAME:SPLIT``) for those splits, which a generator from elsewhere needs.
 
     Tensors per set NAME: ``NAME.z`` (n, d), ``NAME.errors`` (n,) (the loss), ``NAME.mse`` (n,),
     ``NAME.images`` and ``NAME.reconstructions``. The picture (:func:`statgan.viz.save_inversion_pairs`)
     shows, per set, the 8 cases nearest the median error and the 8 worst, each original above its
     reconstruction G(z*) (2-D points: a scatter, originals joined to their reconstructions); for other
-    data none is drawn and ``picture_note`` says why. Default output: ``RUN/audit/`` +
+    data none is drawn and ``picture_note`` says why. Default output: ``RUN/audit/`` (another
+    generator: :meth:`~statgan.generator_source.LoadedGenerator.output_dir`) +
     :func:`invert_file_name` (+ ``.png``, ``.json``). Returns the summary, its ``picture`` set to the
     PNG (or ``None``) and ``path`` to the JSON file.
     """
@@ -111,7 +122,7 @@ def invert_split(
         raise ConfigError(f"--out must end in .safetensors (the JSON summary and PNG are written next to it), "
                           f"got {str(out)!r}")
     t0 = time.perf_counter()
-    run = load_run(run_dir, s.seed, checkpoint, ema, device)
+    run = load_run(run_dir, s.seed, checkpoint, ema, device, options=options, train=train, test=test)
     feature = feature_loss(s.loss, run)
     tensors: Dict[str, Tensor] = {}
     sets: Dict[str, InvertedSet] = {}
@@ -121,7 +132,7 @@ def invert_split(
                         f"{name}.images": x, f"{name}.reconstructions": res.reconstructions.float()})
         sets[name] = InvertedSet(n=int(x.shape[0]), error=Stats.of(res.errors), mse=Stats.of(res.mse))
     key = str(split).strip().lower()
-    out = Path(out) if out is not None else Path(run_dir) / "audit" / invert_file_name(key, s)
+    out = Path(out) if out is not None else run.source.output_dir("audit") / invert_file_name(key, s)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_tensors(out, tensors, {"format": INVERT_FORMAT, "split": key, "loss": s.loss})
     unit = "pixel MSE" if s.loss == "l2" else "LeNet feature MSE"
@@ -134,7 +145,8 @@ def invert_split(
              for name in sets},
             error_unit=unit))
     summary = InvertSummary(
-        run=str(run_dir), step=run.step, weights=run.weights, split=key, loss=s.loss,
+        run=run.source.identity.spec, step=run.step, weights=run.weights, generator=run.source.identity,
+        split=key, loss=s.loss,
         error_unit=unit, settings=s, sets=sets, tensors=str(out), picture=picture, picture_note=note,
         seconds=round(time.perf_counter() - t0, 3), versions=_versions(),
     )
@@ -180,7 +192,7 @@ def _quiet(msg: str) -> None:
 
 
 def audit_run(
-    run_dir: Union[str, Path],
+    run_dir: Union[str, Path, LoadedGenerator],
     settings: Optional[AuditSettings] = None,
     *,
     checkpoint: Optional[Union[str, Path]] = None,
@@ -190,65 +202,104 @@ def audit_run(
     log: Optional[Log] = _stderr,
     write: bool = True,
     progress: bool = True,
+    options: Optional[GeneratorOptions] = None,
+    train: Optional[str] = None,
+    test: Optional[str] = None,
 ) -> AuditSummary:
-    """Audit a run: inversion, sigma, AIS, BDMC, typicality, AUROCs, correlation, verdicts.
+    """Audit a generator: inversion, sigma, AIS, BDMC, typicality, AUROCs, correlation, verdicts.
+
+    ``run_dir``: any GENERATOR (:mod:`statgan.generator_source`), read with ``options``;
+    ``train`` / ``test``: image sets (folder, .npz, ``data:NAME:SPLIT``) that replace a run's own
+    splits. A generator from elsewhere may have neither, one or both: what needs a missing set is
+    not run and says so (``summary.missing_sets``, findings with the verdict "not run", "not run"
+    paragraphs in the report); everything else -- the generated and OOD sets, BDMC on model
+    samples, typicality against them -- runs as usual. Without test images sigma is ``--sigma``
+    or fixed (:data:`statgan.audit.stages.FIXED_SIGMA`).
 
     Writes ``OUT/report.html`` (self-contained), ``OUT/summary.json`` (:func:`statgan.audit.summary.to_json`
     of the result) and ``OUT/per_image.safetensors`` (per-image errors, log-likelihoods, local
-    variances and latents), OUT = ``RUN/audit`` unless ``out_dir``; returns the summary
+    variances and latents), OUT = ``RUN/audit`` (another generator:
+    :meth:`~statgan.generator_source.LoadedGenerator.output_dir`) unless ``out_dir``; returns the summary
     (``summary.paths`` names the files; ``None`` with ``write=False``). ``progress``: a tqdm bar
     with an ETA per stage on stderr, when it is a terminal (never with ``log=None``).
     """
     s = (settings or AuditSettings()).validate()
     clock = _Clock(log or _quiet, quiet=log is None or not progress)
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
-    run = load_run(run_dir, s.seed, checkpoint, ema, device)
+    run = load_run(run_dir, s.seed, checkpoint, ema, device, options=options, train=train, test=test)
     if not run.is_image or min(run.data_shape[1:]) < 8:
         raise StatganError(f"statgan audit needs image data of at least 8x8 pixels, but {run.dataset!r} has samples "
                            f"of shape {list(run.data_shape)} (statgan invert works on any data)")
     feature = feature_loss(s.loss, run)
+    missing = stages.missing_sets(run)
 
     with clock("data"):
         sets = stages.image_sets(run, s)
-        clock.say(f"audit: {run.run_dir} step {run.step} ({run.weights} weights); sets: "
-                  + ", ".join(f"{k} {v.shape[0]}" for k, v in sets.scored.items()) + f", valid {sets.valid.shape[0]}")
-    inverted = {**sets.scored, "valid": sets.valid}
+        clock.say(f"audit: {run.source.identity.describe()}; sets: "
+                  + ", ".join(f"{k} {v.shape[0]}" for k, v in sets.inverted.items()))
+        for name, why in missing.items():
+            clock.say(f"audit: {why}; what needs {name} images is not run")
+    inverted = sets.inverted
+    projected = _project(run, s, {k: v.shape[0] for k, v in inverted.items()}, clock)
     with clock("inversion", total=sum(x.shape[0] for x in inverted.values())) as tick:
         inv = stages.invert_sets(run, sets, s, feature, progress=tick)
     with clock("sigma"):
-        sigma = stages.choose_sigma(run, sets.valid, inv["valid"], s)
+        sigma = stages.choose_sigma(run, sets.valid, inv.get("valid"), s)
     with clock("ais", total=sum(x.shape[0] for x in inverted.values())) as tick:
         lik = stages.likelihoods(run, inverted, inv, sigma.chosen, s, progress=tick)
     with clock("bdmc"):
         bounds = stages.bdmc_bounds(run, sigma.chosen, s)
     with clock("scores"):
-        ll, err, names = lik.log_likelihood, stages.errors(inv), sets.ood_names
+        ll, names = lik.log_likelihood, sets.ood_names
         per = stages.PerImage(sets=sets, inversions=inv, likelihoods=lik, bdmc=bounds,
                               local_variance={name: local_variance(x) for name, x in sets.scored.items()},
                               typicality=stages.typicality_tests(ll, bounds.lower, names, s,
                                                                  stages.typicality_batch(sets, s)))
-        summary = AuditSummary(
-            run=str(run_dir), step=run.step, weights=run.weights, dataset=run.dataset, data_shape=run.data_shape,
-            latent_dim=run.latent_dim, settings=s,
-            error_unit="pixel MSE ([-1, 1] scale)" if s.loss == "l2" else "LeNet feature MSE",
-            likelihood_unit="nats (density on [-1, 1] pixels); bits/dim in 8-bit pixel units",
-            sigma=sigma, bdmc=bounds.summary(),
-            splits=stages.set_summaries(inv, lik, per.local_variance, bounds.lower, names, math.prod(run.data_shape)),
-            ood_sets=tuple(names), inversion=stages.inversion_ratios(err, seed=s.seed),
-            auroc=stages.ood_scores(err, ll, per.typicality, names),
-            memorisation=stages.memorisation(err, ll, run, sets, s),
-            correlation=stages.correlations(ll, per.local_variance, names, gap_allowance(bounds.gaps)),
-            typicality=per.typicality.summary(s),
-            timing=clock.timing, versions=_versions(), time=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            machine=Machine(threads=torch.get_num_threads(), cpu_count=os.cpu_count(), device=str(run.device),
-                            platform=platform.platform(), load_average_at_start=tuple(load0) if load0 else None),
-            fid=run_fid(run_dir, run.step, run.weights),
-        )
+        summary = _summarise(run, s, per, sigma, clock, load0, missing)
+    summary.projected = projected
     summary.findings = findings(summary)
     summary.seconds = clock.elapsed()
     if write:
-        _write(Path(out_dir) if out_dir is not None else Path(run_dir) / "audit", summary, per, clock)
+        _write(Path(out_dir) if out_dir is not None else run.source.output_dir("audit"), summary, per, clock)
     return summary
+
+
+def _project(run: RunData, s: AuditSettings, sizes: Dict[str, int], clock: _Clock) -> Dict[str, float]:
+    """Time a generator pass (and a Jacobian) on this device, say what each long stage will cost and
+    how to cut it, before those stages start; the projected seconds by stage (kept in the summary,
+    beside the measured ``timing``)."""
+    with frozen(run.G):
+        units = measure_units(run.G, run.latent_dim, run.device, jacobians=s.proposal == "laplace")
+    costs = plan(s, sizes, units, sigma_given=s.sigma is not None or "valid" not in sizes)
+    for line in projection_lines(costs, units, s, run.device):
+        clock.say(line)
+    return {c.stage: round(c.seconds, 2) for c in costs}
+
+
+def _summarise(run: RunData, s: AuditSettings, per: stages.PerImage, sigma: SigmaChoice, clock: _Clock,
+               load0: Optional[Tuple[float, ...]], missing: Dict[str, str]) -> AuditSummary:
+    """The summary of the stages' results (findings, ``seconds`` and ``paths`` are filled in later)."""
+    ll, err, names, bounds = per.likelihoods.log_likelihood, stages.errors(per.inversions), per.sets.ood_names, per.bdmc
+    return AuditSummary(
+        run=run.source.identity.spec, step=run.step, weights=run.weights, generator=run.source.identity,
+        dataset=run.dataset, data_shape=run.data_shape,
+        latent_dim=run.latent_dim, settings=s,
+        error_unit="pixel MSE ([-1, 1] scale)" if s.loss == "l2" else "LeNet feature MSE",
+        likelihood_unit="nats (density on [-1, 1] pixels); bits/dim in 8-bit pixel units",
+        sigma=sigma, bdmc=bounds.summary(),
+        splits=stages.set_summaries(per.inversions, per.likelihoods, per.local_variance, bounds.lower, names,
+                                    math.prod(run.data_shape)),
+        ood_sets=tuple(names), inversion=stages.inversion_ratios(err, seed=s.seed),
+        auroc=stages.ood_scores(err, ll, per.typicality, names),
+        memorisation=stages.memorisation(err, ll, run, per.sets, s),
+        correlation=stages.correlations(ll, per.local_variance, names, gap_allowance(bounds.gaps)),
+        typicality=per.typicality.summary(s),
+        timing=clock.timing, versions=_versions(), time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        machine=Machine(threads=torch.get_num_threads(), cpu_count=os.cpu_count(), device=str(run.device),
+                        platform=platform.platform(), load_average_at_start=tuple(load0) if load0 else None),
+        fid=run_fid(run.run_dir, run.step, run.weights) if run.run_dir is not None else None,
+        missing_sets=missing or None,
+    )
 
 
 def _write(out: Path, summary: AuditSummary, per: stages.PerImage, clock: _Clock) -> None:

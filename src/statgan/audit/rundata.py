@@ -1,14 +1,19 @@
-"""A trained run as the audit sees it: its generator, its data, and the seeded image sets.
+"""A generator as the audit sees it: the network, its data, and the seeded image sets.
 
-Everything comes from the run directory (like ``statgan eval``): the generator from its latest
-checkpoint (EMA weights by default, :func:`statgan.rundir.run.load_generator`), the data from the
-dataset named in the checkpoint's config. The sets:
+The generator is any GENERATOR (:mod:`statgan.generator_source`): a run directory (its latest
+checkpoint, EMA weights by default), ``FILE.py:NAME``, or a TorchScript / torch.export file. The
+data: ``--train SET`` / ``--test SET`` where given (any image set ``statgan eval`` reads: a folder,
+an ``.npz``, ``data:NAME:SPLIT``), else, for a run, the dataset named in its checkpoint's config;
+a generator from elsewhere has only the sets it is given (:attr:`RunData.has_train`,
+:attr:`RunData.has_test`). The sets:
 
 * ``train``     -- ``n`` random training images;
 * ``test``      -- ``n`` random images of the dataset's test split;
 * ``valid``     -- ``n_valid`` *other* test-split images (disjoint from ``test``);
 * ``generated`` -- ``n`` generator outputs G(z), z ~ N(0, I) (noise-free: on the GAN manifold);
-* OOD sets      -- :func:`statgan.data.ood.ood_sets` built from the test split.
+* OOD sets      -- :func:`statgan.data.ood.ood_sets` built from the test split (without one, from
+  generated images: the blurred and inverted sets need a picture of the data), at the generator's
+  image size and channels.
 
 Every random choice draws from its own generator seeded by
 :func:`statgan.runtime.seeding.derived_seed` (seed, ``"audit:"`` + purpose) -- the scheme training uses
@@ -28,7 +33,8 @@ from torch import Tensor
 from .. import data as datasets
 from ..data.ood import EXTERNAL_SETS, OOD_SETS, ood_sets
 from ..errors import ConfigError, StatganError
-from ..rundir.run import load_generator
+from ..generator_source import GeneratorOptions, LoadedGenerator, load_generator_source
+from ..metrics.sources import load_image_source
 from ..runtime.seeding import derived_seed, seeded_generator
 from .inversion import lenet_feature_fn
 from .settings import LOSSES
@@ -51,32 +57,65 @@ def _take(data: Any, idx: Tensor) -> Tensor:
 
 
 class RunData:
-    """A run's generator and data, loaded once, handing out the seeded image sets."""
+    """A generator and its data, loaded once, handing out the seeded image sets.
 
-    def __init__(self, run_dir: Union[str, Path], seed: int = 0, checkpoint: Optional[Union[str, Path]] = None,
-                 ema: bool = True, device: str = "cpu") -> None:
-        self.run_dir, self.seed = Path(run_dir), int(seed)
-        if checkpoint is None and not (self.run_dir / "config.yaml").is_file() and not (self.run_dir / "checkpoints").is_dir():
-            raise StatganError(f"{str(self.run_dir)!r} is not a statgan run directory (no config.yaml or checkpoints/)")
-        self.G, self.meta = load_generator(self.run_dir, Path(checkpoint) if checkpoint else None, ema=ema, device=device)
-        self.device = next(self.G.parameters()).device
-        self.step = int(self.meta["step"])
-        self.latent_dim = int(self.meta["latent_dim"])
-        self.data_shape = tuple(int(s) for s in self.meta["data_shape"])
-        self.weights = "EMA" if (ema and self.meta.get("ema")) else "raw"
-        cfg_data = dict(self.meta["config"]["data"])
-        self.dataset, self.root = cfg_data.pop("name"), cfg_data.pop("root", None)
-        self.options = cfg_data.pop("options", None) or {}
-        self.options.update(cfg_data)
+    ``sets``: ``{"train": SET, "test": SET}`` image sets given by the user (either may be left out);
+    they replace a run's own splits."""
+
+    def __init__(self, source: LoadedGenerator, seed: int = 0, sets: Optional[Dict[str, Optional[str]]] = None) -> None:
+        self.source, self.seed = source, int(seed)
+        self.G = source.module
+        self.run_dir: Optional[Path] = source.run_dir
+        self.meta = source.meta
+        self.device = source.device
+        ident = source.identity
+        self.step, self.weights = ident.step, ident.weights
+        self.latent_dim = ident.latent_dim
+        self.data_shape = tuple(ident.data_shape)
+        self.given = {k: v for k, v in (sets or {}).items() if v is not None}
+        unknown = set(self.given) - {"train", "test"}
+        if unknown:
+            raise ConfigError(f"image sets are given for train and test only, not {sorted(unknown)}")
+        self.dataset: str = "none"
+        self.root: Optional[str] = None
+        self.options: Dict[str, Any] = {}
+        if self.meta is not None:
+            cfg_data = dict(self.meta["config"]["data"])
+            self.dataset, self.root = cfg_data.pop("name"), cfg_data.pop("root", None)
+            self._registered = self.dataset  # the run's dataset, by its registered name
+            self.options = cfg_data.pop("options", None) or {}
+            self.options.update(cfg_data)
+        if self.given:  # what the sets are, as the summary and the report name them
+            named = [f"{k} {v}" for k, v in self.given.items()]
+            self.dataset = ", ".join(named) if self.meta is None else f"{self.dataset} ({', '.join(named)})"
         self._cache: Dict[str, Any] = {}
 
     @property
     def is_image(self) -> bool:
         return len(self.data_shape) == 3
 
+    @property
+    def has_train(self) -> bool:
+        return "train" in self.given or self.meta is not None
+
+    @property
+    def has_test(self) -> bool:
+        return "test" in self.given or self.meta is not None
+
     def _data(self, split: str) -> Any:
         if split not in self._cache:
-            self._cache[split] = datasets.load(self.dataset, split, self.root, **self.options)
+            if split in self.given:
+                data = load_image_source(self.given[split])
+                shape = tuple(data.shape[1:]) if torch.is_tensor(data) else tuple(torch.as_tensor(data[0]).shape)
+                if shape != self.data_shape:
+                    raise ConfigError(f"--{split} {self.given[split]}: its images are {'x'.join(map(str, shape))}, but the "
+                                      f"generator makes {'x'.join(map(str, self.data_shape))}")
+                self._cache[split] = data
+            elif self.meta is not None:
+                self._cache[split] = datasets.load(self._registered, split, self.root, **self.options)
+            else:
+                raise ConfigError(f"no {split} images: this generator is not a statgan run, so give --{split} SET "
+                                  "(a folder, an .npz file or data:NAME:SPLIT)")
         return self._cache[split]
 
     def train(self, n: int) -> Tensor:
@@ -105,7 +144,11 @@ class RunData:
         return test, valid
 
     def reference(self, limit: int = 2000) -> Tensor:
-        """Held-out images the blurred / inverted OOD sets are made from (the test split)."""
+        """Images the blurred / inverted OOD sets are made from: the test split, or without one the
+        generator's own samples (seeded apart from the ``generated`` set)."""
+        if not self.has_test:
+            z = torch.randn(min(limit, 500), self.latent_dim, generator=seeded_generator(self.seed, "audit:ood-reference"))
+            return self._generate(z)
         data = self._data("test")
         if torch.is_tensor(data):
             return data.to(torch.float32)
@@ -114,9 +157,12 @@ class RunData:
     def generated(self, n: int, batch_size: int = 256) -> Tuple[Tensor, Tensor]:
         """(G(z), z) for n latents z ~ N(0, I) from the seeded stream."""
         z = torch.randn(n, self.latent_dim, generator=seeded_generator(self.seed, "audit:generated"))
+        return self._generate(z, batch_size), z
+
+    def _generate(self, z: Tensor, batch_size: int = 256) -> Tensor:
         with torch.no_grad():
-            x = torch.cat([self.G(z[i: i + batch_size].to(self.device)).float().cpu() for i in range(0, n, batch_size)])
-        return x, z
+            return torch.cat([self.G(z[i: i + batch_size].to(self.device)).float().cpu()
+                              for i in range(0, z.shape[0], batch_size)])
 
     def ood(self, n: int, names: Optional[Sequence[str]]) -> Dict[str, Tensor]:
         """``n`` images of each OOD set (``names=None``: the built-in ones + local external ones)."""
@@ -148,9 +194,19 @@ def run_fid(run_dir: Union[str, Path], step: Optional[int] = None, weights: Opti
     return (same_weights or same or found or [None])[-1]
 
 
-def load_run(run_dir: Union[str, Path], seed: int = 0, checkpoint: Optional[Union[str, Path]] = None, ema: bool = True,
-             device: str = "cpu") -> RunData:
-    return RunData(run_dir, seed, checkpoint, ema, device)
+def load_run(generator: Union[str, Path, LoadedGenerator], seed: int = 0, checkpoint: Optional[Union[str, Path]] = None,
+             ema: bool = True, device: str = "cpu", *, options: Optional[GeneratorOptions] = None,
+             train: Optional[str] = None, test: Optional[str] = None) -> RunData:
+    """The audit's view of GENERATOR (a spec, or one already loaded) with its image sets.
+
+    ``options`` says how to read a generator from elsewhere (:class:`GeneratorOptions`; its
+    checkpoint, ema and device are replaced by the arguments of the same name)."""
+    if not isinstance(generator, LoadedGenerator):
+        o = options or GeneratorOptions()
+        o = GeneratorOptions(latent_shape=o.latent_shape, latent=o.latent, output_range=o.output_range,
+                             checkpoint=str(checkpoint) if checkpoint else None, ema=ema, device=device)
+        generator = load_generator_source(generator, o)
+    return RunData(generator, seed, {"train": train, "test": test})
 
 
 def parse_split(split: str) -> Tuple[str, Optional[List[str]]]:

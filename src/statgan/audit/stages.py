@@ -10,6 +10,11 @@ Stages that produce per-image tensors return in-memory dataclasses (:class:`Imag
 :class:`Likelihoods`, :class:`BDMCBounds`, :class:`TypicalityTests`); the others return the pieces
 of :class:`statgan.audit.summary.AuditSummary` directly. Every sampler is seeded by (the settings'
 seed, its purpose), so a stage's numbers do not depend on which stages ran before it.
+
+A generator from elsewhere may come without training or test images (:attr:`RunData.has_train`,
+:attr:`RunData.has_test`): the stages then work on the sets there are -- the generated set, the
+OOD sets and the model samples always exist -- and what needs a missing set is ``None`` or absent
+(:class:`~statgan.audit.summary.AuditSummary` lists which), never computed from a stand-in.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from .proposal import IsotropicGaussian, Proposal
 from .rundata import FeatureLoss, RunData
 from .settings import PROPOSALS, AuditSettings, InvertSettings
 from .summary import (
+    OPTIONAL_SETS,
     BDMCSummary,
     Correlations,
     InversionRatios,
@@ -44,6 +50,7 @@ from .summary import (
     SigmaChoice,
     SigmaMargin,
     Stats,
+    missing_reason,
     TypicalityGroup,
     TypicalitySummary,
     TypicalityTestSummary,
@@ -62,9 +69,10 @@ from .uncertainty import (
 )
 
 __all__ = [
-    "BDMCBounds", "ImageSets", "Likelihoods", "Progress", "SetTypicality", "TypicalityTests", "bdmc_bounds", "choose_sigma", "correlations",
-    "errors", "image_sets", "invert_images", "invert_sets", "inversion_ratios", "likelihoods", "memorisation", "ood_scores",
-    "set_summaries", "set_typicality", "typicality_batch", "typicality_tests",
+    "BDMCBounds", "FIXED_SIGMA", "ImageSets", "Likelihoods", "Progress", "SetTypicality", "TypicalityTests", "bdmc_bounds",
+    "choose_sigma", "correlations", "errors", "image_sets", "invert_images", "invert_sets", "inversion_ratios",
+    "likelihoods", "memorisation", "missing_sets", "ood_scores", "set_summaries", "set_typicality", "typicality_batch",
+    "typicality_tests",
 ]
 
 #: images per chunk in inversion and AIS (memory: a chunk's generator activations x restarts/chains)
@@ -73,6 +81,9 @@ BATCH = 128
 LAPLACE_BATCH = 32
 #: training images the data-copying test measures distances to (a seeded subset of larger splits)
 COPYING_TRAIN = 10000
+#: sigma without held-out images to choose it on and no --sigma: the audit's usual choice on
+#: [-1, 1] pixels (the default MNIST run chose it), so the numbers stay comparable with other audits
+FIXED_SIGMA = 0.1
 
 #: a stage's progress callback: called with the number of images (or units) just finished
 Progress = Optional[Callable[[int], None]]
@@ -86,31 +97,48 @@ def _tick(progress: Progress, n: int) -> None:
 # ==== image sets ====================================================================================
 @dataclass
 class ImageSets:
-    """The images of one audit (CPU, float32). ``valid`` chooses sigma and joins the OOD test's permutation pool."""
+    """The images of one audit (CPU, float32). ``valid`` chooses sigma and joins the OOD test's
+    permutation pool. ``train`` is ``None`` without training images, ``test`` and ``valid`` without
+    test images (a generator from elsewhere has only the sets it is given)."""
 
-    train: Tensor
-    test: Tensor
-    valid: Tensor
+    train: Optional[Tensor]
+    test: Optional[Tensor]
+    valid: Optional[Tensor]
     generated: Tensor
     ood: Dict[str, Tensor]
 
     @property
     def scored(self) -> Dict[str, Tensor]:
-        """The sets of the tables and plots: train, test, generated, then the OOD sets."""
-        return {"train": self.train, "test": self.test, "generated": self.generated, **self.ood}
+        """The sets of the tables and plots: train, test, generated, then the OOD sets (those there are)."""
+        ind = {"train": self.train, "test": self.test, "generated": self.generated}
+        return {**{k: v for k, v in ind.items() if v is not None}, **self.ood}
+
+    @property
+    def inverted(self) -> Dict[str, Tensor]:
+        """Every set the audit inverts and scores: :attr:`scored`, then ``valid`` if there is one."""
+        return {**self.scored, **({"valid": self.valid} if self.valid is not None else {})}
 
     @property
     def ood_names(self) -> List[str]:
         return list(self.ood)
 
 
+def missing_sets(run: RunData) -> Dict[str, str]:
+    """The sets ``run`` has no images of (``"train"``, ``"test"``), each with why and the flag that
+    gives it; empty for a statgan run or when both were given."""
+    has = {"train": run.has_train, "test": run.has_test}
+    return {k: f"no {words} (give {flag}: a folder, an .npz file or data:NAME:SPLIT)"
+            for k, (words, flag) in OPTIONAL_SETS.items() if not has[k]}
+
+
 def image_sets(run: RunData, s: AuditSettings) -> ImageSets:
     """The audit's image sets, each at most as large as asked (a small dataset gives smaller sets:
-    :meth:`RunData.test_and_valid` splits a small test split between ``test`` and ``valid``)."""
-    test, valid = run.test_and_valid(s.n, s.n_valid)
-    assert valid is not None  # n_valid >= 2 (validated)
-    sets = ImageSets(train=run.train(s.n), test=test, valid=valid, generated=run.generated(s.n)[0],
-                     ood=run.ood(s.n_ood, s.ood))
+    :meth:`RunData.test_and_valid` splits a small test split between ``test`` and ``valid``); no
+    ``train`` / ``test`` and ``valid`` where the run has no such images."""
+    test, valid = run.test_and_valid(s.n, s.n_valid) if run.has_test else (None, None)
+    assert valid is not None or not run.has_test  # n_valid >= 2 (validated)
+    sets = ImageSets(train=run.train(s.n) if run.has_train else None, test=test, valid=valid,
+                     generated=run.generated(s.n)[0], ood=run.ood(s.n_ood, s.ood))
     if not sets.ood:
         raise StatganError("no OOD set could be built; pass --ood with set names")
     return sets
@@ -135,7 +163,7 @@ def invert_sets(run: RunData, sets: ImageSets, s: AuditSettings, feature: Featur
     """Every set inverted, keyed by name (the scored sets, then ``valid``); ``progress`` gets each
     set's image count when it is done."""
     out: Dict[str, InversionResult] = {}
-    for name, x in {**sets.scored, "valid": sets.valid}.items():
+    for name, x in sets.inverted.items():
         out[name] = invert_images(run, x, s, name, feature)
         _tick(progress, x.shape[0])
     return out
@@ -177,11 +205,17 @@ def _head(inv: InversionResult, k: int) -> InversionResult:
                            if getattr(inv, f) is not None})
 
 
-def choose_sigma(run: RunData, valid: Tensor, inv_valid: InversionResult, s: AuditSettings) -> SigmaChoice:
+def choose_sigma(run: RunData, valid: Optional[Tensor], inv_valid: Optional[InversionResult],
+                 s: AuditSettings) -> SigmaChoice:
     """The settings' sigma, or the candidate with the highest mean AIS log-likelihood of the first
-    ``sigma_images`` valid images (chains started from the settings' proposal at each candidate)."""
+    ``sigma_images`` valid images (chains started from the settings' proposal at each candidate);
+    without valid images (no test images) :data:`FIXED_SIGMA`, saying so -- choosing it on the
+    generator's own samples would favour the noise the model already fits best."""
     if s.sigma is not None:
         return SigmaChoice(chosen=float(s.sigma), method="given (--sigma)")
+    if valid is None or inv_valid is None:
+        return SigmaChoice(chosen=FIXED_SIGMA, method=f"fixed at {FIXED_SIGMA:g}: no held-out images to choose it "
+                                                      "(give --sigma or --test)")
     k = min(s.sigma_images, valid.shape[0])
     xk, ik = valid[:k].to(run.device), _head(inv_valid, k)
     sel = select_sigma(run.G, xk, run.latent_dim, candidates=s.sigma_candidates, n_steps=s.sigma_steps,
@@ -328,13 +362,15 @@ def set_typicality(h_ll: Tensor, pool_ll: Tensor, set_ll: Tensor, batch_size: in
 class TypicalityTests:
     """Typicality tests by tested set: against the model's typical set (H from half of the model
     samples, the other half in the permutation pool) and Nalisnick et al.'s OOD test (H from the
-    training images, the valid images in the pool); ``batch_size`` is the M that ran."""
+    training images, the valid images in the pool; empty, with ``ood_skipped`` saying why, when
+    either is missing); ``batch_size`` is the M that ran."""
 
     model_sets: Dict[str, SetTypicality]
     ood_sets: Dict[str, SetTypicality]
     model_reference: str
     ood_reference: str
     batch_size: int
+    ood_skipped: Optional[str] = None
 
     @property
     def model(self) -> Dict[str, TypicalityResult]:
@@ -350,23 +386,35 @@ class TypicalityTests:
 
         return TypicalitySummary(batch_size=self.batch_size, alpha=s.alpha, n_bootstrap=s.n_bootstrap,
                                  model_typical_set=group(self.model_reference, self.model_sets),
-                                 ood_test=group(self.ood_reference, self.ood_sets), calibration="permutation",
+                                 ood_test=group(self.ood_reference, self.ood_sets) if self.ood_skipped is None else None,
+                                 calibration="permutation",
                                  batch_size_requested=s.typicality_batch if self.batch_size != s.typicality_batch else None)
 
 
 def typicality_tests(ll: Dict[str, Tensor], model_ll: Tensor, ood_names: Sequence[str], s: AuditSettings,
                      batch_size: Optional[int] = None) -> TypicalityTests:
-    """Train, test and generated images against the model's typical set; test and OOD images in the
-    OOD test; batches of ``batch_size`` (default the settings')."""
+    """Train, test and generated images (those in ``ll``) against the model's typical set; test and
+    OOD images in the OOD test, which needs training and valid images; batches of ``batch_size``
+    (default the settings')."""
     m = batch_size or s.typicality_batch
     half = model_ll.numel() // 2
     model_h, model_pool = model_ll[:half], model_ll[half:]
+    lacking = [k for k in ("train", "test") if k not in ll or (k == "test" and "valid" not in ll)]
+    # Without training or valid images the OOD test has no reference, so the OOD sets are tested
+    # against the model's typical set instead. That is sound: it is the question Nalisnick et al.
+    # ask, with the model's own samples where they use training data as a stand-in for them, the
+    # same estimator on both sides (how loose the OOD sets' bounds are is unmeasured, as finding
+    # (d) says of training images; the shift column shows how far they sit). It is cheap: the tests
+    # it replaces cost the same. A full audit keeps the OOD sets out of that group, so its summary
+    # is what it was.
+    model_names = [k for k in ("train", "test", "generated") if k in ll] + (list(ood_names) if lacking else [])
     return TypicalityTests(
-        model_sets={name: set_typicality(model_h, model_pool, ll[name], m, s, "model") for name in ("train", "test", "generated")},
-        ood_sets={name: set_typicality(ll["train"], ll["valid"], ll[name], m, s, "ood") for name in ["test", *ood_names]},
+        model_sets={name: set_typicality(model_h, model_pool, ll[name], m, s, "model") for name in model_names},
+        ood_sets={} if lacking else {name: set_typicality(ll["train"], ll["valid"], ll[name], m, s, "ood")
+                                     for name in ["test", *ood_names]},
         model_reference=f"{half} model samples G(z) + sigma*eps (entropy) + {model_ll.numel() - half} (permutation pool)",
-        ood_reference=f"train (entropy) + {ll['valid'].numel()} valid images (permutation pool)",
-        batch_size=m,
+        ood_reference="" if lacking else f"train (entropy) + {ll['valid'].numel()} valid images (permutation pool)",
+        batch_size=m, ood_skipped=missing_reason(lacking) or None,
     )
 
 
@@ -405,18 +453,23 @@ def ood_scores(err: Dict[str, Tensor], ll: Dict[str, Tensor], typ: TypicalityTes
                ood_names: Sequence[str]) -> Dict[str, OODScores]:
     """AUROCs (DeLong intervals) of each OOD set against test (and train) images, a higher score
     meaning more OOD; the Mann-Whitney test and Hodges-Lehmann shift of its log-likelihoods over the
-    training images'."""
+    training images'. Scores against a set the audit lacks are ``None``; without training and test
+    images there are none (an empty dict)."""
+    if "train" not in err and "test" not in err:
+        return {}
     out = {}
     for name in ood_names:
-        a_inv, ci_inv = _auroc(err["test"], err[name])
-        a_ll, ci_ll = _auroc(-ll["test"], -ll[name])
-        a_tr, ci_tr = _auroc(-ll["train"], -ll[name])
-        out[name] = OODScores(
-            auroc_inversion=a_inv, auroc_likelihood=a_ll, auroc_likelihood_vs_train=a_tr,
-            median_ll_minus_train=median(ll[name]) - median(ll["train"]),
-            typicality_rejection=typ.ood[name].rejection_rate,
-            auroc_inversion_ci=ci_inv, auroc_likelihood_ci=ci_ll, auroc_likelihood_vs_train_ci=ci_tr,
-            likelihood_vs_train=shift_test(ll["train"], ll[name]))
+        kw: Dict[str, Any] = {}
+        if "test" in err:
+            kw["auroc_inversion"], kw["auroc_inversion_ci"] = _auroc(err["test"], err[name])
+            kw["auroc_likelihood"], kw["auroc_likelihood_ci"] = _auroc(-ll["test"], -ll[name])
+        if "train" in err:
+            kw["auroc_likelihood_vs_train"], kw["auroc_likelihood_vs_train_ci"] = _auroc(-ll["train"], -ll[name])
+            kw["median_ll_minus_train"] = median(ll[name]) - median(ll["train"])
+            kw["likelihood_vs_train"] = shift_test(ll["train"], ll[name])
+        if name in typ.ood_sets:
+            kw["typicality_rejection"] = typ.ood[name].rejection_rate
+        out[name] = OODScores(**kw)
     return out
 
 
@@ -425,14 +478,17 @@ def _mann_whitney_p(a: Tensor, b: Tensor) -> float:
 
 
 def memorisation(err: Dict[str, Tensor], ll: Dict[str, Tensor], run: Optional[RunData] = None,
-                 sets: Optional[ImageSets] = None, s: Optional[AuditSettings] = None) -> Memorisation:
+                 sets: Optional[ImageSets] = None, s: Optional[AuditSettings] = None) -> Optional[Memorisation]:
     """Training against held-out test images (would a memorising generator's preference show?), and,
     given the run and its sets, the data-copying test C_T of the generated images against the
-    held-out (test + valid) ones relative to (up to :data:`COPYING_TRAIN`) training images."""
+    held-out (test + valid) ones relative to (up to :data:`COPYING_TRAIN`) training images. ``None``
+    without training or test images: every part compares the two."""
+    if "train" not in err or "test" not in err:
+        return None
     a_inv, ci_inv = _auroc(err["train"], err["test"])
     a_ll, ci_ll = _auroc(-ll["train"], -ll["test"])
     copying, skipped = None, None
-    if run is not None and sets is not None and s is not None:
+    if run is not None and sets is not None and s is not None and sets.test is not None and sets.valid is not None:
         try:
             copying = data_copying_test(run.train(COPYING_TRAIN), torch.cat([sets.test, sets.valid]), sets.generated,
                                         n_cells=s.copying_cells, seed=derived_seed(s.seed, "audit:copying") % (2**32),
@@ -476,8 +532,8 @@ def correlations(ll: Dict[str, Tensor], lv: Dict[str, Tensor], ood_names: Sequen
 
     ``allowance`` (nats): how loose the likelihood bounds may be; the combined correlation then
     carries its envelope (:func:`statgan.audit.uncertainty.spearman_envelope`) at
-    :data:`ENVELOPE_FRACTIONS` of it."""
-    names = ["train", "test", *ood_names]
+    :data:`ENVELOPE_FRACTIONS` of it. Sets the audit lacks are left out (the OOD sets are always there)."""
+    names = [k for k in ("train", "test", *ood_names) if k in ll]
     per_set = {k: _set_correlation([k], ll, lv) for k in names}
     pairs = [(ll[k], lv[k]) for k in names]
     st = stratified_spearman(pairs)
@@ -486,18 +542,23 @@ def correlations(ll: Dict[str, Tensor], lv: Dict[str, Tensor], ood_names: Sequen
         envelope = tuple(spearman_envelope(pairs, [f * allowance for f in ENVELOPE_FRACTIONS]))
     stratified = (SetCorrelation(r=st[0], pvalue=st[1], n=st[4], method="spearman, within sets (Fisher z, inverse-variance weights)",
                                  sets=tuple(names), lo=st[2], hi=st[3], envelope=envelope) if st is not None else None)
-    return Correlations(pooled=_set_correlation(names, ll, lv), test=per_set["test"], per_set=per_set,
+    return Correlations(pooled=_set_correlation(names, ll, lv), test=per_set.get("test"), per_set=per_set,
                         stratified=stratified)
 
 
 def inversion_ratios(err: Dict[str, Tensor], seed: int = 0) -> InversionRatios:
     """Median inversion error of train and test images over that of generated images, the former
-    with a 95 % percentile-bootstrap interval and the Mann-Whitney p of train vs generated errors."""
+    with a 95 % percentile-bootstrap interval and the Mann-Whitney p of train vs generated errors
+    (``None`` for a set the audit lacks)."""
     gen = median(err["generated"])
 
-    def ratio(name: str) -> float:
+    def ratio(name: str) -> Optional[float]:
+        if name not in err:
+            return None
         return median(err[name]) / gen if gen > 0 else math.inf
 
+    if "train" not in err:
+        return InversionRatios(train_over_generated=None, test_over_generated=ratio("test"))
     _, lo, hi = ratio_of_medians_ci(err["train"], err["generated"], seed=seed)
     return InversionRatios(train_over_generated=ratio("train"), test_over_generated=ratio("test"),
                            train_over_generated_ci=(lo, hi), pvalue_train_vs_generated=_mann_whitney_p(err["train"], err["generated"]))

@@ -22,13 +22,14 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import StatganError
+from ..generator_source import GeneratorIdentity
 from .settings import AuditSettings, InvertSettings
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "Correlations", "DataCopying", "RejectionCount", "SigmaMargin", "Finding", "RunFID", "ShiftTest",
     "InvertSummary", "InvertedSet", "InversionRatios", "Machine", "Memorisation", "OODScores", "SetCorrelation",
     "SetSummary", "SigmaChoice", "Stats", "TypicalityGroup", "TypicalitySummary", "TypicalityTestSummary", "Versions",
-    "from_json", "median", "to_json",
+    "from_json", "median", "missing_reason", "to_json",
 ]
 
 AUDIT_FORMAT = "statgan-audit/1"
@@ -48,6 +49,22 @@ _OMIT_NONE = {"omit_none": True}
 _INLINE = {"inline": True}
 
 T = TypeVar("T")
+
+#: the image sets an audit may lack -- a generator from elsewhere has only those it is given -- by
+#: name: (what they are in prose, the flag that gives them)
+OPTIONAL_SETS = {"train": ("training images", "--train SET"), "test": ("test images", "--test SET")}
+
+
+def missing_reason(names: Sequence[str]) -> str:
+    """Why something that needs the sets ``names`` was not run, naming the flags that give them:
+    'no training images (give --train SET)', 'no training or test images (give --train SET and
+    --test SET)'. One wording for summary.json, the verdicts and the report."""
+    names = [n for n in OPTIONAL_SETS if n in names]
+    if not names:
+        return ""
+    words = [OPTIONAL_SETS[n][0].split()[0] for n in names]
+    flags = " and ".join(OPTIONAL_SETS[n][1] for n in names)
+    return f"no {' or '.join(words)} images (give {flags})"
 
 
 def median(values: Any) -> float:
@@ -229,7 +246,7 @@ class BDMCSummary:
 @dataclass(slots=True, kw_only=True)
 class InversionRatios:
     """Median inversion error of train / test images over that of generated ones (inf when the
-    generated median is 0; ``None`` once read back from JSON)."""
+    generated median is 0; ``None`` once read back from JSON, and when the audit lacks that set)."""
 
     train_over_generated: Optional[float]
     test_over_generated: Optional[float]
@@ -244,13 +261,16 @@ class OODScores:
     """One OOD set against in-distribution images: AUROCs (1 = the OOD set scores higher), median
     log-likelihood minus the training images', and the typicality test's rejection rate. ``*_ci``:
     DeLong 95 % intervals of the AUROCs; ``likelihood_vs_train``: Mann-Whitney test and
-    Hodges-Lehmann shift of the set's log-likelihoods over the training images'."""
+    Hodges-Lehmann shift of the set's log-likelihoods over the training images'. A score whose
+    in-distribution set the audit lacks (no test images: the AUROCs vs test; no training images:
+    those vs train; either: the typicality test) is ``None`` and left out of the file
+    (:attr:`AuditSummary.missing_sets` says why)."""
 
-    auroc_inversion: float
-    auroc_likelihood: float
-    auroc_likelihood_vs_train: float
-    median_ll_minus_train: float
-    typicality_rejection: float
+    auroc_inversion: Optional[float] = field(default=None, metadata=_OMIT_NONE)
+    auroc_likelihood: Optional[float] = field(default=None, metadata=_OMIT_NONE)
+    auroc_likelihood_vs_train: Optional[float] = field(default=None, metadata=_OMIT_NONE)
+    median_ll_minus_train: Optional[float] = field(default=None, metadata=_OMIT_NONE)
+    typicality_rejection: Optional[float] = field(default=None, metadata=_OMIT_NONE)
     auroc_inversion_ci: Optional[Tuple[float, float]] = None
     auroc_likelihood_ci: Optional[Tuple[float, float]] = None
     auroc_likelihood_vs_train_ci: Optional[Tuple[float, float]] = None
@@ -311,11 +331,11 @@ class SetCorrelation:
 @dataclass(slots=True, kw_only=True)
 class Correlations:
     """``pooled`` over sets (kept for reference: sets with different means make it misleading),
-    ``test``, ``per_set`` (every scored set but the generated one), and ``stratified``: the
-    within-set correlation combined over ``per_set`` (what the verdict uses)."""
+    ``test`` (``None`` without test images), ``per_set`` (every scored set but the generated one),
+    and ``stratified``: the within-set correlation combined over ``per_set`` (what the verdict uses)."""
 
     pooled: SetCorrelation
-    test: SetCorrelation
+    test: Optional[SetCorrelation] = field(default=None, metadata=_OMIT_NONE)
     per_set: Dict[str, SetCorrelation] = field(default_factory=dict)
     stratified: Optional[SetCorrelation] = None
 
@@ -377,7 +397,9 @@ class TypicalitySummary:
     alpha: float
     n_bootstrap: int
     model_typical_set: TypicalityGroup
-    ood_test: TypicalityGroup
+    #: Nalisnick et al.'s OOD test (H from training images, valid images in the pool); ``None`` when
+    #: the audit lacks training or test images (then the OOD sets join ``model_typical_set``)
+    ood_test: Optional[TypicalityGroup] = field(default=None, metadata=_OMIT_NONE)
     #: how epsilon was calibrated (:data:`statgan.audit.typicality.CALIBRATIONS`); files written
     #: before the choice existed used Nalisnick et al.'s fixed-entropy bootstrap
     calibration: str = "fixed-entropy"
@@ -431,12 +453,16 @@ class AuditPaths:
 # ==== the results ===================================================================================
 @dataclass(slots=True, kw_only=True)
 class _RunResult:
-    """What every result file about a run starts with: its format, and which weights of which run."""
+    """What every result file about a generator starts with: its format, the GENERATOR as given
+    (``run``: a run directory, ``FILE.py:NAME``, a TorchScript file), a run's checkpoint step and
+    weights (None for a generator from elsewhere), and what was loaded (:class:`GeneratorIdentity`:
+    file sha256, weights fingerprint, parameter count, latent shape; absent in older files)."""
 
     format: str
     run: str
-    step: int
-    weights: str
+    step: Optional[int]
+    weights: Optional[str]
+    generator: Optional[GeneratorIdentity] = field(default=None, metadata=_OMIT_NONE)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -444,7 +470,13 @@ class AuditSummary(_RunResult):
     """Everything :func:`statgan.audit.run.audit_run` measured; ``summary.json`` is its JSON form.
 
     ``splits`` and ``auroc`` are keyed by image set (``splits`` also holds ``valid`` and
-    ``model_samples``), ``timing`` by stage; ``paths`` is ``None`` when nothing was written."""
+    ``model_samples``), ``timing`` by stage; ``paths`` is ``None`` when nothing was written.
+
+    A generator from elsewhere may come without training or test images: ``missing_sets`` then
+    names each missing set with the flag that gives it, ``splits`` has no entry for it (no test
+    images: no ``test`` and no ``valid``), and what needs it is ``None`` (``memorisation``,
+    ``typicality.ood_test``, ``correlation.test``, :class:`InversionRatios` and :class:`OODScores`
+    fields) or, for a finding, has the verdict "not run". A full audit writes none of this."""
 
     format: str = AUDIT_FORMAT  # redeclared for its default; it keeps its place first in the JSON
     dataset: str
@@ -459,7 +491,7 @@ class AuditSummary(_RunResult):
     ood_sets: Tuple[str, ...]
     inversion: InversionRatios
     auroc: Dict[str, OODScores]
-    memorisation: Memorisation
+    memorisation: Optional[Memorisation] = field(default=None, metadata=_OMIT_NONE)  # needs train and test
     correlation: Correlations
     typicality: TypicalitySummary
     timing: Dict[str, float]
@@ -469,7 +501,16 @@ class AuditSummary(_RunResult):
     findings: List[Finding] = field(default_factory=list)
     seconds: float = 0.0
     fid: Optional[RunFID] = field(default=None, metadata=_OMIT_NONE)
+    #: projected seconds of the long stages, from a timed generator pass (:mod:`statgan.audit.budget`),
+    #: said before they ran; compare with ``timing``
+    projected: Optional[Dict[str, float]] = field(default=None, metadata=_OMIT_NONE)
     paths: Optional[AuditPaths] = field(default=None, metadata=_OMIT_NONE)
+    #: the sets this audit lacks, each with why and the flag that gives it (None: it had both)
+    missing_sets: Optional[Dict[str, str]] = field(default=None, metadata=_OMIT_NONE)
+
+    def lacks(self, *names: str) -> Tuple[str, ...]:
+        """Which of the sets ``names`` this audit has no images of (in ``names``' order)."""
+        return tuple(n for n in names if n not in self.splits)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,14 +1,19 @@
 """Plain-language verdicts on Friedman & Weiss's (2024) findings, computed from an audit summary.
 
-Every verdict is one of :data:`VERDICTS` -- "holds", "partly holds", "does not hold" or
-"unresolved" -- and is only as strong as its weakest uncertainty:
+Every verdict is one of :data:`VERDICTS` -- "holds", "partly holds", "does not hold",
+"unresolved" or "not run" -- and is only as strong as its weakest uncertainty:
 
 * **holds / partly holds** need the effect to clear its confidence interval *and* the estimator's
   own error for the sets compared (for likelihoods: the bounds' error allowance, below);
 * **does not hold** needs *positive evidence against* the claim -- an interval, widened by the
   estimator's error, that excludes the claimed effect -- never just a test that found nothing;
 * **unresolved** is everything else, and then the finding says what would resolve it
-  (``Finding.to_resolve``): the images, or the likelihood precision, the design would need.
+  (``Finding.to_resolve``): the images, or the likelihood precision, the design would need;
+* **not run**: the audit lacks the images the finding compares (a generator from elsewhere, given
+  no ``--train SET`` or ``--test SET``). Its text says which set is missing, ``to_resolve`` names
+  the flag, and it is never computed from a stand-in set. (a) and (d) need training images, (b)
+  test images, memorisation both; (c)'s part 1 needs training images, its part 2 (within-set
+  correlations) runs on the sets there are, so (c) runs with part 1 marked not run.
 
 Each :class:`~statgan.audit.summary.Finding` states its ``statistic``, ``test``, ``uncertainty``, what
 it ``rests_on`` beyond the measured numbers, and ``to_resolve``; its paragraph quotes the summary's
@@ -44,13 +49,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from .summary import AuditSummary, CorrelationEnvelope, Finding, SetCorrelation, ShiftTest, TypicalityTestSummary
+from .summary import (OPTIONAL_SETS, AuditSummary, CorrelationEnvelope, Finding, SetCorrelation, ShiftTest,
+                      TypicalityTestSummary, missing_reason)
 from .uncertainty import GAP_QUANTILE, Z95, gap_allowance
 
 __all__ = ["THRESHOLDS", "Thresholds", "VERDICTS", "error_allowance", "findings", "verdict_of"]
 
-#: the four verdicts, in the report's colours: green, amber, red, grey
-VERDICTS = ("holds", "partly holds", "does not hold", "unresolved")
+#: the verdicts, in the report's colours: green, amber, red, grey, and a paler grey for "not run"
+#: (the finding needs images the audit did not have)
+VERDICTS = ("holds", "partly holds", "does not hold", "unresolved", "not run")
 
 
 @dataclass(frozen=True)
@@ -161,14 +168,42 @@ _ASSUMED = ("the likelihood bounds of real and OOD images are no looser than tho
             "reverse chain from)")
 
 
+# ==== findings the audit lacks the images for ========================================================
+def _not_run(s: AuditSummary, id_: str, title: str, statistic: str, what: str,
+             needs: Tuple[str, ...]) -> Optional[Finding]:
+    """Finding ``id_`` with the verdict "not run" when the audit lacks a set in ``needs`` (else
+    ``None``): ``what`` it compares, which set is missing, and (``to_resolve``) the flag that gives it."""
+    lacking = s.lacks(*needs)
+    if not lacking:
+        return None
+    why = missing_reason(lacking)
+    flags = " and ".join(OPTIONAL_SETS[k][1] for k in lacking)
+    text = (f"This finding compares {what}. This audit had {why.partition(' (')[0]}, so it was not run: no other set "
+            "stands in for them. ")
+    return Finding(id=id_, title=title, verdict="not run", text=_close(text, "not run", why + "."),
+                   numbers={"missing": list(lacking)}, statistic=statistic,
+                   to_resolve=f"audit again with {flags} (a folder, an .npz file or data:NAME:SPLIT)")
+
+
 # ==== (a) ===========================================================================================
-def _median_error(s: AuditSummary, name: str) -> float:
+def _median_error(s: AuditSummary, name: str) -> Optional[float]:
+    """The set's median inversion error (``None``: the audit has no such set)."""
+    if name not in s.splits:
+        return None
     err = s.splits[name].inversion_error
     assert err is not None, f"{name} images are inverted"  # only the model samples are not
     return err.median
 
 
+_A_TITLE = "The GAN does not pass through its training images"
+_A_STATISTIC = "median inversion error, training / generated images"
+
+
 def _finding_a(s: AuditSummary, t: Thresholds) -> Finding:
+    skipped = _not_run(s, "a", _A_TITLE, _A_STATISTIC, "the inversion errors of training images with those of "
+                       "images the generator made itself", ("train",))
+    if skipped is not None:
+        return skipped
     tr, te, ge = (_median_error(s, k) for k in ("train", "test", "generated"))
     inv = s.inversion
     ratio = inv.train_over_generated
@@ -200,7 +235,8 @@ def _finding_a(s: AuditSummary, t: Thresholds) -> Finding:
     text = (
         f"The median inversion error ({s.error_unit}) of training images is {_f(tr)}, against {_f(ge)} for images "
         f"the generator produced itself: a ratio of {_f(ratio)}, 95% bootstrap interval {_ci(lo, hi)} (Mann-Whitney "
-        f"p = {_f(inv.pvalue_train_vs_generated)}; held-out test images: {_f(te)}). "
+        f"p = {_f(inv.pvalue_train_vs_generated)}; held-out test images: "
+        f"{_f(te) if te is not None else 'not run, ' + missing_reason(['test'])}). "
         f"Friedman & Weiss report about an order of magnitude; the finding holds when the interval lies at or above "
         f"{_f(t.a_holds_ratio)}, partly when it lies above {_f(t.a_direction_ratio)} (training images significantly "
         "farther) but not at 10. "
@@ -208,18 +244,26 @@ def _finding_a(s: AuditSummary, t: Thresholds) -> Finding:
     rests_on = ("generated images lie exactly on the manifold, so their inversion error is the optimiser's error alone "
                 f"(median {_f(ge)}): a better inversion lowers it and raises the ratio, so the ratio is only as large as "
                 "the inversion is good")
-    return Finding(id="a", title="The GAN does not pass through its training images", verdict=verdict,
+    return Finding(id="a", title=_A_TITLE, verdict=verdict,
                    text=_close(text, verdict, reason),
                    numbers={"median_train": tr, "median_generated": ge, "median_test": te, "ratio": ratio,
                             "ratio_ci": [lo, hi]},
-                   statistic="median inversion error, training / generated images",
+                   statistic=_A_STATISTIC,
                    test=f"Mann-Whitney U, training vs generated errors (p = {_f(inv.pvalue_train_vs_generated)})",
                    uncertainty=f"95% percentile-bootstrap interval of the ratio {_ci(lo, hi)}",
                    rests_on=rests_on, to_resolve=to_resolve)
 
 
 # ==== (b) ===========================================================================================
+_B_TITLE = "The GAN passes as close to OOD images as to in-distribution ones"
+_B_STATISTIC = "AUROC of the inversion error, held-out test images vs each OOD set"
+
+
 def _finding_b(s: AuditSummary, t: Thresholds) -> Finding:
+    skipped = _not_run(s, "b", _B_TITLE, _B_STATISTIC, "how far OOD images lie from the manifold with how far held-out "
+                       "test images do (inversion errors)", ("test",))
+    if skipped is not None:
+        return skipped
     close, far, open_ = [], [], []
     listing, needs = [], []
     for k, v in s.auroc.items():
@@ -248,11 +292,11 @@ def _finding_b(s: AuditSummary, t: Thresholds) -> Finding:
         "A set counts as being as close as in-distribution images when its interval lies at or below",
         f"{_f(t.b_close_auroc)}, as farther when it lies above. ",
     ])
-    return Finding(id="b", title="The GAN passes as close to OOD images as to in-distribution ones", verdict=verdict,
+    return Finding(id="b", title=_B_TITLE, verdict=verdict,
                    text=_close(text, verdict, reason),
                    numbers={"auroc_inversion": {k: v.auroc_inversion for k, v in s.auroc.items()}, "close": close,
                             "far": far, "unresolved": open_},
-                   statistic="AUROC of the inversion error, held-out test images vs each OOD set",
+                   statistic=_B_STATISTIC,
                    test=f"DeLong 95% interval of each AUROC against {_f(t.b_close_auroc)}",
                    uncertainty="; ".join(listing),
                    rests_on=("the inversion error bounds each image's distance to the manifold from above, with the "
@@ -324,15 +368,71 @@ def _part2(corr: Optional[SetCorrelation], e: _Allowance, t: Thresholds) -> Tupl
                          + f"; about {n_need:,} images in all at today's rho (now {corr.n})")
 
 
-def _finding_c(s: AuditSummary, t: Thresholds) -> Finding:
-    sp, e = s.splits, _allowance(s, t)
+@dataclass(frozen=True)
+class _Part1:
+    """(c)'s part 1: its label ("yes", "no", "open" or "not run"), its sentences, the sets resolved
+    as more likely and those within the error, and what would resolve it."""
+
+    label: str
+    text: str
+    higher: List[str]
+    unresolved: List[str]
+    to_resolve: List[str]
+
+
+def _part1(s: AuditSummary, e: _Allowance) -> _Part1:
+    """OOD sets' log-likelihoods over the training images' (not run without training images)."""
+    if s.lacks("train"):
+        why = missing_reason(["train"])
+        return _Part1("not run", f"Part 1 (each OOD set's log-likelihood over the training images'): not run -- {why}. ",
+                      [], [], [f"part 1: audit again with {OPTIONAL_SETS['train'][1]} (a folder, an .npz file or "
+                               "data:NAME:SPLIT)"])
     sides = {k: _shift_side(v.likelihood_vs_train, v.median_ll_minus_train, e.value, e.value) for k, v in s.auroc.items()}
     higher = [k for k, v in sides.items() if v == "higher"]
-    part1 = "yes" if higher else ("no" if all(v == "lower" for v in sides.values()) else "open")
+    label = "yes" if higher else ("no" if all(v == "lower" for v in sides.values()) else "open")
+
+    def shift(k: str) -> str:
+        st = s.auroc[k].likelihood_vs_train
+        if st is None:
+            return f"{k} {_f(s.auroc[k].median_ll_minus_train, 4)}"
+        return f"{k} {_f(st.shift, 4)} {_ci(st.lo, st.hi, 4)} (p = {_f(st.pvalue)})"
+
+    resolve = []
+    for k, v in sides.items():
+        st = s.auroc[k].likelihood_vs_train
+        if v != "open" or st is None:
+            continue
+        lo, hi = _bounds(st.lo, st.hi)
+        if lo > 0:
+            resolve.append(f"{k} counts as more likely with training-image bounds loose by less than {_f(lo, 3)} nats")
+        elif hi < 0:
+            resolve.append(f"{k} counts as less likely with its own bounds loose by less than {_f(-hi, 3)} nats")
+        else:
+            resolve.append(f"{k}: the interval straddles 0 even with exact likelihoods (more images)")
+    text = (
+        f"Part 1: log-likelihood (nats; sigma = {_f(s.sigma.chosen)}) of each OOD set over the training images "
+        f"(median {_f(s.splits['train'].log_likelihood.median, 4)}): Hodges-Lehmann shift with its 95% interval and "
+        f"Mann-Whitney p: {'; '.join(shift(k) for k in s.auroc)}. These are lower bounds, each possibly too low by up "
+        f"to the error allowance e = {e}: a set counts as more likely only when its interval lies above e (the "
+        f"training images' bounds may be that much too low), as less likely when it lies below -e. "
+    )
+    if higher:
+        text += f"More likely than the training images: {', '.join(higher)}. "
+    unresolved = [k for k, v in sides.items() if v == "open"]
+    if unresolved:
+        text += f"Within the error (unresolved): {', '.join(unresolved)}. "
+    return _Part1(label, text, higher, unresolved, resolve)
+
+
+def _finding_c(s: AuditSummary, t: Thresholds) -> Finding:
+    """Part 1 needs training images; part 2 runs on the sets there are (the OOD sets at least). A part
+    that was not run counts like an unresolved one: the other part alone gives at most "partly holds"."""
+    e = _allowance(s, t)
+    one = _part1(s, e)
     corr = s.correlation.stratified or s.correlation.pooled
     side, shown, resolve2 = _part2(corr, e, t)
     part2 = {"anti": "yes", "weak": "weak", "none": "no", "open": "open"}[side]
-    parts = (part1, part2)
+    parts = (one.label, part2)
     if parts == ("yes", "yes"):
         verdict = "holds"
     elif "yes" in parts or "weak" in parts:
@@ -341,38 +441,7 @@ def _finding_c(s: AuditSummary, t: Thresholds) -> Finding:
         verdict = "does not hold"
     else:
         verdict = "unresolved"
-
-    def shift(k: str) -> str:
-        st = s.auroc[k].likelihood_vs_train
-        if st is None:
-            return f"{k} {_f(s.auroc[k].median_ll_minus_train, 4)}"
-        return f"{k} {_f(st.shift, 4)} {_ci(st.lo, st.hi, 4)} (p = {_f(st.pvalue)})"
-
-    resolve1 = []
-    for k, v in sides.items():
-        st = s.auroc[k].likelihood_vs_train
-        if v != "open" or st is None:
-            continue
-        lo, hi = _bounds(st.lo, st.hi)
-        if lo > 0:
-            resolve1.append(f"{k} counts as more likely with training-image bounds loose by less than {_f(lo, 3)} nats")
-        elif hi < 0:
-            resolve1.append(f"{k} counts as less likely with its own bounds loose by less than {_f(-hi, 3)} nats")
-        else:
-            resolve1.append(f"{k}: the interval straddles 0 even with exact likelihoods (more images)")
-    shifts = "; ".join(shift(k) for k in s.auroc)
-    text = (
-        f"Part 1: log-likelihood (nats; sigma = {_f(s.sigma.chosen)}) of each OOD set over the training images "
-        f"(median {_f(sp['train'].log_likelihood.median, 4)}): Hodges-Lehmann shift with its 95% interval and "
-        f"Mann-Whitney p: {shifts}. These are lower bounds, each possibly too low by up to the error allowance "
-        f"e = {e}: a set counts as more likely only when its interval lies above e (the training images' bounds may "
-        f"be that much too low), as less likely when it lies below -e. "
-    )
-    if higher:
-        text += f"More likely than the training images: {', '.join(higher)}. "
-    unresolved_sets = [k for k, v in sides.items() if v == "open"]
-    if unresolved_sets:
-        text += f"Within the error (unresolved): {', '.join(unresolved_sets)}. "
+    text = one.text
     if corr is not None:
         text += (f"Part 2: Spearman correlation of log-likelihood with local variance (mean coefficient of variation "
                  f"of 8x8 patches) within sets, combined over {', '.join(corr.sets)} (n = {corr.n}): rho = "
@@ -384,21 +453,23 @@ def _finding_c(s: AuditSummary, t: Thresholds) -> Finding:
                  "within them. ")
     p1 = {"yes": "some OOD sets are more likely than training images beyond the error",
           "no": "every OOD set is less likely than training images beyond the error",
-          "open": "no OOD set is resolved as more likely (differences within the error)"}[part1]
+          "open": "no OOD set is resolved as more likely (differences within the error)",
+          "not run": f"part 1 was not run: {missing_reason(['train'])}"}[one.label]
     p2 = {"yes": "likelihood is anti-correlated with local variance",
           "weak": "likelihood is only weakly anti-correlated with local variance",
           "no": "likelihood is not anti-correlated with local variance",
           "open": "the correlation is unresolved once the likelihood's error is allowed for"}[part2]
-    to_resolve = "; ".join(resolve1 + ([resolve2] if resolve2 else []))
+    numbers = {"higher_than_train": one.higher, "unresolved_sets": one.unresolved,
+               "rho": corr.r if corr else None, "rho_ci": [corr.lo, corr.hi] if corr else None,
+               "p": corr.pvalue if corr else None, "correlation": side, "allowance": e.value}
+    if one.label == "not run":
+        numbers["not_run"] = ["part 1"]
     return Finding(id="c", title="OOD images get higher likelihood; likelihood falls with local variance",
-                   verdict=verdict, text=_close(text, verdict, f"{p1}; {p2}."),
-                   numbers={"higher_than_train": higher, "unresolved_sets": unresolved_sets,
-                            "rho": corr.r if corr else None, "rho_ci": [corr.lo, corr.hi] if corr else None,
-                            "p": corr.pvalue if corr else None, "correlation": side, "allowance": e.value},
+                   verdict=verdict, text=_close(text, verdict, f"{p1}; {p2}."), numbers=numbers,
                    statistic="Hodges-Lehmann shift of log-likelihood (OOD over training); within-set Spearman rho",
                    test="Mann-Whitney U per OOD set; Spearman per set, combined by Fisher z",
                    uncertainty=f"95% intervals; likelihoods' error allowance e = {e}",
-                   rests_on=_ASSUMED, to_resolve=to_resolve)
+                   rests_on=_ASSUMED, to_resolve="; ".join(one.to_resolve + ([resolve2] if resolve2 else [])))
 
 
 # ==== (d) ===========================================================================================
@@ -412,9 +483,17 @@ def _count_p(tr: TypicalityTestSummary) -> Tuple[Optional[float], str]:
     return None, "none"
 
 
+_D_TITLE = "Training images fall outside the GAN's typical set"
+_D_STATISTIC = "flagged training batches; Hodges-Lehmann shift of training over model-sample log-likelihoods"
+
+
 def _finding_d(s: AuditSummary, t: Thresholds) -> Finding:
+    skipped = _not_run(s, "d", _D_TITLE, _D_STATISTIC, "batches of training images with the model's typical set "
+                       "(estimated from its own samples)", ("train",))
+    if skipped is not None:
+        return skipped
     typ, e = s.typicality, _allowance(s, t)
-    tr, te = typ.model_typical_set.sets["train"], typ.model_typical_set.sets["test"]
+    tr, te = typ.model_typical_set.sets["train"], typ.model_typical_set.sets.get("test")
     rej = tr.rejected
     k = rej.k if rej is not None else int(round((tr.rejection_rate or 0.0) * tr.n_batches))
     lo, hi = (rej.lo, rej.hi) if rej is not None else (tr.rejection_rate, tr.rejection_rate)
@@ -472,16 +551,17 @@ def _finding_d(s: AuditSummary, t: Thresholds) -> Finding:
         f"Clopper-Pearson interval {_ci(lo, hi)}; p = {_f(p)} from the {p_how}"
         + (f"; the binomial test, which treats the batches as independent, says {_f(rej.pvalue_above_null)}"
            if rej is not None and tr.calibrated is not None else "")
-        + f"; test images: {_f(te.rejection_rate)}). Training images' log-likelihoods over the model samples': "
+        + f"; test images: {_f(te.rejection_rate) if te is not None else 'not run, ' + missing_reason(['test'])}). "
+        f"Training images' log-likelihoods over the model samples': "
         f"{shift_txt} (median batch NLL {_f(nll, 4)}); allowing every bound to be loose by up to e = {e}, the shift "
         f"lies in {_ci(w_lo, w_hi, 4)}. "
     )
-    return Finding(id="d", title="Training images fall outside the GAN's typical set", verdict=verdict,
+    return Finding(id="d", title=_D_TITLE, verdict=verdict,
                    text=_close(text, verdict, reason),
                    numbers={"rejection_rate_train": tr.rejection_rate, "rejection_ci": [lo, hi], "pvalue": p,
-                            "rejection_rate_test": te.rejection_rate, "entropy": H, "epsilon": eps, "shift": sh,
+                            "rejection_rate_test": te.rejection_rate if te is not None else None, "entropy": H, "epsilon": eps, "shift": sh,
                             "shift_with_error": [w_lo, w_hi], "allowance": e.value},
-                   statistic="flagged training batches; Hodges-Lehmann shift of training over model-sample log-likelihoods",
+                   statistic=_D_STATISTIC,
                    test=f"typicality test ({typ.calibration}, alpha = {_f(typ.alpha)}); the count of flags against "
                         f"its {p_how} (p = {_f(p)})",
                    uncertainty=f"Clopper-Pearson 95% {_ci(lo, hi)}; shift {_ci(sh_lo, sh_hi, 4)}, with the error "
@@ -492,8 +572,17 @@ def _finding_d(s: AuditSummary, t: Thresholds) -> Finding:
 
 
 # ==== memorisation ==================================================================================
+_MEMO_TITLE = "The generator memorises its training images"
+_MEMO_STATISTIC = "AUROC of inversion error and of -log p, test vs training; C_T"
+
+
 def _memorisation(s: AuditSummary, t: Thresholds) -> Finding:
+    skipped = _not_run(s, "memorisation", _MEMO_TITLE, _MEMO_STATISTIC, "training images with held-out test images "
+                       "(inversion errors, likelihoods, and the generated images' distances to both)", ("train", "test"))
+    if skipped is not None:
+        return skipped
     m = s.memorisation
+    assert m is not None, "an audit with training and test images compares them"  # stages.memorisation
     lo, hi = m.auroc_inversion_ci or (m.auroc_inversion, m.auroc_inversion)
     l_lo, l_hi = m.auroc_likelihood_ci or (m.auroc_likelihood, m.auroc_likelihood)
     inv_signal = lo > 0.5 and m.p_inversion is not None and m.p_inversion < t.memo_p
@@ -545,13 +634,13 @@ def _memorisation(s: AuditSummary, t: Thresholds) -> Finding:
                  f"one-sided p = {_f(ct.pvalue)}); C_T << 0 means copying, >> 0 underfitting. ")
     else:
         text += f"The data-copying test C_T was not run ({m.data_copying_skipped or 'not part of this summary'}). "
-    return Finding(id="memorisation", title="The generator memorises its training images", verdict=verdict,
+    return Finding(id="memorisation", title=_MEMO_TITLE, verdict=verdict,
                    text=_close(text, verdict, reason),
                    numbers={"auroc_inversion": m.auroc_inversion, "auroc_inversion_ci": [lo, hi],
                             "p_inversion": m.p_inversion, "auroc_likelihood": m.auroc_likelihood,
                             "p_likelihood": m.p_likelihood, "c_t": ct.c_t if ct else None,
                             "c_t_pvalue": ct.pvalue if ct else None, "signals": signals},
-                   statistic="AUROC of inversion error and of -log p, test vs training; C_T",
+                   statistic=_MEMO_STATISTIC,
                    test="Mann-Whitney U (train vs test); Meehan et al.'s C_T (per-cell Mann-Whitney z)",
                    uncertainty=f"DeLong 95% {_ci(lo, hi)} (inversion), {_ci(l_lo, l_hi)} (likelihood); C_T null sd "
                                f"{_f(ct.null_sd) if ct else 'n/a'}",

@@ -2,14 +2,19 @@
 
     statgan train [CONFIG.yaml] [key=value ...] [--resume RUN_DIR [--force] [--use-previous]]
     torchrun --nproc-per-node N -m statgan train ...   (several processes; docs/scaling.md)
-    statgan sample RUN_DIR [-n 64] [--out grid.png] [--seed 0] [--no-ema] [--mc-dropout]
+    statgan sample GENERATOR [-n 64] [--out grid.png|x.safetensors|x.npz|DIR/] [--seed 0] [--no-ema] [--mc-dropout]
                    [--truncation PSI] [--style-mix [--crossover K] [--mix-grid 4x6]]   (w: stylegan)
-    statgan interpolate RUN_DIR [--space z|w] [--steps 8] [-n 4] [--out walk.png]
-    statgan eval RUN_DIR [--metrics fid,kid,prdc] [--n 10000] [--extractor lenet]
+    statgan interpolate GENERATOR [--space z|w] [--steps 8] [-n 4] [--out walk.png]
+    statgan eval GENERATOR [--reference train|test|SET] [--metrics fid,kid,prdc] [--n 10000] [--extractor lenet]
     statgan eval REFERENCE GENERATED            (image folders, .npz files or data:NAME:SPLIT)
     statgan list [datasets|archs|objectives]
-    statgan invert RUN_DIR --split train|test|generated|ood|SET [--n 100] [--loss l2|lenet] [--out F]
-    statgan audit RUN_DIR [--quick] [--n 100] [--seed 0] [--device cpu]   (RUN_DIR/audit/report.html)
+    statgan invert GENERATOR --split train|test|generated|ood|SET [--train SET] [--test SET] [--n 100] [--out F]
+    statgan audit GENERATOR [--train SET] [--test SET] [--quick] [--n 100] [--seed 0]   (report.html)
+    statgan export GENERATOR --out g.pt|g.pt2
+
+GENERATOR: a run directory, FILE.py:NAME, package.module:NAME, or a TorchScript (.pt, .ts) or
+torch.export (.pt2) file, with --latent-shape, --latent normal|uniform and --output-range for a
+network from elsewhere (statgan.generator_source).
     statgan reproduce NAME [--budget tiny|small|full] [--out DIR] [--jobs N] [--seeds S ...] [--report MD] [--collect JSONL ...]
                       [--report-only]
 
@@ -34,13 +39,13 @@ from .catalogue import _add_config, _add_list
 from .evaluate import _add_eval
 from .reproduce import _add_reproduce
 from .runs import _add_compare, _add_plot, _add_runs
-from .sampling import _add_interpolate, _add_sample
+from .sampling import _add_export, _add_interpolate, _add_sample
 from .train import _add_train
 
 #: every command's parser, in the order ``statgan --help`` lists them; each ``_add_<cmd>`` sits beside
 #: its ``cmd_<cmd>`` in the module of its family, and the library is imported only by the command that runs
-COMMANDS = (_add_train, _add_sample, _add_interpolate, _add_eval, _add_invert, _add_audit, _add_list, _add_config,
-            _add_runs, _add_compare, _add_plot, _add_reproduce)
+COMMANDS = (_add_train, _add_sample, _add_interpolate, _add_eval, _add_invert, _add_audit, _add_export, _add_list,
+            _add_config, _add_runs, _add_compare, _add_plot, _add_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

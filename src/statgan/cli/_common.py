@@ -7,15 +7,23 @@ costs milliseconds; each command imports the library it drives when it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import typing
 from dataclasses import MISSING, Field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..audit_settings import flag_fields
 from ..errors import StatganError
+from ..runtime.validation import check_int
 
+#: GENERATOR of the commands that run one (:mod:`statgan.generator_source`)
+GENERATOR_HELP = ("a run directory, FILE.py:NAME or package.module:NAME (an nn.Module, or a function returning one), "
+                  "or a TorchScript (.pt/.ts) or torch.export (.pt2) file")
 #: ``--device`` of the commands that run a generator
 DEVICES_HELP = "cpu | cuda | mps | auto (default cpu)"
+#: ``--threads`` of the commands that run a generator (:func:`command_threads`)
+THREADS_HELP = ("torch CPU threads (default: torch's own count, moving to one thread while that is faster, "
+                "e.g. beside a busy process; give a number to fix it)")
 
 
 def split_config_and_overrides(items: Sequence[str]) -> Tuple[Optional[str], List[str]]:
@@ -41,24 +49,81 @@ def fmt_seconds(s: float) -> str:
 # option groups
 
 
-def add_generator_options(p: argparse.ArgumentParser, *, use_previous: bool = False) -> None:
-    """RUN_DIR and which of its generators: checkpoint, EMA or raw weights, device."""
-    p.add_argument("run_dir", metavar="RUN_DIR")
+def add_generator_options(p: argparse.ArgumentParser, *, use_previous: bool = False, positional: bool = True,
+                          ema_help: str = "use the raw generator instead of the EMA weights") -> None:
+    """GENERATOR (a run directory, FILE.py:NAME, package.module:NAME or a TorchScript file) and how
+    to read it: a run's checkpoint and weights, a foreign network's latent and output conventions;
+    device and threads (:func:`load_generator_from_args` reads them)."""
+    if positional:
+        p.add_argument("generator", metavar="GENERATOR", help=GENERATOR_HELP)
     g = p.add_argument_group("generator")
-    g.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
-    g.add_argument("--no-ema", action="store_true", help="use the raw generator instead of the EMA weights")
+    g.add_argument("--checkpoint", default=None, help="a run: a specific checkpoint .json (default: the latest)")
+    g.add_argument("--no-ema", action="store_true", help=f"a run: {ema_help}")
     if use_previous:
         g.add_argument("--use-previous", action="store_true",
-                       help="if the newest checkpoint is corrupt, use the newest good one (with a warning)")
+                       help="a run: if the newest checkpoint is corrupt, use the newest good one (with a warning)")
+    g.add_argument("--latent-shape", default=None, metavar="SHAPE",
+                   help="a generator from elsewhere: the shape of one latent, e.g. 100 or 100,1,1 for a network that "
+                        "takes (B, 100, 1, 1) (default: what the module or file declares)")
+    g.add_argument("--latent", default="normal", choices=("normal", "uniform"),
+                   help="a generator from elsewhere: its latent distribution, N(0, I) or U(-1, 1) (default normal)")
+    g.add_argument("--output-range", default="-1,1", metavar="LO,HI",
+                   help="a generator from elsewhere: the range of its outputs, -1,1 or 0,1 (default -1,1)")
     add_device_options(p)
 
 
-def add_device_options(p: argparse.ArgumentParser, *, threads: Optional[int] = None, threads_help: str = "") -> None:
-    """``--device`` and, where a command sets it, ``--threads``."""
+def load_generator_from_args(args: argparse.Namespace, spec: Optional[str] = None) -> Any:
+    """The :class:`~statgan.generator_source.LoadedGenerator` the options of
+    :func:`add_generator_options` name (``spec``: GENERATOR, default ``args.generator``)."""
+    from ..generator_source import (GeneratorOptions, load_generator_source,  # heavy: torch
+                                    parse_latent_shape, parse_output_range)
+
+    options = GeneratorOptions(latent_shape=parse_latent_shape(args.latent_shape), latent=args.latent,
+                               output_range=parse_output_range(args.output_range), checkpoint=args.checkpoint,
+                               ema=not args.no_ema, use_previous=getattr(args, "use_previous", False),
+                               device=args.device)
+    return load_generator_source(spec if spec is not None else args.generator, options)
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """``--train SET`` / ``--test SET``: image sets for the audit of any generator."""
+    g = p.add_argument_group("data (a run has its own; a generator from elsewhere needs them)")
+    g.add_argument("--train", default=None, metavar="SET",
+                   help="training images: a folder, an .npz file or data:NAME:SPLIT (default: a run's training split)")
+    g.add_argument("--test", default=None, metavar="SET",
+                   help="held-out images, same forms (default: a run's test split)")
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--threads`` (applied by :func:`command_threads`)."""
     g = p.add_argument_group("device")
     g.add_argument("--device", default="cpu", help=DEVICES_HELP)
+    g.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+
+
+@contextlib.contextmanager
+def command_threads(threads: Optional[int]) -> Iterator[None]:
+    """Torch's CPU threads while a command runs. ``--threads N``: N, as given. Unset: torch's own
+    count, and a :class:`~statgan.runtime.threads.ThreadTuner` that the library's loops (inversion,
+    AIS, feature extraction, generating) tick moves to one thread while that is faster -- two
+    threads beside a busy process on two cores ran 1.2-8x slower than one (issue 27;
+    ``benchmarks/threads_contention.py``), while on free cores two threads are ~1.8x faster."""
     if threads is not None:
-        g.add_argument("--threads", type=int, default=threads, help=threads_help)
+        threads = check_int("--threads", threads)
+    import torch  # heavy: the command runs networks next
+
+    from ..runtime.threads import ThreadTuner, tuning
+
+    before = torch.get_num_threads()  # given back afterwards: a caller in the same process keeps its own
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+            yield
+            return
+        with tuning(ThreadTuner()):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def add_picture_options(p: argparse.ArgumentParser, out: str, out_help: str, seed_help: str) -> None:

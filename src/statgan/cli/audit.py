@@ -10,45 +10,34 @@ from __future__ import annotations
 import argparse
 
 from ..audit_settings import AuditSettings, InvertSettings
-from ..runtime.validation import check_int
-from ._common import add_device_options, add_settings_flags, settings_from_args
-
-THREADS_HELP = ("torch CPU threads (default 1: the audit's networks are small, and one thread per process "
-                "is fastest when other jobs share the cores; try 2+ on an idle machine)")
+from ._common import (add_data_options, add_generator_options, add_settings_flags, command_threads,
+                      load_generator_from_args, settings_from_args)
 
 
 def _add_run_options(q: argparse.ArgumentParser) -> None:
-    q.add_argument("run_dir", metavar="RUN_DIR")
-    g = q.add_argument_group("generator")
-    g.add_argument("--checkpoint", default=None, help="a specific checkpoint .json (default: the latest)")
-    g.add_argument("--no-ema", action="store_true", help="use the raw generator instead of the EMA weights")
-    add_device_options(q, threads=1, threads_help=THREADS_HELP)
-
-
-def _set_threads(threads: int) -> None:
-    import torch  # heavy: the command runs networks next
-
-    torch.set_num_threads(check_int("--threads", threads))
+    add_generator_options(q)
+    add_data_options(q)
 
 
 def _add_invert(sub: argparse._SubParsersAction) -> None:
-    iv = sub.add_parser("invert", help="invert the generator on train / test / generated / OOD images")
+    iv = sub.add_parser("invert", help="invert a generator on train / test / generated / OOD images")
     _add_run_options(iv)
     iv.add_argument("--split", required=True,
                     help="train | test | generated | ood (all OOD sets) | an OOD set name (e.g. glyphs)")
     add_settings_flags(iv, InvertSettings)
     iv.add_argument("--out", default=None, help="output .safetensors (default RUN_DIR/audit/invert-SPLIT-nN-LOSS-rRxS-"
-                    "lrLR-seedSEED.safetensors; JSON and a PNG of originals beside reconstructions next to it)")
+                    "lrLR-seedSEED.safetensors, or beside a generator file in NAME-audit/; JSON and a PNG of originals "
+                    "beside reconstructions next to it)")
     iv.set_defaults(func=cmd_invert)
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
     settings = settings_from_args(InvertSettings, args).validate()
-    _set_threads(args.threads)
-    from ..audit.run import invert_split  # heavy (torch, the data): once the settings are valid
+    with command_threads(args.threads):
+        from ..audit.run import invert_split  # heavy (torch, the data): once the settings are valid
 
-    res = invert_split(args.run_dir, args.split, settings, out=args.out, device=args.device,
-                       checkpoint=args.checkpoint, ema=not args.no_ema)
+        res = invert_split(load_generator_from_args(args), args.split, settings, out=args.out, train=args.train,
+                           test=args.test)
     for name, v in res.sets.items():
         e = v.error
         print(f"{name:<14} n={v.n:<5} inversion error ({res.error_unit}): median {e.median:.4g} "
@@ -60,21 +49,21 @@ def cmd_invert(args: argparse.Namespace) -> int:
 
 
 def _add_audit(sub: argparse._SubParsersAction) -> None:
-    au = sub.add_parser("audit", help="audit a run as a statistical model; writes RUN_DIR/audit/report.html")
+    au = sub.add_parser("audit", help="audit a generator as a statistical model; writes RUN_DIR/audit/report.html")
     _add_run_options(au)
     au.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds (numbers mean little)")
     add_settings_flags(au, AuditSettings, quick=AuditSettings.quick())
-    au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit)")
+    au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit, or beside a generator file: NAME-audit/)")
     au.set_defaults(func=cmd_audit)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     settings = settings_from_args(AuditSettings, args, quick=args.quick).validate()
-    _set_threads(args.threads)
-    from ..audit.run import audit_run  # heavy (torch, the data, the report): once the settings are valid
+    with command_threads(args.threads):
+        from ..audit.run import audit_run  # heavy (torch, the data, the report): once the settings are valid
 
-    summary = audit_run(args.run_dir, settings, checkpoint=args.checkpoint, ema=not args.no_ema, device=args.device,
-                        out_dir=args.out)
+        summary = audit_run(load_generator_from_args(args), settings, out_dir=args.out, train=args.train,
+                            test=args.test)
     for f in summary.findings:
         label = f"({f.id})" if len(f.id) == 1 else "(*)"
         print(f"{label} {f.title}: {f.verdict}")

@@ -15,6 +15,7 @@ space of statgan's MNIST classifier and is **not** comparable with Inception FID
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ import torch
 from .. import __version__
 from ..errors import ConfigError, StatganError
 from ..registry import Registry
+from ..generator_source import GeneratorOptions, LoadedGenerator, load_generator_source
 from ..rundir.files import atomic_write_json
-from ..rundir.run import load_generator
 from .frechet import frechet_distance
 from .inception_score import inception_score
 from .kid import kid
@@ -136,8 +137,12 @@ def _extractor_name(given: Optional[str], specs: List[MetricSpec], data_shape: S
 
 
 # ---- the whole evaluation --------------------------------------------------------------------------
+#: ``reference`` values that name a split of a run's own dataset (anything else is an image set)
+RUN_SPLITS = ("train", "test")
+
+
 def evaluate_run(
-    run_dir: Union[str, Path],
+    run_dir: Union[str, Path, LoadedGenerator],
     metrics: Sequence[str] = ("fid", "kid", "prdc"),
     n: int = 10_000,
     extractor: Optional[str] = None,
@@ -151,8 +156,16 @@ def evaluate_run(
     write: bool = True,
     max_reference: Optional[int] = None,
     progress: bool = False,
+    out: Optional[Union[str, Path]] = None,
+    options: Optional[GeneratorOptions] = None,
 ) -> Dict[str, Any]:
-    """Evaluate a run's generator against its own dataset; writes ``RUN_DIR/eval/<...>.json``.
+    """Evaluate a generator against reference images; writes ``RUN_DIR/eval/<...>.json``.
+
+    ``run_dir``: any GENERATOR (:mod:`statgan.generator_source`: a run directory, ``FILE.py:NAME``,
+    a TorchScript file; or one already loaded), read with ``options``. ``reference``: ``train`` or
+    ``test`` (a run's own dataset split), or any image set (a folder, an ``.npz``,
+    ``data:NAME:SPLIT``), which a generator from elsewhere needs. The JSON goes to ``out`` if
+    given, else to the run's ``eval/`` folder (another generator: beside its file, in ``NAME-eval/``).
 
     ``max_reference``: use at most this many reference images (an int >= 2; a seeded random
     subset, the same for every run and seed; all of them when the split is not larger, which the
@@ -166,38 +179,83 @@ def evaluate_run(
     t0 = time.perf_counter()
     specs = metric_specs(metrics)
     check_sample_counts(specs, None, n)  # the generated side now, the reference side once it is loaded
-    G, meta = load_generator(Path(run_dir), checkpoint, ema=ema, device=device)
-    data_shape = tuple(meta["data_shape"])
+    if isinstance(run_dir, LoadedGenerator):
+        loaded = run_dir
+    else:
+        o = options or GeneratorOptions()
+        loaded = load_generator_source(run_dir, dataclasses.replace(
+            o, checkpoint=str(checkpoint) if checkpoint else None, ema=ema, device=device))
+    ident = loaded.identity
+    data_shape = tuple(ident.data_shape)
     if any(s.needs_reference for s in specs):
-        ref_data = reference_data(meta["config"]["data"], reference)
-        n_ref = len(ref_data) if max_reference is None else min(len(ref_data), max_reference)
-        check_sample_counts(specs, n_ref, n)
-        ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, device)
-        ref_needs = frozenset().union(*(s.needs for s in specs if s.needs_reference))
-        ref = reference_features(meta["config"]["data"], reference, ext, ref_needs, batch_size, cache, data=ref_data,
-                                 max_reference=max_reference, progress=progress)
+        ext, ref = _reference_side(loaded, specs, extractor, reference, n, batch_size, cache, max_reference, progress)
     else:
         ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, device)
         ref = FeatureSet("none", 0, info={"max_reference": max_reference})
     gen_needs = frozenset().union(*(s.needs for s in specs))
-    gen = extract(f"{run_dir} (step {meta['step']})", generator_batches(G, int(meta["latent_dim"]), n, batch_size, seed), ext, gen_needs,
+    where = f"{ident.spec} (step {ident.step})" if ident.kind == "run" else ident.spec
+    gen = extract(where, generator_batches(loaded.module, loaded.latent_dim, n, batch_size, seed), ext, gen_needs,
                   total=n, progress=progress, desc="eval: generated features")
     values, failures = _compute(specs, ref, gen)
     result = _result(values, failures, ext, ref, gen, time.perf_counter() - t0)
-    result["generated"].update({"run": str(run_dir), "step": meta["step"], "weights": "EMA" if (ema and meta.get("ema")) else "raw", "seed": seed})
+    result["generated"].update({"run": ident.spec, "step": ident.step, "weights": ident.weights, "seed": seed,
+                                "generator": dataclasses.asdict(ident)})
     result["reference"]["split"] = reference
     if write:
-        # every setting that changes the numbers is in the name, so no evaluation overwrites another
-        ref_tag = reference if any(s.needs_reference for s in specs) else "noref"
-        if max_reference is not None and ref_tag != "noref":
-            ref_tag += f"-max{max_reference}"
-        tag = "-".join(s.name for s in specs)
-        weights = result["generated"]["weights"].lower()
-        out = Path(run_dir) / "eval" / f"{ext.id}-{tag}-{ref_tag}-n{n}-seed{seed}-{weights}-step{meta['step']:06d}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out, result)
-        result["path"] = str(out)
+        path = Path(out) if out is not None else loaded.output_dir("eval") / _result_name(ext.id, specs, reference, n, seed,
+                                                                                         max_reference, ident)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, result)
+        result["path"] = str(path)
     return result
+
+
+def _reference_side(loaded: LoadedGenerator, specs: List["MetricSpec"], extractor: Optional[str], reference: str,
+                    n: int, batch_size: int, cache: bool, max_reference: Optional[int],
+                    progress: bool) -> Tuple[Any, FeatureSet]:
+    """The extractor and the reference features: a run's own split (``train``/``test``, statistics
+    cached), a registered dataset's split (``data:NAME:SPLIT``, cached alike), or an image set."""
+    data_shape = tuple(loaded.data_shape)
+    if reference in RUN_SPLITS:
+        if loaded.meta is None:
+            raise ConfigError(f"--reference {reference}: {loaded.identity.spec} is not a statgan run, so it has no "
+                              f"{reference} split; give --reference SET (a folder, an .npz file or data:NAME:SPLIT)")
+        cfg_data, split = loaded.meta["config"]["data"], reference
+    elif str(reference).startswith("data:") and len(str(reference).split(":")) == 3:
+        _, name, split = str(reference).split(":")
+        cfg_data = {"name": name}
+    else:
+        cfg_data, split = None, reference
+    ref_data = reference_data(cfg_data, split) if cfg_data is not None else load_image_source(reference)
+    shape = tuple(ref_data.shape[1:]) if torch.is_tensor(ref_data) else tuple(torch.as_tensor(ref_data[0]).shape)
+    if shape != data_shape:
+        raise ConfigError(f"--reference {reference}: its images are {'x'.join(map(str, shape))}, but the generator "
+                          f"makes {'x'.join(map(str, data_shape))}")
+    n_ref = len(ref_data) if max_reference is None else min(len(ref_data), max_reference)
+    check_sample_counts(specs, n_ref, n)
+    ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, str(loaded.device))
+    ref_needs = frozenset().union(*(s.needs for s in specs if s.needs_reference))
+    if cfg_data is not None:
+        return ext, reference_features(cfg_data, split, ext, ref_needs, batch_size, cache, data=ref_data,
+                                       max_reference=max_reference, progress=progress)
+    data, subset_info = reference_subset(ref_data, max_reference)
+    ref = extract(str(reference), tensor_batches(data, None, batch_size), ext, ref_needs - {"logits"},
+                  total=len(data), progress=progress, desc="eval: reference features")
+    ref.info.update(subset_info)
+    return ext, ref
+
+
+def _result_name(ext_id: str, specs: List["MetricSpec"], reference: str, n: int, seed: int,
+                 max_reference: Optional[int], ident: Any) -> str:
+    """Every setting that changes the numbers is in the name, so no evaluation overwrites another."""
+    ref_tag = reference if any(s.needs_reference for s in specs) else "noref"
+    ref_tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in ref_tag)  # a path or data:NAME:SPLIT
+    if max_reference is not None and ref_tag != "noref":
+        ref_tag += f"-max{max_reference}"
+    tag = "-".join(s.name for s in specs)
+    if ident.kind == "run":
+        return f"{ext_id}-{tag}-{ref_tag}-n{n}-seed{seed}-{str(ident.weights).lower()}-step{ident.step:06d}.json"
+    return f"{ext_id}-{tag}-{ref_tag}-n{n}-seed{seed}-{ident.weights_sha256[:12]}.json"
 
 
 def evaluate_paths(

@@ -29,7 +29,7 @@ from .. import data as datasets
 from ..data.images import ImageFiles, list_images
 from ..errors import ConfigError, StatganError
 from ..runtime.seeding import stream_generator
-from ..runtime import seeding
+from ..runtime import seeding, threads
 from ..runtime.validation import check_int
 from .features import FeatureExtractor, get_extractor
 from .stats import FeatureStats, cached_stats
@@ -69,6 +69,7 @@ def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: F
     bar = tqdm(total=total, desc=desc or f"features: {source}", unit="img", file=sys.stderr, disable=not progress,
                leave=False, dynamic_ncols=True, mininterval=0.5)
     try:
+        threads.loop_start(f"features: {source}")  # a command's thread tuner, if any, times each batch
         for batch in batches:
             if "logits" in needs:
                 f, lg = extractor.extract(batch, logits=True)
@@ -80,6 +81,7 @@ def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: F
                 feats.append(f)
             n += f.shape[0]
             bar.update(f.shape[0])
+            threads.loop_tick()
     finally:
         bar.close()
     if n < 2:

@@ -128,6 +128,7 @@ def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool =
         G, _ = build_models(cfg, tuple(meta["data_shape"]))
         prefix = "G_ema" if ema and meta.get("ema") else "G"
         ckpt.unpack_module(prefix, G, tensors, str(path))
+        meta["path"] = str(path)  # which checkpoint was read (its sha256 is meta["sha256"])
         return G.to(select_device(device)).eval(), meta
     raise AssertionError("unreachable: the loop returns or raises")
 

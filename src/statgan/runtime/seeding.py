@@ -150,6 +150,11 @@ STREAMS: Mapping[str, Stream] = {
         "run", "generator", ("seed",), "seed",
         "the latents of ``statgan sample`` / ``statgan interpolate``: the user's --seed as given",
         _as_given),
+    "generator_probe": Stream(
+        "fixed", "generator", (), "0",
+        "the two latents a generator given by file or module is first checked on (shape, range, "
+        "finite values): the same probe for every load",
+        lambda: 0),
     # ---- data ----------------------------------------------------------------------------------
     "toy_split": Stream(
         "fixed", "generator", ("split",), "TOY_SPLIT_SEEDS[split]  (train 0, test 1)",

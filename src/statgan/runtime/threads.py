@@ -65,7 +65,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, MutableMapping, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Mapping, MutableMapping, Optional, Tuple
 
 #: set to 0 / false / no / off to make :func:`configure_openmp_env` set nothing (the benchmark's
 #: "libgomp's own defaults" reference arm, or a user who wants the runtime's behaviour unchanged)
@@ -163,7 +164,10 @@ class ThreadTuner:
     """Chooses torch's intra-op thread count while a loop runs: the configured count
     (``torch.get_num_threads()`` at the first tick) or one thread, whichever is faster now. Call
     :meth:`tick` once per iteration (a training step, an inversion step, a batch); an instance is
-    also a trainer step callback (``Trainer(..., callbacks=[ThreadTuner()])``).
+    also a trainer step callback (``Trainer(..., callbacks=[ThreadTuner()])``). Loops of the library
+    (inversion, AIS, feature extraction, generating) tick the tuner a command installed with
+    :func:`tuning` through :func:`loop_start` / :func:`loop_tick`; the tick times of two loops are not
+    comparable, so a loop other than the last one starts a new measurement (after one settling tick).
 
     Why: spinning is not the whole story. Even with no spinning at all (``OMP_WAIT_POLICY=PASSIVE``)
     two threads beside one busy process on two cores ran the default training 1.2-1.8x slower than
@@ -208,6 +212,9 @@ class ThreadTuner:
         #: (tick, threads chosen, why, {candidate: seconds a tick}) for every decision
         self.history: List[Tuple[int, int, str, Dict[int, float]]] = []
         self.ticks = 0
+        self._loop: Optional[str] = None
+        self._since_start = 0  # ticks since the tuner (or the current loop) started
+        self._settle = warmup  # ticks of the current loop before its first measurement
         self._last: Optional[float] = None
         self._candidates: List[int] = []
         self._phase = "warmup"
@@ -218,6 +225,7 @@ class ThreadTuner:
         self._mark: Optional[Tuple[float, Optional[float]]] = None  # (clock, run delay) at the window's start
         self._scores: Dict[int, float] = {}
         self._why = "start"
+        self._loop_changed = False
         self._hold = hold
         self._hold_left = 0
         self._ref = 0.0
@@ -260,6 +268,7 @@ class ThreadTuner:
         dt = None if self._last is None else now - self._last
         self._last = now
         self.ticks += 1
+        self._since_start += 1
         if not self._candidates:
             self._current = self._get_threads()
             n = self.threads or self._current
@@ -267,8 +276,8 @@ class ThreadTuner:
         if not self.active or dt is None:
             return
         if self._phase == "warmup":
-            if self.ticks > self.warmup:
-                self._measure(self._candidates[0], "start")
+            if self._since_start > self._settle:
+                self._measure(self._current if self._loop_changed else self._candidates[0], self._why)
             return
         if self._skip:
             self._skip -= 1
@@ -304,6 +313,23 @@ class ThreadTuner:
             else:
                 self._measure(self._current, "recheck")
 
+    def start_loop(self, name: str) -> None:
+        """A loop named ``name`` is about to run its iterations (each ending in :meth:`tick`): the
+        time until its first tick is not an iteration. A loop other than the last one is measured
+        afresh, starting from the count in use, after one settling tick (its first iteration may
+        still build caches)."""
+        if not self.enabled:
+            return
+        self._last = None
+        if name == self._loop:
+            return
+        first = self._loop is None
+        self._loop = name
+        if first or not self.active or not self._candidates:
+            return  # the first loop: the warm-up of a new tuner is already ahead
+        self._phase, self._why, self._loop_changed = "warmup", f"loop {name}", True
+        self._since_start, self._settle, self._samples, self._skip = 0, 1, [], 0
+
     def _window_start(self) -> None:
         self._mark = (self._clock(), self._run_delay() if self._run_delay is not None else None)
 
@@ -338,3 +364,39 @@ class ThreadTuner:
             scores = ", ".join(f"{c} thread{'s' if c > 1 else ''} {s * 1e3:.1f} ms"
                                for c, s in sorted(self._scores.items()))
             self.log(f"threads: {best} ({self._why}: {scores} a tick; next look in {self._hold} ticks)")
+
+
+# ---- the tuner of a command: the library's loops tick it -----------------------------------------
+_INSTALLED: List[ThreadTuner] = []
+
+
+@contextmanager
+def tuning(tuner: Optional[ThreadTuner]) -> Iterator[Optional[ThreadTuner]]:
+    """Within the block, the library's loops (:func:`loop_start` / :func:`loop_tick`) tick ``tuner``;
+    None installs nothing (a thread count the user fixed). Nested blocks: the innermost wins."""
+    if tuner is None:
+        yield None
+        return
+    _INSTALLED.append(tuner)
+    try:
+        yield tuner
+    finally:
+        _INSTALLED.remove(tuner)
+
+
+def installed() -> Optional[ThreadTuner]:
+    """The tuner the library's loops tick now, or None."""
+    return _INSTALLED[-1] if _INSTALLED else None
+
+
+def loop_start(name: str) -> None:
+    """A loop of the library (``"invert"``, ``"ais"``, ``"features"``, ``"generate"``) starts its
+    iterations; nothing unless a command installed a tuner (:func:`tuning`)."""
+    if _INSTALLED:
+        _INSTALLED[-1].start_loop(name)
+
+
+def loop_tick() -> None:
+    """One iteration of the running loop ended; nothing unless a tuner is installed."""
+    if _INSTALLED:
+        _INSTALLED[-1].tick()
