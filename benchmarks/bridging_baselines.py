@@ -70,7 +70,7 @@ def train_and_score(objective: str, recipe: str, seed: int) -> Dict[str, Any]:
         bridging._train(spec, Path(tmp))
         ev = evaluate_run(Path(tmp) / "run", metrics=["fid"], n=spec["fid_n"], extractor="lenet",
                           reference=bridging.FID_SPLIT, seed=0, write=False)
-        return {"objective": objective, "recipe": recipe, "seed": seed, "fid": ev["metrics"]["fid"],
+        return {"objective": objective, "recipe": recipe, "seed": seed, "fid": ev.metrics["fid"],
                 "cpu_s": round(time.process_time() - c0, 1)}
 
 

@@ -304,7 +304,7 @@ def bench_eval(n: int = 10_000, threads: int = 2) -> Dict[str, float]:
         G, meta = load_generator(run)
         ext = get_extractor("lenet")
         t0 = time.perf_counter()
-        for b in generator_batches(G, int(meta["latent_dim"]), n, 500, seed=0):
+        for b in generator_batches(G, meta.latent_dim, n, 500, seed=0):
             ext.features(b)
         inline = time.perf_counter() - t0
     print(f"[eval] `statgan eval RUN --metrics fid,kid,prdc --n {n}` (fresh process, {threads} threads):")

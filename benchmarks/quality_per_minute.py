@@ -147,9 +147,9 @@ def evaluate_budget(data: str, run_dir: Path, ckpt: Path, n: int) -> Dict[str, f
     """lenet-FID (mnist5k) or modes covered and KL to uniform (stacked-mnist) of one budget's EMA generator."""
     if data == "stacked-mnist":
         res = evaluate_run(run_dir, metrics=["modes"], n=max(n, 26_000), checkpoint=ckpt, write=False)
-        return {"modes": res["metrics"]["modes"], "kl": res["metrics"]["modes_kl"]}
+        return {"modes": res.metrics["modes"], "kl": res.metrics["modes_kl"]}
     res = evaluate_run(run_dir, metrics=["fid"], n=n, extractor="lenet", checkpoint=ckpt, write=False)
-    return {"fid": res["metrics"]["fid"]}
+    return {"fid": res.metrics["fid"]}
 
 
 def print_table(result: Dict) -> None:
@@ -228,7 +228,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     floor = None
     if args.data == "mnist5k":
-        floor = evaluate_paths("data:mnist5k:test", "data:mnist5k:train", metrics=["fid"], extractor="lenet")["metrics"]["fid"]
+        floor = evaluate_paths("data:mnist5k:test", "data:mnist5k:train", metrics=["fid"], extractor="lenet").metrics["fid"]
     records = []
     result = {"data": args.data, "floor": floor, "n": args.n, "threads": args.threads,
               "load_average_at_start": load, "records": records}

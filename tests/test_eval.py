@@ -34,31 +34,31 @@ def test_two_npz_sets_match_an_independent_fid(tmp_path):
                          out=tmp_path / "r.json")
     fa = (a.transpose(0, 3, 1, 2).reshape(300, -1).astype(np.float64) / 127.5) - 1.0
     fb = b.reshape(250, -1).astype(np.float64)
-    assert res["metrics"]["fid"] == pytest.approx(_reference_fid(fa, fb), rel=1e-5)
-    assert res["extractor"]["id"].startswith("pixels")
-    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["fid"] == res["metrics"]["fid"]
-    assert res["labels"]["fid"] == f"FID ({res['extractor']['id']})"
+    assert res.metrics["fid"] == pytest.approx(_reference_fid(fa, fb), rel=1e-5)
+    assert res.extractor.id.startswith("pixels")
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["fid"] == res.metrics["fid"]
+    assert res.labels["fid"] == f"FID ({res.extractor.id})"
 
 
 def test_run_evaluation_writes_json_and_caches_reference(tmp_path):
     cfg = config.load("mnist5k-dcgan", toy_overrides(tmp_path))
     Trainer(cfg, tmp_path / "toy").fit()
     res = evaluate_run(tmp_path / "toy", metrics=["fid", "kid", "prdc"], n=400)
-    m = res["metrics"]
+    m = res.metrics
     assert {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage"} <= m.keys()
     assert all(np.isfinite(v) for v in m.values())
-    saved = json.loads(open(res["path"]).read())
+    saved = json.loads(open(res.path).read())
     assert saved["generated"]["n"] == 400 and saved["generated"]["step"] == 20
     assert saved["reference"]["source"] == "8gaussians:train" and saved["extractor"]["id"] == "pixels-2"
     assert saved["extractor"]["weights_sha256"] is None  # raw pixels: no weights
     # a second evaluation with other settings gets its own file instead of overwriting the first
     other = evaluate_run(tmp_path / "toy", metrics=["fid"], n=400, reference="test")
-    assert other["path"] != res["path"] and json.loads(open(res["path"]).read()) == saved
+    assert other.path != res.path and json.loads(open(res.path).read()) == saved
     # FID alone needs only statistics: the second time they come from the cache, same value
     first = evaluate_run(tmp_path / "toy", metrics=["fid"], n=400, write=False)
     again = evaluate_run(tmp_path / "toy", metrics=["fid"], n=400, write=False)
-    assert again["reference"]["cached"] is True
-    assert again["metrics"]["fid"] == pytest.approx(first["metrics"]["fid"], rel=1e-12)
+    assert again.reference.cached is True
+    assert again.metrics["fid"] == pytest.approx(first.metrics["fid"], rel=1e-12)
     # and it is the FID of the generated points against the training split, computed independently
     from statgan import data
     from statgan.rundir.run import load_generator
@@ -68,7 +68,7 @@ def test_run_evaluation_writes_json_and_caches_reference(tmp_path):
     with torch.no_grad():
         x = torch.cat([G(torch.randn(min(500, 400 - i), 4, generator=gen)) for i in range(0, 400, 500)])
     expected = _reference_fid(data.load("8gaussians", "train").double().numpy(), x.double().numpy())
-    assert first["metrics"]["fid"] == pytest.approx(expected, rel=1e-5)
+    assert first.metrics["fid"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_cli_eval_and_its_errors(tmp_path, capsys):
@@ -110,7 +110,7 @@ def test_dataset_splits_as_image_sets(tmp_path):
     """data:NAME:SPLIT sources: two samples of the same density are closer than different densities."""
     same = evaluate_paths("data:8gaussians:train", "data:8gaussians:test", metrics=["fid"], extractor="pixels")
     other = evaluate_paths("data:8gaussians:train", "data:25gaussians:test", metrics=["fid"], extractor="pixels")
-    assert 0 <= same["metrics"]["fid"] < 0.05 and other["metrics"]["fid"] > 1.0
+    assert 0 <= same.metrics["fid"] < 0.05 and other.metrics["fid"] > 1.0
     with pytest.raises(Exception, match="expected data:NAME:SPLIT"):
         evaluate_paths("data:8gaussians", "data:ring:test", metrics=["fid"], extractor="pixels")
 
@@ -124,14 +124,14 @@ def test_lenet_eval_of_two_dataset_splits_names_the_weights_and_matches_scipy(tm
     test = data.load("mnist5k", "test")[:400]
     np.savez(tmp_path / "test.npz", images=test.numpy())
     res = evaluate_paths(tmp_path / "test.npz", "data:mnist5k:train", metrics=["fid", "is"], extractor="lenet")
-    assert res["extractor"]["weights_sha256"] == LENET_SHA256
-    assert res["labels"]["fid"] == f"FID ({res['extractor']['id']})" and res["extractor"]["id"] == "lenet-" + LENET_SHA256[:8]
+    assert res.extractor.weights_sha256 == LENET_SHA256
+    assert res.labels["fid"] == f"FID ({res.extractor.id})" and res.extractor.id == "lenet-" + LENET_SHA256[:8]
     ext = get_extractor("lenet")
     fa = ext.extract(test).double().numpy()
     fb = ext.extract(data.load("mnist5k", "train")).double().numpy()
-    assert res["metrics"]["fid"] == pytest.approx(_reference_fid(fa, fb), rel=1e-5)
+    assert res.metrics["fid"] == pytest.approx(_reference_fid(fa, fb), rel=1e-5)
     # real digits from ten balanced classes: the classifier is confident and diverse, IS near 10
-    assert 8.0 < res["metrics"]["is"] <= 10.0
+    assert 8.0 < res.metrics["is"] <= 10.0
 
 
 def test_sample_counts_are_checked_for_every_metric_before_any_work(tmp_path, capsys, monkeypatch):

@@ -43,25 +43,25 @@ def test_cap_is_a_seeded_random_subset_stated_in_the_result(tmp_path):
     assert saved["subset"] == "random" and saved["subset_seed"] == 0 and len(saved["subset_sha256"]) == 16
     # the same cap picks the same images every time
     again = evaluate_paths(tmp_path / "ref.npz", tmp_path / "gen.npz", metrics=["fid"], extractor="pixels", max_reference=200)
-    assert again["reference"]["subset_sha256"] == saved["subset_sha256"]
-    assert again["metrics"]["fid"] == pytest.approx(res["metrics"]["fid"], rel=1e-12)
+    assert again.reference.subset_sha256 == saved["subset_sha256"]
+    assert again.metrics["fid"] == pytest.approx(res.metrics["fid"], rel=1e-12)
     # it is the FID of exactly 200 distinct reference images ...
     sub, _ = reference_subset(torch.from_numpy(ref), 200)
     assert torch.unique(sub, dim=0).shape[0] == 200
-    assert res["metrics"]["fid"] == pytest.approx(_fid(sub.double().numpy(), gen.astype(np.float64)), rel=1e-5)
+    assert res.metrics["fid"] == pytest.approx(_fid(sub.double().numpy(), gen.astype(np.float64)), rel=1e-5)
     # ... drawn from both classes of the class-ordered set (the first 200 would all be near -0.5)
     assert 60 < int((sub[:, 0] > 0).sum()) < 140
-    assert res["metrics"]["fid"] < 0.1 < _fid(ref[:200].astype(np.float64), gen.astype(np.float64))
+    assert res.metrics["fid"] < 0.1 < _fid(ref[:200].astype(np.float64), gen.astype(np.float64))
 
 
 def test_cap_above_the_set_uses_all_and_says_so(tmp_path):
     _ordered_sets(tmp_path)
     full = evaluate_paths(tmp_path / "ref.npz", tmp_path / "gen.npz", metrics=["fid"], extractor="pixels")
     big = evaluate_paths(tmp_path / "ref.npz", tmp_path / "gen.npz", metrics=["fid"], extractor="pixels", max_reference=1000)
-    assert full["reference"]["max_reference"] is None and full["reference"]["subset"] == "all"
-    assert big["reference"]["n"] == 1000 and big["reference"]["max_reference"] == 1000 and big["reference"]["subset"] == "all"
-    assert "all of them were used" in big["reference"]["note"] and "note" not in full["reference"]
-    assert big["metrics"]["fid"] == full["metrics"]["fid"]
+    assert full.reference.max_reference is None and full.reference.subset == "all"
+    assert big.reference.n == 1000 and big.reference.max_reference == 1000 and big.reference.subset == "all"
+    assert "all of them were used" in big.reference.note and full.reference.note is None
+    assert big.metrics["fid"] == full.metrics["fid"]
 
 
 @pytest.mark.parametrize("bad", [1, 0, -5, 2.5, True, "100"])
@@ -86,26 +86,26 @@ def test_run_cache_never_mixes_capped_and_whole_split_statistics(tmp_path, monke
     kw = dict(metrics=["fid"], n=400, write=False)
     full = evaluate_run(tmp_path / "toy", **kw)
     capped = evaluate_run(tmp_path / "toy", max_reference=300, **kw)
-    assert full["reference"]["cached"] is False and capped["reference"]["cached"] is False
-    assert capped["reference"]["n"] == 300 and capped["reference"]["max_reference"] == 300
-    assert full["reference"]["n"] == full["reference"]["n_available"] == capped["reference"]["n_available"] > 300
-    assert capped["metrics"]["fid"] != full["metrics"]["fid"]
+    assert full.reference.cached is False and capped.reference.cached is False
+    assert capped.reference.n == 300 and capped.reference.max_reference == 300
+    assert full.reference.n == full.reference.n_available == capped.reference.n_available > 300
+    assert capped.metrics["fid"] != full.metrics["fid"]
     # each is served from its own cache file afterwards
     capped2 = evaluate_run(tmp_path / "toy", max_reference=300, **kw)
     full2 = evaluate_run(tmp_path / "toy", **kw)
-    assert capped2["reference"]["cached"] is True and capped2["metrics"]["fid"] == capped["metrics"]["fid"]
-    assert full2["reference"]["cached"] is True and full2["metrics"]["fid"] == full["metrics"]["fid"]
-    assert evaluate_run(tmp_path / "toy", max_reference=200, **kw)["reference"]["cached"] is False
+    assert capped2.reference.cached is True and capped2.metrics["fid"] == capped.metrics["fid"]
+    assert full2.reference.cached is True and full2.metrics["fid"] == full.metrics["fid"]
+    assert evaluate_run(tmp_path / "toy", max_reference=200, **kw).reference.cached is False
     assert len(list(cache_dir().glob("*.npz"))) == 3
     # a cap at or above the split's size is the whole split: same statistics, same cache file
     big = evaluate_run(tmp_path / "toy", max_reference=10**9, **kw)
-    assert big["reference"]["cached"] is True and big["metrics"]["fid"] == full["metrics"]["fid"]
-    assert "all of them were used" in big["reference"]["note"]
+    assert big.reference.cached is True and big.metrics["fid"] == full.metrics["fid"]
+    assert "all of them were used" in big.reference.note
     # written results: the cap is in the file name, so a capped evaluation never overwrites the other
     a = evaluate_run(tmp_path / "toy", metrics=["fid"], n=400)
     b = evaluate_run(tmp_path / "toy", metrics=["fid"], n=400, max_reference=300)
-    assert a["path"] != b["path"] and "-train-max300-" in b["path"]
-    assert json.loads(open(b["path"]).read())["reference"]["max_reference"] == 300
+    assert a.path != b.path and "-train-max300-" in b.path
+    assert json.loads(open(b.path).read())["reference"]["max_reference"] == 300
 
 
 def test_progress_bars_go_to_stderr_only_when_asked(tmp_path, capsys, monkeypatch):

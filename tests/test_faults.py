@@ -155,7 +155,7 @@ def test_bf16_autocast_trains_on_cpu_with_finite_losses(tmp_path, one_thread):
     assert all(p.dtype == torch.float32 for p in tr.G.parameters())  # weights stay fp32; only the forward is bf16
     assert any(not torch.equal(before[k], v) for k, v in tr.G.state_dict().items() if k.endswith("weight"))
     G, meta = load_generator(tmp_path / "dcgan")
-    assert meta["config"]["train"]["precision"] == "bf16" and torch.isfinite(G(torch.randn(2, 8))).all()
+    assert meta.config.train.precision == "bf16" and torch.isfinite(G(torch.randn(2, 8))).all()
 
 
 def test_channels_last_trains_and_its_checkpoint_loads_into_a_plain_model(tmp_path, one_thread):

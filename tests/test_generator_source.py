@@ -206,16 +206,18 @@ def test_sample_writes_pngs_npz_and_a_grid_from_a_file(tmp_path, capsys):
     assert "stylegan" in capsys.readouterr().err
 
 
-def test_eval_of_an_exported_generator_equals_eval_of_its_run(run_dir, exported, tmp_path, capsys):
+def test_eval_of_an_exported_generator_equals_eval_of_its_run(run_dir, exported, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("statgan.metrics.evaluate.PROJECTION_MIN_SECONDS", 0.0)  # say it, however cheap
     common = ["--metrics", "fid", "--n", "200", "--no-progress"]
     assert main(["eval", str(run_dir), "--reference", "test", *common, "--out", str(tmp_path / "a.json")]) == 0
     assert main(["eval", str(exported / "g.pt"), "--reference", "data:mnist5k:test", *common,
                  "--out", str(tmp_path / "b.json")]) == 0
     a, b = (json.loads((tmp_path / f"{k}.json").read_text()) for k in "ab")
     assert a["metrics"]["fid"] == b["metrics"]["fid"]
-    assert b["generated"]["generator"]["kind"] == "torchscript" and b["generated"]["step"] is None
+    assert b["generated"]["generator"]["kind"] == "torchscript" and "step" not in b["generated"]  # no run, no step
     assert a["generated"]["generator"]["weights_sha256"] == b["generated"]["generator"]["weights_sha256"]
-    capsys.readouterr()
+    err = capsys.readouterr().err  # the cost, said before the feature passes
+    assert err.count("projected ~") == 2 and "features of 200 generated + up to 1,000 reference images" in err
     assert main(["eval", str(exported / "g.pt"), *common]) == 2  # no run: the reference must be named
     err = capsys.readouterr().err
     assert "is not a statgan run" in err and "--reference SET" in err and err.count("\n") == 1
@@ -282,3 +284,39 @@ def test_audit_of_an_exported_generator_equals_audit_of_its_run(run_dir, exporte
     assert set(a["projected"]) == {"inversion", "sigma", "ais", "bdmc"}
     out = capsys.readouterr().err
     assert "a generator pass (forward+backward, one latent) takes" in out and "projected: inversion" in out
+
+
+def test_ood_name_equals_set_adds_the_users_own(run_dir, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", images=rng.integers(0, 256, (9, 28, 28), dtype=np.uint8))
+    out = tmp_path / "audit"
+    assert main(["audit", str(run_dir), "--quick", "--threads", "1", "--ood", f"mine={tmp_path / 'mine.npz'}",
+                 "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert "mine" in s["ood_sets"] and "glyphs" in s["ood_sets"]  # added beside the built-in sets
+    assert s["splits"]["mine"]["n"] == 9  # all of a set smaller than --n-ood
+    capsys.readouterr()
+    for entry, fragment in [("test=x.npz", "expected NAME=SET"), ("glyphs,x y=a.npz", "expected NAME=SET"),
+                            (f"big={tmp_path / 'rgb.npz'}", "its images are 3x8x8")]:
+        np.savez(tmp_path / "rgb.npz", images=np.zeros((3, 8, 8, 3), np.uint8))
+        assert main(["audit", str(run_dir), "--quick", "--ood", entry, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert fragment in err and err.count("statgan: error") == 1, err
+
+
+def test_invert_and_eval_of_a_file_generator_with_and_without_sets(tmp_path, capsys):
+    common = [spec("make_dcgan64"), "--latent-shape", "100,1,1"]
+    # no data at all: the generated set needs only the generator
+    assert main(["invert", *common, "--split", "generated", "--n", "3", "--steps", "3", "--restarts", "1",
+                 "--out", str(tmp_path / "inv.safetensors")]) == 0
+    js = json.loads((tmp_path / "inv.json").read_text())
+    assert js["generator"]["kind"] == "module" and js["sets"]["generated"]["n"] == 3
+    assert Image.open(tmp_path / "inv.png").size[0] > 64  # originals above reconstructions, 64x64 RGB
+    # a reference set of its shape: eval in pixel space (Inception would be the RGB default)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "ref.npz", images=rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8))
+    assert main(["eval", *common, "--reference", str(tmp_path / "ref.npz"), "--extractor", "pixels", "--metrics", "kid",
+                 "--n", "40", "--no-progress", "--out", str(tmp_path / "ev.json")]) == 0
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert ev["reference"]["n"] == 40 and ev["generated"]["generator"]["data_shape"] == [3, 64, 64]
+    assert math.isfinite(ev["metrics"]["kid"])

@@ -164,7 +164,7 @@ def test_trains_saves_and_restores_w_avg_and_composes_with_path_length(tmp_path,
     assert t.G.w_avg.abs().sum() > 0
     assert torch.equal(t.ema.module.w_avg, t.G.w_avg)  # EMA copies buffers
     G, meta = load_generator(tmp_path / "sg")
-    assert torch.equal(G.w_avg, t.G.w_avg) and meta["step"] == 6
+    assert torch.equal(G.w_avg, t.G.w_avg) and meta.step == 6
     assert t.regularizers["path_length"].mean.item() > 0
 
 

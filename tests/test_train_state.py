@@ -99,7 +99,7 @@ def test_snapshot_is_a_copy_and_capture_aliases_the_live_state():
         weight.add_(1.0)
     assert torch.equal(live.tensors["G.0.weight"], weight)
     assert torch.equal(snap.tensors["G.0.weight"] + 1.0, weight)
-    assert snap.step == state.step and snap.meta["data_shape"] == list(DATA_SHAPE)
+    assert snap.step == state.step and snap.meta.data_shape == tuple(DATA_SHAPE)
 
 
 def test_checkpoint_round_trip_gives_the_same_state(tmp_path):
@@ -185,3 +185,15 @@ def test_rollback_retries_count_until_training_gets_past_the_divergence():
     _train(state, steps=1)
     rollback.commit()
     assert rollback.retries == 0 and not rollback.exhausted
+
+
+def test_a_checkpoint_record_is_read_typed_and_a_mangled_one_is_one_line():
+    from statgan.errors import CheckpointError
+    from statgan.train.state import StateRecord
+
+    rec = StateRecord(step=7, data_shape=(1, 28, 28), ema=True, optimizers={"opt_G": {}, "opt_D": {}}, lr_scale=0.5,
+                      best_fid=3.25, grad_scalers={})
+    assert StateRecord.from_record(rec.to_record(), "x.json") == rec  # the JSON round trip
+    for broken in ({"data_shape": [1, 28, 28]}, {"step": "seven", "optimizers": {}}, {"step": 1, "optimizers": None}):
+        with pytest.raises(CheckpointError, match="x.json: its metadata lacks or mangles"):
+            StateRecord.from_record(broken, "x.json")

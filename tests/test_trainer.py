@@ -238,7 +238,7 @@ def test_load_generator_gives_ema_weights(tmp_path):
     G_raw, _ = load_generator(tmp_path / "toy", ema=False)
     for p, q in zip(G_raw.parameters(), tr.G.parameters()):
         assert torch.equal(p, q)
-    assert meta["step"] == 20 and json.loads(json.dumps(meta))["latent_dim"] == 4
+    assert meta.step == 20 and meta.latent_dim == 4 and meta.config.model.latent_dim == 4
 
 
 def test_lazy_dataset_path_trains_and_resumes_identically(tmp_path):

@@ -76,7 +76,8 @@ class AuditSettings(InvertSettings):
     n_valid: int = knob(50, "held-out images for sigma and the typicality test")
     n_ood: int = knob(50, "images per OOD set")
     ood: Optional[Tuple[str, ...]] = knob(
-        None, "comma-separated OOD sets (default: glyphs,noise,constant,blurred,inverted + local fashion-mnist/svhn)")
+        None, "comma-separated OOD sets (default: glyphs,noise,constant,blurred,inverted + local fashion-mnist/svhn); "
+              "NAME=SET adds your own (a folder, an .npz file or data:NAME:SPLIT)")
     sigma: Optional[float] = knob(None, "observation noise std (default: chosen on held-out images)")
     sigma_candidates: Tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
     sigma_images: int = 16            # valid images used to choose sigma

@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 from .errors import StatganError
 from .rundir.files import atomic_write_bytes
-from .rundir.run import load_generator
+from .rundir.run import CheckpointMeta, load_generator
 from .runtime.device import select_device
 from .runtime.seeding import stream_generator
 
@@ -135,12 +135,13 @@ class GeneratorIdentity:
 @dataclass
 class LoadedGenerator:
     """A generator meeting statgan's contract: ``module`` maps (B, latent_dim) z ~ N(0, I) to
-    (B, *data_shape) in [-1, 1], in eval mode on ``device``. ``meta`` is a run's checkpoint
-    metadata (None for other sources); ``run_dir`` the run directory (None likewise)."""
+    (B, *data_shape) in [-1, 1], in eval mode on ``device``. ``meta`` is a run's
+    :class:`~statgan.rundir.run.CheckpointMeta` (None for other sources); ``run_dir`` the run
+    directory (None likewise)."""
 
     module: nn.Module
     identity: GeneratorIdentity
-    meta: Optional[Dict[str, Any]] = None
+    meta: Optional[CheckpointMeta] = None
     run_dir: Optional[Path] = None
     native: Optional[nn.Module] = field(default=None, repr=False)  # a run's own network (style mixing, truncation)
 
@@ -301,13 +302,10 @@ def _load_run(run_dir: Path, o: GeneratorOptions) -> LoadedGenerator:
             raise StatganError(f"{str(run_dir)!r} is not a statgan run directory (no config.yaml or checkpoints/)")
     G, meta = load_generator(run_dir, Path(o.checkpoint) if o.checkpoint else None, ema=o.ema, device=o.device,
                              use_previous=o.use_previous)
-    latent_dim = int(meta["latent_dim"])
-    tensors = str(Path(meta["path"]).with_suffix(".safetensors")) if meta.get("path") else None  # what sha256 is of
-    ident = GeneratorIdentity(kind="run", spec=str(run_dir), file=tensors, sha256=meta.get("sha256"),
-                              weights_sha256=weights_fingerprint(G), parameters=_count(G), latent_shape=(latent_dim,),
-                              latent="normal", output_range=(-1.0, 1.0),
-                              data_shape=tuple(int(s) for s in meta["data_shape"]), step=int(meta["step"]),
-                              weights="EMA" if (o.ema and meta.get("ema")) else "raw")
+    ident = GeneratorIdentity(kind="run", spec=str(run_dir), file=str(meta.tensors_path), sha256=meta.sha256,
+                              weights_sha256=weights_fingerprint(G), parameters=_count(G),
+                              latent_shape=(meta.latent_dim,), latent="normal", output_range=(-1.0, 1.0),
+                              data_shape=meta.data_shape, step=meta.step, weights="EMA" if (o.ema and meta.ema) else "raw")
     return LoadedGenerator(module=G, identity=ident, meta=meta, run_dir=run_dir, native=G)
 
 

@@ -35,8 +35,8 @@ SPACES = ("z", "w")
 def require_w(generator: nn.Module, what: str) -> None:
     """One-line StatganError unless ``generator`` has an intermediate latent w."""
     if not has_w_space(generator):
-        raise StatganError(f"{what} needs an intermediate latent w, and this run's generator ({type(generator).__name__}) "
-                           "has none; only model.arch=stylegan has one")
+        raise StatganError(f"{what} needs an intermediate latent w, and this generator ({type(generator).__name__}) "
+                           "has none; only a statgan run with model.arch=stylegan has one")
 
 
 def check_psi(psi: float) -> float:

@@ -24,6 +24,7 @@ the same seed and n.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -76,11 +77,11 @@ class RunData:
         unknown = set(self.given) - {"train", "test"}
         if unknown:
             raise ConfigError(f"image sets are given for train and test only, not {sorted(unknown)}")
-        self.dataset: str = "none"
+        self.dataset: str = "no image sets given"
         self.root: Optional[str] = None
         self.options: Dict[str, Any] = {}
         if self.meta is not None:
-            cfg_data = dict(self.meta["config"]["data"])
+            cfg_data = dict(self.meta.data_record)
             self.dataset, self.root = cfg_data.pop("name"), cfg_data.pop("root", None)
             self._registered = self.dataset  # the run's dataset, by its registered name
             self.options = cfg_data.pop("options", None) or {}
@@ -165,11 +166,49 @@ class RunData:
                               for i in range(0, z.shape[0], batch_size)])
 
     def ood(self, n: int, names: Optional[Sequence[str]]) -> Dict[str, Tensor]:
-        """``n`` images of each OOD set (``names=None``: the built-in ones + local external ones)."""
+        """``n`` images of each OOD set (``names=None``: the built-in ones + local external ones).
+
+        An entry ``NAME=SET`` adds the user's own set (a folder, an .npz, ``data:NAME:SPLIT``, with
+        the generator's image shape): ``n`` of its images, a seeded random choice. Given only such
+        entries, the built-in sets are kept beside them; with built-in names too, only those."""
         if not self.is_image:
             raise StatganError(f"OOD sets need image data, but {self.dataset!r} has samples of shape {list(self.data_shape)}")
+        user = dict(parse_user_ood(e) for e in (names or ()) if "=" in e)
+        builtin = [e for e in (names or ()) if "=" not in e]
         # ood_sets takes a 31-bit seed
-        return ood_sets(self.reference(), n, seed=derived_seed(self.seed, "audit:ood") % (2**31), names=names)
+        sets = ood_sets(self.reference(), n, seed=derived_seed(self.seed, "audit:ood") % (2**31),
+                        names=builtin or None)  # only user sets (or none named): the built-in ones too
+        for name, spec in user.items():
+            if name in sets:
+                raise ConfigError(f"--ood {name}={spec}: {name!r} is already an OOD set's name; choose another")
+            sets[name] = self._user_set(name, spec, n)
+        return sets
+
+    def _user_set(self, name: str, spec: str, n: int) -> Tensor:
+        """``n`` images of the user's OOD set ``spec`` (all when it has fewer), a seeded choice."""
+        data = load_image_source(spec)
+        shape = tuple(data.shape[1:]) if torch.is_tensor(data) else tuple(torch.as_tensor(data[0]).shape)
+        if shape != self.data_shape:
+            raise ConfigError(f"--ood {name}={spec}: its images are {'x'.join(map(str, shape))}, but the generator makes "
+                              f"{'x'.join(map(str, self.data_shape))}")
+        perm = torch.randperm(len(data), generator=seeded_generator(self.seed, f"audit:ood:{name}"))
+        return _take(data, perm[: min(n, len(data))])
+
+
+#: a user's OOD set name: letters, digits, - and _ (it names tensors, JSON keys and report rows)
+_OOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+#: names the audit's own sets use
+_RESERVED = (*SPLITS, "valid", "model_samples", "ood")
+
+
+def parse_user_ood(entry: str) -> Tuple[str, str]:
+    """``NAME=SET`` of ``--ood`` -> (name, set spec); one line when the name is unusable."""
+    name, _, spec = entry.partition("=")
+    name, spec = name.strip(), spec.strip()
+    if not _OOD_NAME.match(name) or name.lower() in _RESERVED or not spec:
+        raise ConfigError(f"--ood {entry!r}: expected NAME=SET with NAME made of letters, digits, - and _ (not one of "
+                          f"{', '.join(_RESERVED)}) and SET a folder, an .npz file or data:NAME:SPLIT")
+    return name, spec
 
 
 def run_fid(run_dir: Union[str, Path], step: Optional[int] = None, weights: Optional[str] = None) -> Optional[RunFID]:

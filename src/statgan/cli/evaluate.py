@@ -50,7 +50,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             result = evaluate_run(load_generator_from_args(args, args.paths[0]), metrics=metrics, n=args.n,
                                   extractor=args.extractor, reference=args.reference or "train", seed=args.seed,
                                   batch_size=args.batch_size, cache=not args.no_cache,
-                                  max_reference=args.max_reference, progress=progress, out=args.out)
+                                  max_reference=args.max_reference, progress=progress, out=args.out,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
         else:
             if args.reference is not None:
                 raise StatganError("--reference goes with one GENERATOR; with two image sets the first is the reference")
@@ -58,8 +59,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                     batch_size=args.batch_size, device=args.device, out=args.out,
                                     max_reference=args.max_reference, progress=progress)
     print(format_table(result))
-    for name, why in result["failures"].items():
+    for name, why in result.failures.items():
         print(f"statgan: warning: {name} was not computed (the other metrics were kept): {why}", file=sys.stderr)
-    if "path" in result:
-        print(f"wrote {result['path']}")
+    if result.path is not None:
+        print(f"wrote {result.path}")
     return 0

@@ -313,9 +313,9 @@ def _run_floor(spec: Dict[str, Any]) -> Dict[str, Any]:
     """FID of the data set's FID split against its own training images: the floor of the FID table."""
     ev = evaluate_paths(f"data:{spec['data']}:{spec['split']}", f"data:{spec['data']}:train", metrics=["fid"],
                         extractor=spec["extractor"])
-    return {"fid": ev["metrics"]["fid"], "fid_extractor": ev["extractor"]["id"],
-            "fid_reference": f"{ev['reference']['source']} (n={ev['reference']['n']})",
-            "fid_generated": f"{ev['generated']['source']} (n={ev['generated']['n']})"}
+    return {"fid": ev.metrics["fid"], "fid_extractor": ev.extractor.id,
+            "fid_reference": f"{ev.reference.source} (n={ev.reference.n})",
+            "fid_generated": f"{ev.generated.source} (n={ev.generated.n})"}
 
 
 def _run_mnist(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
@@ -328,9 +328,9 @@ def _run_mnist(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
     ev = evaluate_run(wd / "run", metrics=["fid"], n=spec["fid_n"], extractor="lenet", reference=FID_SPLIT, seed=0,
                       write=True)
     return {
-        "fid": ev["metrics"]["fid"],
-        "fid_extractor": ev["extractor"]["id"],
-        "fid_reference": f"{ev['reference']['source']} (n={ev['reference']['n']})",
+        "fid": ev.metrics["fid"],
+        "fid_extractor": ev.extractor.id,
+        "fid_reference": f"{ev.reference.source} (n={ev.reference.n})",
         "sharpness": sharpness,
         "sharpness_n": sh["n"],
         "sharpness_s": round(sharpness_s, 2),

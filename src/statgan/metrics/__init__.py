@@ -14,9 +14,10 @@ from .prdc import prdc
 from .stats import FeatureStats, cache_dir, cached_stats
 from .features import EXTRACTORS, FeatureExtractor, get_extractor
 from .evaluate import METRICS, evaluate_paths, evaluate_run, format_table
+from .result import EvaluationResult
 
 __all__ = [
-    "EXTRACTORS", "FeatureExtractor", "FeatureStats", "METRICS", "cache_dir", "cached_stats",
+    "EXTRACTORS", "EvaluationResult", "FeatureExtractor", "FeatureStats", "METRICS", "cache_dir", "cached_stats",
     "evaluate_paths", "evaluate_run", "format_table", "frechet_distance", "frechet_distance_from_stats",
     "get_extractor", "inception_score", "kid", "prdc",
 ]

@@ -30,14 +30,18 @@ from ..errors import ConfigError, StatganError
 from ..registry import Registry
 from ..generator_source import GeneratorOptions, LoadedGenerator, load_generator_source
 from ..rundir.files import atomic_write_json
+from ..runtime.durations import human_duration
+from ..runtime.seeding import seeded_generator
 from .frechet import frechet_distance
 from .inception_score import inception_score
 from .kid import kid
 from .modes import MIN_SAMPLES as MODES_MIN_SAMPLES, modes_from_logits
 from .prdc import prdc
+from .result import EvaluationResult, ExtractorInfo, GeneratedInfo, ReferenceInfo
 from .sources import (
     FeatureSet,
     build_extractor,
+    check_needs,
     check_max_reference,
     default_extractor,
     extract,
@@ -158,7 +162,8 @@ def evaluate_run(
     progress: bool = False,
     out: Optional[Union[str, Path]] = None,
     options: Optional[GeneratorOptions] = None,
-) -> Dict[str, Any]:
+    log: Optional[Callable[[str], None]] = None,
+) -> EvaluationResult:
     """Evaluate a generator against reference images; writes ``RUN_DIR/eval/<...>.json``.
 
     ``run_dir``: any GENERATOR (:mod:`statgan.generator_source`: a run directory, ``FILE.py:NAME``,
@@ -171,7 +176,8 @@ def evaluate_run(
     subset, the same for every run and seed; all of them when the split is not larger, which the
     result's ``reference.note`` says). ``progress``: tqdm bars with an ETA on stderr while features
     of the generated images and of the reference split (when its statistics are not cached) are
-    extracted.
+    extracted. ``log``: where to say, before the feature passes start, what they will cost on this
+    device (a batch of :data:`PROJECTION_BATCH` timed; ``statgan eval`` prints it).
     """
     if n < 2:
         raise ConfigError(f"--n must be at least 2, got {n}")
@@ -188,9 +194,12 @@ def evaluate_run(
     ident = loaded.identity
     data_shape = tuple(ident.data_shape)
     if any(s.needs_reference for s in specs):
-        ext, ref = _reference_side(loaded, specs, extractor, reference, n, batch_size, cache, max_reference, progress)
+        ext, ref = _reference_side(loaded, specs, extractor, reference, n, batch_size, cache, max_reference, progress,
+                                   log)
     else:
         ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, device)
+        check_needs(ext, frozenset().union(*(s.needs for s in specs)))
+        _project_features(ext, loaded, n, 0, log)
         ref = FeatureSet("none", 0, info={"max_reference": max_reference})
     gen_needs = frozenset().union(*(s.needs for s in specs))
     where = f"{ident.spec} (step {ident.step})" if ident.kind == "run" else ident.spec
@@ -198,21 +207,21 @@ def evaluate_run(
                   total=n, progress=progress, desc="eval: generated features")
     values, failures = _compute(specs, ref, gen)
     result = _result(values, failures, ext, ref, gen, time.perf_counter() - t0)
-    result["generated"].update({"run": ident.spec, "step": ident.step, "weights": ident.weights, "seed": seed,
-                                "generator": dataclasses.asdict(ident)})
-    result["reference"]["split"] = reference
+    result.generated = dataclasses.replace(result.generated, run=ident.spec, step=ident.step, weights=ident.weights,
+                                           seed=seed, generator=ident)
+    result.reference.split = reference
     if write:
         path = Path(out) if out is not None else loaded.output_dir("eval") / _result_name(ext.id, specs, reference, n, seed,
                                                                                          max_reference, ident)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, result)
-        result["path"] = str(path)
+        atomic_write_json(path, result.to_dict())
+        result.path = str(path)
     return result
 
 
 def _reference_side(loaded: LoadedGenerator, specs: List["MetricSpec"], extractor: Optional[str], reference: str,
                     n: int, batch_size: int, cache: bool, max_reference: Optional[int],
-                    progress: bool) -> Tuple[Any, FeatureSet]:
+                    progress: bool, log: Optional[Callable[[str], None]] = None) -> Tuple[Any, FeatureSet]:
     """The extractor and the reference features: a run's own split (``train``/``test``, statistics
     cached), a registered dataset's split (``data:NAME:SPLIT``, cached alike), or an image set."""
     data_shape = tuple(loaded.data_shape)
@@ -220,7 +229,7 @@ def _reference_side(loaded: LoadedGenerator, specs: List["MetricSpec"], extracto
         if loaded.meta is None:
             raise ConfigError(f"--reference {reference}: {loaded.identity.spec} is not a statgan run, so it has no "
                               f"{reference} split; give --reference SET (a folder, an .npz file or data:NAME:SPLIT)")
-        cfg_data, split = loaded.meta["config"]["data"], reference
+        cfg_data, split = loaded.meta.data_record, reference
     elif str(reference).startswith("data:") and len(str(reference).split(":")) == 3:
         _, name, split = str(reference).split(":")
         cfg_data = {"name": name}
@@ -234,6 +243,8 @@ def _reference_side(loaded: LoadedGenerator, specs: List["MetricSpec"], extracto
     n_ref = len(ref_data) if max_reference is None else min(len(ref_data), max_reference)
     check_sample_counts(specs, n_ref, n)
     ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, str(loaded.device))
+    check_needs(ext, frozenset().union(*(s.needs for s in specs)))  # a missing capability before any pass
+    _project_features(ext, loaded, n, n_ref, log)
     ref_needs = frozenset().union(*(s.needs for s in specs if s.needs_reference))
     if cfg_data is not None:
         return ext, reference_features(cfg_data, split, ext, ref_needs, batch_size, cache, data=ref_data,
@@ -243,6 +254,37 @@ def _reference_side(loaded: LoadedGenerator, specs: List["MetricSpec"], extracto
                   total=len(data), progress=progress, desc="eval: reference features")
     ref.info.update(subset_info)
     return ext, ref
+
+
+#: images generated and passed through the extractor to project eval's cost
+PROJECTION_BATCH = 8
+#: a projection below this many seconds is not worth a line (LeNet on MNIST: well under a second)
+PROJECTION_MIN_SECONDS = 5.0
+
+
+def _project_features(ext: Any, loaded: LoadedGenerator, n: int, n_ref: int,
+                      log: Optional[Callable[[str], None]]) -> None:
+    """Say what the feature passes will cost on this device: a batch generated and extracted once to
+    warm up (weights onto the device, kernels chosen), then timed; the reference side is an upper
+    bound, since cached statistics skip it."""
+    if log is None:
+        return
+    z = torch.randn(PROJECTION_BATCH, loaded.latent_dim, generator=seeded_generator(0, "eval:projection"))
+    z = z.to(loaded.device)
+    with torch.no_grad():
+        ext.extract(loaded.module(z).float())
+        t0 = time.perf_counter()
+        x = loaded.module(z).float()
+        t1 = time.perf_counter()
+        ext.extract(x)
+        t2 = time.perf_counter()
+    per_gen, per_feat = (t1 - t0) / PROJECTION_BATCH, (t2 - t1) / PROJECTION_BATCH
+    total = n * (per_gen + per_feat) + n_ref * per_feat
+    if total < PROJECTION_MIN_SECONDS:
+        return
+    ref = f" + up to {n_ref:,} reference images (none when their statistics are cached)" if n_ref else ""
+    log(f"eval: {ext.id} features of {n:,} generated{ref}: projected ~{human_duration(total)} on {loaded.device} "
+        f"({per_feat * 1e3:.3g} ms an image; generating {per_gen * 1e3:.3g} ms)")
 
 
 def _result_name(ext_id: str, specs: List["MetricSpec"], reference: str, n: int, seed: int,
@@ -268,7 +310,7 @@ def evaluate_paths(
     out: Optional[Union[str, Path]] = None,
     max_reference: Optional[int] = None,
     progress: bool = False,
-) -> Dict[str, Any]:
+) -> EvaluationResult:
     """Evaluate two image sets (folders, .npz files or ``data:NAME:SPLIT``) against each other.
 
     ``max_reference`` caps the *reference* (first) set as in :func:`evaluate_run`; ``progress``:
@@ -291,8 +333,8 @@ def evaluate_paths(
     result = _result(*_compute(specs, ref, gen), ext, ref, gen, time.perf_counter() - t0)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(Path(out), result)
-        result["path"] = str(out)
+        atomic_write_json(Path(out), result.to_dict())
+        result.path = str(out)
     return result
 
 
@@ -317,27 +359,24 @@ _LABELS = {"fid": "FID", "kid": "KID", "kid_std": "KID std", "is": "IS", "is_std
 
 
 def _result(values: Dict[str, float], failures: Dict[str, str], ext: Any, ref: FeatureSet, gen: FeatureSet,
-            seconds: float) -> Dict[str, Any]:
+            seconds: float) -> EvaluationResult:
     labels = {k: f"{_LABELS.get(k, k)} ({ext.id})" for k in values}
-    return {
-        "metrics": values,
-        "labels": labels,
-        "failures": failures,
-        "extractor": {"name": ext.name, "id": ext.id, "dim": ext.dim, "preprocessing": ext.preprocessing,
-                      "weights_sha256": getattr(ext, "sha256", None)},
-        "reference": {"source": ref.source, "n": ref.n, **ref.info},
-        "generated": {"source": gen.source, "n": gen.n},
-        "versions": {"statgan": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "seconds": round(seconds, 3),
-    }
+    return EvaluationResult(
+        metrics=values, labels=labels, failures=failures,
+        extractor=ExtractorInfo(name=ext.name, id=ext.id, dim=ext.dim, preprocessing=ext.preprocessing,
+                                weights_sha256=getattr(ext, "sha256", None)),
+        reference=ReferenceInfo(source=ref.source, n=ref.n, **ref.info),
+        generated=GeneratedInfo(source=gen.source, n=gen.n),
+        versions={"statgan": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                  "python": platform.python_version()},
+        time=time.strftime("%Y-%m-%dT%H:%M:%S"), seconds=round(seconds, 3))
 
 
-def format_table(result: Dict[str, Any]) -> str:
-    rows = [(result["labels"][k], v) for k, v in result["metrics"].items()]
+def format_table(result: EvaluationResult) -> str:
+    rows = [(result.labels[k], v) for k, v in result.metrics.items()]
     width = max(len(r[0]) for r in rows)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
     lines += [f"{label:<{width}}  {value:.6g}" for label, value in rows]
-    lines.append(f"reference: {result['reference']['source']} (n={result['reference']['n']}), "
-                 f"generated: {result['generated']['source']} (n={result['generated']['n']}), {result['seconds']:.1f} s")
+    lines.append(f"reference: {result.reference.source} (n={result.reference.n}), "
+                 f"generated: {result.generated.source} (n={result.generated.n}), {result.seconds:.1f} s")
     return "\n".join(lines)

@@ -50,6 +50,13 @@ class FeatureSet:
     info: Dict[str, Any] = field(default_factory=dict)
 
 
+def check_needs(extractor: FeatureExtractor, needs: FrozenSet[str]) -> None:
+    """One line when the metrics need class logits that ``extractor`` does not give (before any pass)."""
+    if "logits" in needs and not extractor.has_logits:
+        why = f" ({extractor.no_logits_reason})" if extractor.no_logits_reason else ""
+        raise ConfigError(f"extractor {extractor.name!r} has no class logits{why}, so the Inception score cannot be computed with it")
+
+
 def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: FrozenSet[str], *,
             total: Optional[int] = None, progress: bool = False, desc: Optional[str] = None) -> FeatureSet:
     """One pass: streaming float64 stats always; features / logits kept only when needed.
@@ -59,9 +66,7 @@ def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: F
     quiet; ``statgan eval`` turns it on. It draws whenever asked (also when stderr is not a
     terminal, e.g. captured by a test), so callers decide.
     """
-    if "logits" in needs and not extractor.has_logits:
-        why = f" ({extractor.no_logits_reason})" if extractor.no_logits_reason else ""
-        raise ConfigError(f"extractor {extractor.name!r} has no class logits{why}, so the Inception score cannot be computed with it")
+    check_needs(extractor, needs)
     stats = FeatureStats()
     feats: List[torch.Tensor] = []
     logits: List[torch.Tensor] = []

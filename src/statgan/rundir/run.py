@@ -95,9 +95,43 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint's JSON says about its run, typed, for everything that reads a trained
+    generator (sample, eval, invert, audit, export). ``config`` is the resolved config, parsed;
+    ``data_record`` the raw ``data`` section (loader options and all, the form the dataset loader
+    and the reference-statistics cache key take). The trainer's resume path reads the record it
+    wrote itself (:mod:`statgan.train.state`)."""
+
+    path: Path  # the checkpoint's .json
+    step: int
+    config: Config
+    data_record: Dict[str, Any]
+    data_shape: Tuple[int, ...]
+    latent_dim: int
+    ema: bool  # whether it holds EMA weights
+    sha256: str  # of the tensors file
+    versions: Dict[str, str]
+
+    @property
+    def tensors_path(self) -> Path:
+        return self.path.with_suffix(".safetensors")
+
+    @classmethod
+    def from_record(cls, record: Dict[str, Any], path: Path) -> "CheckpointMeta":
+        """The typed view of a checkpoint's JSON ``record`` (already verified by
+        :func:`statgan.rundir.checkpoint.load_checkpoint`), read from ``path``."""
+        cfg = config_mod.from_dict(record["config"])
+        return cls(path=Path(path), step=int(record["step"]), config=cfg, data_record=dict(record["config"]["data"]),
+                   data_shape=tuple(int(s) for s in record["data_shape"]),
+                   latent_dim=int(record.get("latent_dim", cfg.model.latent_dim)), ema=bool(record.get("ema")),
+                   sha256=str(record["sha256"]), versions=dict(record.get("versions") or {}))
+
+
 def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool = True, device: str = "cpu",
-                   use_previous: bool = False) -> Tuple[nn.Module, Dict[str, Any]]:
-    """The generator of a run (EMA weights by default) in eval mode, plus the checkpoint metadata.
+                   use_previous: bool = False) -> Tuple[nn.Module, CheckpointMeta]:
+    """The generator of a run (EMA weights by default) in eval mode, plus the checkpoint's
+    :class:`CheckpointMeta`.
 
     With ``use_previous``, a latest checkpoint that is corrupt is skipped (with a warning) for the
     newest one that loads; without it, a corrupt checkpoint is a one-line CheckpointError.
@@ -124,12 +158,10 @@ def load_generator(run_dir: Path, checkpoint: Optional[Path] = None, ema: bool =
                 raise CheckpointError(f"{exc}{hint}") from None
             warnings.warn(f"{exc}; using the previous checkpoint {candidates[i + 1].name}")
             continue
-        cfg = config_mod.from_dict(meta["config"])
-        G, _ = build_models(cfg, tuple(meta["data_shape"]))
-        prefix = "G_ema" if ema and meta.get("ema") else "G"
-        ckpt.unpack_module(prefix, G, tensors, str(path))
-        meta["path"] = str(path)  # which checkpoint was read (its sha256 is meta["sha256"])
-        return G.to(select_device(device)).eval(), meta
+        info = CheckpointMeta.from_record(meta, path)
+        G, _ = build_models(info.config, info.data_shape)
+        ckpt.unpack_module("G_ema" if ema and info.ema else "G", G, tensors, str(path))
+        return G.to(select_device(device)).eval(), info
     raise AssertionError("unreachable: the loop returns or raises")
 
 

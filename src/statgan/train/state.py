@@ -19,7 +19,7 @@ others' as ``rng.torch.rankR`` (gathered by every rank, written by rank 0).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -35,16 +35,47 @@ from ..runtime.seeding import seed_global
 
 
 @dataclass
+class StateRecord:
+    """The JSON-able part of a training state: what a checkpoint's JSON holds beside the tensors
+    (with the run's config and versions, :meth:`statgan.train.trainer.Trainer.save_checkpoint`),
+    read back typed so that a resume checks what it needs once, with one line naming the file."""
+
+    step: int
+    data_shape: Tuple[int, ...]
+    ema: bool  # whether G_ema.* tensors are in the checkpoint
+    optimizers: Dict[str, Any]  # each optimizer's JSON-able state (statgan.rundir.checkpoint.pack_optimizer)
+    lr_scale: float = 1.0
+    best_fid: Optional[float] = None
+    grad_scalers: Dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> Dict[str, Any]:
+        rec = asdict(self)
+        rec["data_shape"] = list(self.data_shape)
+        return rec
+
+    @classmethod
+    def from_record(cls, record: Dict[str, Any], source: str) -> "StateRecord":
+        """The typed record of a checkpoint's JSON; CheckpointError naming ``source`` if it lacks a field."""
+        try:
+            return cls(step=int(record["step"]), data_shape=tuple(int(s) for s in record.get("data_shape", ())),
+                       ema=bool(record.get("ema")), optimizers=dict(record["optimizers"]),
+                       lr_scale=float(record.get("lr_scale", 1.0)), best_fid=record.get("best_fid"),
+                       grad_scalers=dict(record.get("grad_scalers") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: its metadata lacks or mangles {exc} (not a statgan training checkpoint?)") from None
+
+
+@dataclass
 class Snapshot:
     """A captured training state: tensors (safetensors-able) and the JSON-able rest."""
 
     tensors: Dict[str, Tensor]
-    meta: Dict[str, Any]
+    meta: StateRecord
 
     @property
     def step(self) -> int:
         """The generator step the state was captured at."""
-        return int(self.meta["step"])
+        return self.meta.step
 
 
 @dataclass(eq=False)
@@ -87,15 +118,9 @@ class TrainingState:
         for key, opt in self._optimizers().items():
             opt_tensors, opt_meta[key] = ckpt.pack_optimizer(key, opt)
             tensors.update(opt_tensors)
-        meta = {
-            "step": self.step,
-            "data_shape": list(self.data_shape),
-            "ema": self.ema is not None,
-            "best_fid": self.best_fid,
-            "optimizers": opt_meta,
-            "lr_scale": self.lr_scale,
-            "grad_scalers": {k: s.state_dict() for k, s in self.scalers.items() if s is not None},
-        }
+        meta = StateRecord(step=self.step, data_shape=tuple(self.data_shape), ema=self.ema is not None,
+                           best_fid=self.best_fid, optimizers=opt_meta, lr_scale=self.lr_scale,
+                           grad_scalers={k: s.state_dict() for k, s in self.scalers.items() if s is not None})
         return Snapshot(tensors, meta)
 
     def snapshot(self) -> Snapshot:
@@ -116,41 +141,44 @@ class TrainingState:
         """
         state = self.capture()
         state.tensors.update(distributed.peer_rng_states(self.device))
-        step = state.meta.pop("step")  # the checkpoint module records it
-        meta = {**state.meta, **extra_meta}
+        meta = {**state.meta.to_record(), **extra_meta}
+        step = meta.pop("step")  # the checkpoint module records it
         return distributed.run_on_main(lambda: ckpt.save_checkpoint(ckpt_dir, step, state.tensors, meta, keep, name=name))
 
     def load_checkpoint(self, tensors: Dict[str, Tensor], meta: Dict[str, Any], source: str) -> None:
         """Continue from a checkpoint's contents (as read by :func:`statgan.rundir.checkpoint.load_checkpoint`)."""
-        if tuple(meta.get("data_shape", ())) != tuple(self.data_shape):
-            raise CheckpointError(f"{source}: saved for data of shape {meta.get('data_shape')}, "
+        record = StateRecord.from_record(meta, source)
+        if record.data_shape != tuple(self.data_shape):
+            raise CheckpointError(f"{source}: saved for data of shape {list(record.data_shape)}, "
                                   f"but the dataset gives {list(self.data_shape)}")
-        self._apply(tensors, meta, source, rng_suffix="" if self.rank == 0 else f".rank{self.rank}")
+        self._apply(tensors, record, source, rng_suffix="" if self.rank == 0 else f".rank{self.rank}")
 
-    def _apply(self, tensors: Dict[str, Tensor], meta: Dict[str, Any], source: str, rng_suffix: str) -> None:
+    def _apply(self, tensors: Dict[str, Tensor], meta: StateRecord, source: str, rng_suffix: str) -> None:
         """Load ``tensors``/``meta`` into the live state; this rank's global RNG is under ``rng.*{rng_suffix}``."""
         ckpt.unpack_module("G", self.G, tensors, source)
         ckpt.unpack_module("D", self.D, tensors, source)
         if self.ema is not None:
-            if not meta.get("ema"):
+            if not meta.ema:
                 raise CheckpointError(f"{source}: has no EMA weights but train.ema is on")
             ckpt.unpack_module("G_ema", self.ema.module, tensors, source)
         for key, opt in self._optimizers().items():
-            ckpt.unpack_optimizer(key, opt, tensors, meta["optimizers"][key], source)
+            if key not in meta.optimizers:
+                raise CheckpointError(f"{source}: has no state for the optimizer {key}")
+            ckpt.unpack_optimizer(key, opt, tensors, meta.optimizers[key], source)
         if f"rng.torch{rng_suffix}" in tensors:
             torch.set_rng_state(tensors[f"rng.torch{rng_suffix}"])
         else:  # resumed with more processes than saved it: a fresh per-rank stream
-            seed_global("rank_resume", self.seed, self.rank, meta["step"])
+            seed_global("rank_resume", self.seed, self.rank, meta.step)
         self.latents.set_state(tensors["rng.latent"])
         if self.device.type == "cuda" and f"rng.cuda{rng_suffix}" in tensors:
             torch.cuda.set_rng_state(tensors[f"rng.cuda{rng_suffix}"], self.device)
         self.regularizers.load_state_tensors(tensors, source)
-        for net, scaler_state in meta.get("grad_scalers", {}).items():
+        for net, scaler_state in meta.grad_scalers.items():
             if self.scalers.get(net) is not None:
                 self.scalers[net].load_state_dict(scaler_state)
-        self.step = int(meta["step"])
-        self.best_fid = meta.get("best_fid")
-        self.lr_scale = float(meta.get("lr_scale", 1.0))
+        self.step = meta.step
+        self.best_fid = meta.best_fid
+        self.lr_scale = meta.lr_scale
 
 
-__all__ = ["Snapshot", "TrainingState"]
+__all__ = ["Snapshot", "StateRecord", "TrainingState"]
