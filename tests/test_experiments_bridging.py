@@ -12,6 +12,7 @@ import torch
 from scipy import stats as sps
 
 from statgan.cli import main
+from statgan.errors import StatganError
 from statgan.experiments import bridging, grid
 from statgan.experiments.stats import (cell_mean_spearman, chi2_decile_rms, holm, mean_std, ranks, spearman,
                                        spearman_exact, spearman_interval, welch, welch_test)
@@ -527,3 +528,43 @@ def test_report_does_not_judge_baselines_that_have_not_learned(tmp_path):
     for claim in _claims(text):
         assert f"**{bridging.NOT_TESTED}**: wgan-div — its baseline has not learned: FID" in claim
     assert "**does not hold**" not in text and "**holds**" not in text.split("## Latent dimension")[0]
+
+
+# ---- sharding a grid over processes or machines ----------------------------------------------------
+def test_shards_partition_the_grid_in_order():
+    cells = [grid.Cell(f"c{i}/s0", {"x": i}) for i in range(7)]
+    for n in range(1, 5):
+        parts = [grid.shard_cells(cells, (i, n)) for i in range(n)]
+        keys = [c.key for p in parts for c in p]
+        assert sorted(keys) == sorted(c.key for c in cells) and len(keys) == len(set(keys))
+        assert all([c.key for c in p] == [c.key for c in cells if c in p] for p in parts)  # the grid's order
+    assert grid.shard_cells(cells, None) == cells
+    assert grid.parse_shard("2/4") == (2, 4)
+    for bad in ("4/4", "-1/3", "1", "a/b", "1/0"):
+        with pytest.raises(StatganError, match=r"--shard .*expected i/N with 0 <= i < N"):
+            grid.parse_shard(bad)
+
+
+def test_shards_sharing_a_folder_run_each_cell_once_and_report_them_all(tmp_path, monkeypatch):
+    import types
+
+    from statgan.experiments import runner
+
+    reports = []
+    fake = types.SimpleNamespace(
+        BUDGETS={"tiny": types.SimpleNamespace(threads=None)},
+        cells=lambda budget, seeds: [grid.Cell(f"c{i}/s0", {"x": i}) for i in range(5)],
+        run_cell=_runner,
+        write_report=lambda budget, cells, done, report, command, seconds, machine: reports.append(sorted(done)))
+    monkeypatch.setattr(runner, "_module", lambda name: fake)
+    CALLS.clear()
+    for i in range(2):
+        res = runner.run("fake", budget="tiny", out=tmp_path, shard=(i, 2), log=lambda s: None)
+    assert sorted(CALLS) == [0, 1, 2, 3, 4]  # every cell once, over both shards
+    assert res["finished"] == 5 and reports[-1] == [f"c{i}/s0" for i in range(5)]  # the last shard sees all
+    shard0 = (tmp_path / "records-shard-0-of-2.jsonl").read_text().splitlines()
+    assert [json.loads(line)["key"] for line in shard0] == ["c0/s0", "c2/s0", "c4/s0"]
+    # on separate machines: the shards' records files give the whole report
+    collected = runner.run("fake", budget="tiny", out=tmp_path / "elsewhere", log=lambda s: None,
+                           collect=sorted(tmp_path.glob("records-shard-*.jsonl")))
+    assert collected["finished"] == 5 and len(CALLS) == 5  # collecting runs nothing

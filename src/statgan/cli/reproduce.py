@@ -22,6 +22,9 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--report-only", action="store_true", help="run nothing: write the report from the finished cells")
     r.add_argument("--collect", nargs="+", metavar="RECORDS", default=None,
                    help="run nothing: write the report from cell records (JSON lines, e.g. OUT/records.jsonl)")
+    r.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only cells I, I+N, I+2N, ... (0 <= I < N): N processes or machines share the grid "
+                        "(e.g. a Slurm job array); then --collect OUT/records*.jsonl")
     r.set_defaults(func=cmd_reproduce)
 
 
@@ -35,13 +38,20 @@ def _command(args: argparse.Namespace) -> str:
         command += " --seeds " + " ".join(map(str, args.seeds))
     if args.collect:
         command += " --collect " + " ".join(args.collect)
+    if args.shard:
+        command += f" --shard {args.shard}"
     return command
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    shard = None
+    if args.shard is not None:
+        from ..experiments.grid import parse_shard  # heavy (torch, through the grid runner): a shard is a run
+
+        shard = parse_shard(args.shard)
     # experiments.run is loaded on first use (torch, the grid runner)
     result = experiments.run(args.name, budget=args.budget, out=args.out, jobs=args.jobs, seeds=args.seeds,
                              report=args.report, command=_command(args), report_only=args.report_only,
-                             collect=args.collect)
+                             collect=args.collect, shard=shard)
     print(f"{result['finished']} of {result['total']} cells finished; report: {result['report']}")
     return 0

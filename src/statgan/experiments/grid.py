@@ -29,7 +29,7 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -95,6 +95,35 @@ def read_records(paths: Sequence[Path], cells: Sequence[Cell]) -> Dict[str, Dict
             if wanted.get(rec["key"]) == rec.get("spec_hash"):
                 found[rec["key"]] = rec
     return found
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``--shard i/N`` -> (i, N): this process runs cells i, i + N, i + 2N, ... (0 <= i < N), so N
+    processes or machines (a Slurm job array with ``--array=0-(N-1)``) share a grid; one line when
+    the text is not of that form."""
+    head, sep, tail = str(text).partition("/")
+    try:
+        i, n = int(head), int(tail)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or n < 1 or not 0 <= i < n:
+        raise StatganError(f"--shard {text!r}: expected i/N with 0 <= i < N, e.g. 0/4 ... 3/4")
+    return i, n
+
+
+def shard_cells(cells: Sequence[Cell], shard: Optional[Tuple[int, int]]) -> List[Cell]:
+    """The cells shard ``(i, N)`` runs: every N-th from the i-th, in the grid's order (all for None).
+    The shards of one N partition the grid, and a cell's shard depends only on its position."""
+    if shard is None:
+        return list(cells)
+    i, n = shard
+    return list(cells)[i::n]
+
+
+def shard_records_path(out: Path, shard: Tuple[int, int]) -> Path:
+    """``OUT/records-shard-I-of-N.jsonl``: a shard's own records, so shards sharing OUT never write
+    one file; ``--collect OUT/records*.jsonl`` reads them together."""
+    return Path(out) / f"records-shard-{shard[0]}-of-{shard[1]}.jsonl"
 
 
 def work_dir(out: Path, key: str) -> Path:
@@ -241,4 +270,4 @@ def _sigterm_as_interrupt() -> Any:
 
 
 __all__ = ["Cell", "spec_hash", "result_path", "records_path", "write_records", "read_records", "work_dir", "load_result",
-           "run_grid"]
+           "run_grid", "parse_shard", "shard_cells", "shard_records_path"]

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -16,7 +16,8 @@ from ..errors import StatganError
 from ..rundir.files import atomic_write_text
 from ..registry import Registry
 from . import bridging
-from .grid import load_result, read_records, records_path, run_grid, write_records
+from .grid import (load_result, read_records, records_path, run_grid, shard_cells, shard_records_path,
+                   write_records)
 
 from .defaults import DEFAULT_BUDGET, DEFAULT_JOBS, DEFAULT_OUT, DEFAULT_REPORT
 
@@ -38,13 +39,17 @@ def _machine() -> str:
 def run(name: str, budget: str = DEFAULT_BUDGET, out: Optional[Path] = None, jobs: int = DEFAULT_JOBS,
         seeds: Optional[Sequence[int]] = None, report: Optional[Path] = None, command: Optional[str] = None,
         report_only: bool = False, collect: Optional[Sequence[Path]] = None,
-        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> Dict[str, Any]:
+        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+        shard: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """Run reproduction ``name`` at ``budget`` under ``out`` (default :data:`DEFAULT_OUT`) and write
     its report (``report``, default :data:`DEFAULT_REPORT` in ``out``), rewritten after every finished
     cell, and ``OUT/records.jsonl`` (every finished cell's record, to commit). ``report_only`` runs
     nothing and writes the report from the cells already finished under ``out``; ``collect`` runs
-    nothing and writes it from the records in those JSON-lines files instead. Returns {"report": path,
-    "finished": n, "total": n, "cells": {...}}."""
+    nothing and writes it from the records in those JSON-lines files instead. ``shard=(i, N)`` runs
+    only the cells :func:`~statgan.experiments.grid.shard_cells` gives shard i of N, writes its records
+    to ``OUT/records-shard-I-of-N.jsonl`` and its report from every cell finished under ``out`` (all
+    shards', where they share a folder); on separate machines, ``collect`` the shards' records files.
+    Returns {"report": path, "finished": n, "total": n, "cells": {...}}."""
     mod = _module(name)
     if budget not in mod.BUDGETS:
         raise StatganError(f"unknown budget {budget!r} for {name}; choose one of: {', '.join(mod.BUDGETS)}")
@@ -78,12 +83,18 @@ def run(name: str, budget: str = DEFAULT_BUDGET, out: Optional[Path] = None, job
             command = saved.read_text().strip()
         results = {c.key: r for c in cells if (r := load_result(out, c)) is not None}
     else:
-        atomic_write_text(saved, command + "\n")
-        results = run_grid(cells, out, mod.run_cell, jobs=jobs, log=log, on_result=write,
+        atomic_write_text(saved if shard is None else out / f"command-shard-{shard[0]}-of-{shard[1]}.txt", command + "\n")
+        mine = shard_cells(cells, shard)
+        results = run_grid(mine, out, mod.run_cell, jobs=jobs, log=log, on_result=write,
                            threads=mod.BUDGETS[budget].threads)
+        if shard is not None:  # the report: every cell finished here, this shard's and the others'
+            write_records(shard_records_path(out, shard), results)
+            results = {c.key: r for c in cells if (r := load_result(out, c)) is not None}
     write(results)
-    write_records(records_path(out), results)
-    log(f"wrote {report} and {records_path(out)} ({len(results)} of {len(cells)} cells finished)")
+    records = records_path(out) if shard is None else shard_records_path(out, shard)
+    if shard is None:
+        write_records(records, results)
+    log(f"wrote {report} and {records} ({len(results)} of {len(cells)} cells finished)")
     return {"report": report, "finished": len(results), "total": len(cells), "cells": results}
 
 
