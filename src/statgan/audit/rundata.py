@@ -23,6 +23,7 @@ the same seed and n.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -35,7 +36,7 @@ from .. import data as datasets
 from ..data.ood import EXTERNAL_SETS, OOD_SETS, ood_sets
 from ..errors import ConfigError, StatganError
 from ..generator_source import GeneratorOptions, LoadedGenerator, load_generator_source
-from ..metrics.sources import load_image_source
+from ..metrics.sources import check_image_shape, load_image_source
 from ..runtime.seeding import derived_seed, seeded_generator
 from .inversion import lenet_feature_fn
 from .settings import LOSSES
@@ -107,10 +108,7 @@ class RunData:
         if split not in self._cache:
             if split in self.given:
                 data = load_image_source(self.given[split])
-                shape = tuple(data.shape[1:]) if torch.is_tensor(data) else tuple(torch.as_tensor(data[0]).shape)
-                if shape != self.data_shape:
-                    raise ConfigError(f"--{split} {self.given[split]}: its images are {'x'.join(map(str, shape))}, but the "
-                                      f"generator makes {'x'.join(map(str, self.data_shape))}")
+                check_image_shape(data, self.data_shape, f"--{split} {self.given[split]}")
                 self._cache[split] = data
             elif self.meta is not None:
                 self._cache[split] = datasets.load(self._registered, split, self.root, **self.options)
@@ -187,10 +185,7 @@ class RunData:
     def _user_set(self, name: str, spec: str, n: int) -> Tensor:
         """``n`` images of the user's OOD set ``spec`` (all when it has fewer), a seeded choice."""
         data = load_image_source(spec)
-        shape = tuple(data.shape[1:]) if torch.is_tensor(data) else tuple(torch.as_tensor(data[0]).shape)
-        if shape != self.data_shape:
-            raise ConfigError(f"--ood {name}={spec}: its images are {'x'.join(map(str, shape))}, but the generator makes "
-                              f"{'x'.join(map(str, self.data_shape))}")
+        check_image_shape(data, self.data_shape, f"--ood {name}={spec}")
         perm = torch.randperm(len(data), generator=seeded_generator(self.seed, f"audit:ood:{name}"))
         return _take(data, perm[: min(n, len(data))])
 
@@ -242,8 +237,7 @@ def load_run(generator: Union[str, Path, LoadedGenerator], seed: int = 0, checkp
     checkpoint, ema and device are replaced by the arguments of the same name)."""
     if not isinstance(generator, LoadedGenerator):
         o = options or GeneratorOptions()
-        o = GeneratorOptions(latent_shape=o.latent_shape, latent=o.latent, output_range=o.output_range,
-                             checkpoint=str(checkpoint) if checkpoint else None, ema=ema, device=device)
+        o = dataclasses.replace(o, checkpoint=str(checkpoint) if checkpoint else None, ema=ema, device=device)
         generator = load_generator_source(generator, o)
     return RunData(generator, seed, {"train": train, "test": test})
 

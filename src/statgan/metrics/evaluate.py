@@ -41,6 +41,7 @@ from .result import EvaluationResult, ExtractorInfo, GeneratedInfo, ReferenceInf
 from .sources import (
     FeatureSet,
     build_extractor,
+    check_image_shape,
     check_needs,
     check_max_reference,
     default_extractor,
@@ -236,10 +237,7 @@ def _reference_side(loaded: LoadedGenerator, specs: List["MetricSpec"], extracto
     else:
         cfg_data, split = None, reference
     ref_data = reference_data(cfg_data, split) if cfg_data is not None else load_image_source(reference)
-    shape = tuple(ref_data.shape[1:]) if torch.is_tensor(ref_data) else tuple(torch.as_tensor(ref_data[0]).shape)
-    if shape != data_shape:
-        raise ConfigError(f"--reference {reference}: its images are {'x'.join(map(str, shape))}, but the generator "
-                          f"makes {'x'.join(map(str, data_shape))}")
+    check_image_shape(ref_data, data_shape, f"--reference {reference}")
     n_ref = len(ref_data) if max_reference is None else min(len(ref_data), max_reference)
     check_sample_counts(specs, n_ref, n)
     ext = build_extractor(_extractor_name(extractor, specs, data_shape), data_shape, str(loaded.device))

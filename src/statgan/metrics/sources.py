@@ -167,6 +167,15 @@ def _npz_images(path: Path) -> torch.Tensor:
     return x
 
 
+def check_image_shape(data: Any, expected: Sequence[int], label: str) -> None:
+    """One line, led by ``label`` (the flag and its value), when the images of ``data`` (a tensor or
+    a Dataset) do not have the generator's shape ``expected``."""
+    shape = tuple(data.shape[1:]) if torch.is_tensor(data) else tuple(torch.as_tensor(data[0]).shape)
+    if shape != tuple(expected):
+        raise ConfigError(f"{label}: its images are {'x'.join(map(str, shape))}, but the generator makes "
+                          f"{'x'.join(map(str, expected))}")
+
+
 def load_image_source(path: Union[str, Path]) -> Any:
     """A folder of images, an .npz file, or ``data:NAME:SPLIT`` (a registered dataset's split, e.g.
     ``data:mnist:test``) as a tensor / Dataset in [-1, 1]."""
