@@ -61,8 +61,7 @@ def oracle_lower(run, sigma: float, s: AuditSettings, bounds: "stages.BDMCBounds
     inv = stages.invert_images(run, x, s, "model-samples", ("l2", None))
     inv = replace(inv, restart_z=torch.cat([inv.restart_z, z_true.unsqueeze(1).to(inv.restart_z)], 1))
     q = stages.proposal(run, x, inv, sigma, s)
-    return ais(run.G, x, run.latent_dim, sigma, s.ais_steps, s.chains, s.leapfrog, step_size=s.step_size, proposal=q,
-               precondition=s.precondition, batch_size=stages.BATCH,
+    return ais(run.G, x, run.latent_dim, sigma, stages.sampler_options(s), proposal=q,
                seed=derived_seed(s.seed, "audit:bdmc-oracle")).log_likelihood.cpu()
 
 

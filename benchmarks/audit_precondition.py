@@ -81,7 +81,7 @@ def main() -> None:
         lows = {}
         for pre, eps in ((False, 0.03), (True, s.step_size)):
             t0 = time.process_time()
-            r = ais(run.G, xs, run.latent_dim, a.sigma, steps, 1, s.leapfrog, step_size=eps, proposal=q, precondition=pre, seed=8)
+            r = ais(run.G, xs, run.latent_dim, a.sigma, n_steps=steps, n_chains=1, leapfrog=s.leapfrog, step_size=eps, proposal=q, precondition=pre, seed=8)
             lows[pre] = r.log_likelihood
             print(f"  {steps:4d} steps, {'preconditioned' if pre else 'unit mass':>14}: median {r.log_likelihood.median():7.1f} nats, "
                   f"acceptance {r.acceptance.mean():.2f} ({time.process_time() - t0:.0f} s CPU)", flush=True)

@@ -39,7 +39,7 @@ from statgan import nets
 from statgan.audit import ais, invert
 from statgan.audit._common import StandardNormal, frozen
 from statgan.runtime.seeding import make_rng
-from statgan.audit.ais import _hmc_transition, _make_evaluator
+from statgan.audit.annealing import hmc_kernel, make_evaluator
 from statgan.audit.posterior import jacobian
 
 
@@ -88,14 +88,16 @@ def main(argv=None) -> int:
     with frozen(G), torch.no_grad():
         x = G(torch.randn(B, d, device=dev)) + sigma * torch.randn(B, 1, 28, 28, device=dev)
         x_rep = x.repeat_interleave(K, 0)
-        evaluate = _make_evaluator(G, x, sigma, StandardNormal(d), None)
+        evaluate = make_evaluator(G, x, sigma, StandardNormal(d), None)
+        kernel = hmc_kernel(evaluate, L)
+        half = torch.full((B,), 0.5, dtype=torch.float64, device=dev)
         rng = make_rng(0, dev)
         state = evaluate(torch.randn(B, K, d, generator=rng, device=dev))
         eps = torch.full((B, 1, 1), 0.05, device=dev)
 
         def transition():
             nonlocal state
-            state, _ = _hmc_transition(state, 0.5, eps, L, evaluate, rng)
+            state, _ = kernel(state, half, eps, rng)
 
         z_ref = torch.randn(B * K, d, device=dev)
 

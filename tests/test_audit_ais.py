@@ -76,7 +76,7 @@ def test_ais_matches_exact_ppca_likelihood(model):
     assert err.mean() <= mc_tolerance(err), (err.mean(), mc_tolerance(err))
     assert 0.5 < res.acceptance.mean() < 0.85  # adapted toward 0.65
     assert res.step_sizes.shape == (999, 20)
-    assert torch.allclose(audit.ais_log_likelihood(lin, x, LATENT, SIGMA, 1000, 16, 10, seed=1), res.log_likelihood)
+    assert torch.allclose(audit.ais_log_likelihood(lin, x, LATENT, SIGMA, audit.SamplerOptions(1000, 16, 10), seed=1), res.log_likelihood)
 
 
 def test_ais_is_a_lower_bound_when_the_budget_is_small(model):
@@ -88,28 +88,28 @@ def test_ais_is_a_lower_bound_when_the_budget_is_small(model):
 
 
 def test_ais_started_from_inverted_latents_is_still_valid(model):
-    """The init= path anneals from q = N(z_inv, s^2 I): unbiased, and good q = accurate fast."""
+    """A proposal q = N(z_inv, s^2 I) at the inverted latents: unbiased, and good q = accurate fast."""
     lin, mvn, x = model
     z_inv, _ = audit.invert(lin, x, LATENT, restarts=1, steps=200, lr=0.1, seed=0)
     exact = mvn.log_prob(x)
-    res = audit.ais(lin, x, LATENT, SIGMA, n_steps=200, n_chains=16, leapfrog=10, init=z_inv, init_scale=0.1, seed=2)
+    res = audit.ais(lin, x, LATENT, SIGMA, n_steps=200, n_chains=16, leapfrog=10, proposal=audit.IsotropicGaussian(z_inv, 0.1), seed=2)
     err = res.log_likelihood - exact
     assert err.abs().max() < 1.0, err
     assert err.mean() <= mc_tolerance(err)
     # a far too narrow q is still unbiased in principle but its weights degenerate: visible in ess
-    narrow = audit.ais(lin, x, LATENT, SIGMA, n_steps=2, n_chains=16, leapfrog=2, init=z_inv, init_scale=1e-3, seed=2)
+    narrow = audit.ais(lin, x, LATENT, SIGMA, n_steps=2, n_chains=16, leapfrog=2, proposal=audit.IsotropicGaussian(z_inv, 1e-3), seed=2)
     assert narrow.ess.mean() < res.ess.mean()
 
 
 def test_fixed_step_schedule_reproduces_and_stays_accurate(model):
     lin, mvn, x = model
     pilot = audit.ais(lin, x, LATENT, SIGMA, n_steps=300, n_chains=4, leapfrog=10, seed=5)
-    fixed = audit.ais(lin, x, LATENT, SIGMA, n_steps=300, n_chains=16, leapfrog=10, step_size=pilot.step_sizes, seed=6)
+    fixed = audit.ais(lin, x, LATENT, SIGMA, n_steps=300, n_chains=16, leapfrog=10, step_sizes=pilot.step_sizes, seed=6)
     assert torch.equal(fixed.step_sizes, pilot.step_sizes)
     err = fixed.log_likelihood - mvn.log_prob(x)
     assert err.abs().max() < 1.5 and err.mean() <= mc_tolerance(err)
-    with pytest.raises(ValueError, match=r"step_size schedule has shape \(10, 20\), expected"):
-        audit.ais(lin, x, LATENT, SIGMA, n_steps=300, step_size=torch.ones(10, 20))
+    with pytest.raises(ValueError, match=r"step_sizes schedule has shape \(10, 20\), expected"):
+        audit.ais(lin, x, LATENT, SIGMA, n_steps=300, step_sizes=torch.ones(10, 20))
 
 
 def test_bdmc_brackets_the_exact_value_and_the_gap_shrinks():
@@ -133,24 +133,24 @@ def test_bdmc_brackets_the_exact_value_and_the_gap_shrinks():
 
 
 def test_bdmc_on_the_inversion_started_path_brackets_the_exact_value():
-    """init= runs both directions from q = N(invert(x), s^2 I); the bounds still bracket log p(x)."""
+    """Both directions run from q = N(invert(x), s^2 I); the bounds still bracket log p(x)."""
     lin = ppca(2)
     mvn = exact_marginal(lin)
     calls = []
 
     def init(x):
         calls.append(x.shape)
-        return audit.invert(lin, x, LATENT, restarts=1, steps=100, lr=0.1, seed=0).z
+        return audit.IsotropicGaussian(audit.invert(lin, x, LATENT, restarts=1, steps=100, lr=0.1, seed=0).z, 0.1)
 
-    res = audit.bdmc(lin, LATENT, SIGMA, n_images=12, n_steps=200, n_chains=8, leapfrog=10, init=init,
-                     init_scale=0.1, seed=9)
+    res = audit.bdmc(lin, LATENT, SIGMA, n_images=12, n_steps=200, n_chains=8, leapfrog=10, proposal=init, seed=9)
     assert calls == [(12, DIM)]
     exact = mvn.log_prob(res.data)
     lo, up = res.lower - exact, res.upper - exact
     assert lo.mean() <= mc_tolerance(lo) and up.mean() >= -mc_tolerance(up)
     assert res.gap.mean() < 1.0 and lo.abs().max() < 1.5
-    with pytest.raises(ValueError, match=r"init\(x\) must return latents of shape \(12, 5\)"):
-        audit.bdmc(lin, LATENT, SIGMA, n_images=12, n_steps=3, init=lambda x: torch.zeros(3, 5, dtype=x.dtype))
+    with pytest.raises(ValueError, match=r"proposal must be a statgan.audit.proposal.Proposal over 12 images of dimension 5"):
+        audit.bdmc(lin, LATENT, SIGMA, n_images=12, n_steps=3,
+                   proposal=lambda x: audit.IsotropicGaussian(torch.zeros(3, 5, dtype=x.dtype), 0.1))
 
 
 def test_select_sigma_finds_the_true_noise_level(model):
@@ -202,9 +202,13 @@ def test_bits_per_dim_and_schedule():
         ({"sigma": 0.0}, r"sigma must be a finite positive number, got 0.0"),
         ({"n_steps": 0}, r"n_steps must be an integer >= 1, got 0"),
         ({"n_chains": 2.5}, r"n_chains must be an integer >= 1, got 2.5"),
-        ({"schedule": "cosine"}, r"schedule must be 'sigmoid', 'linear' or a tensor of betas, got 'cosine'"),
+        ({"schedule": "cosine"}, r"schedule must be one of 'sigmoid', 'linear', 'adaptive' or a sequence of betas, got 'cosine'"),
+        ({"resample": 1.5}, r"resample must be a fraction of the particles in \[0, 1\], got 1.5"),
+        ({"cess": 1.0}, r"cess must be in \(0, 1\), got 1.0"),
+        ({"pilot_chains": 1}, r"pilot_chains must be an integer >= 2, got 1"),
         ({"schedule": [0.0, 0.7, 0.5, 1.0]}, r"schedule must be non-decreasing from beta_0 = 0 to beta_T = 1"),
-        ({"init": torch.zeros(2, LATENT)}, r"init must be a tensor of shape \(B, latent_dim\) = \(20, 5\), got \(2, 5\)"),
+        ({"proposal": audit.IsotropicGaussian(torch.zeros(2, LATENT), 0.1)},
+         r"proposal must be a statgan.audit.proposal.Proposal over 20 images of dimension 5, got 2 images"),
     ],
 )
 def test_ais_argument_errors(model, kwargs, message):

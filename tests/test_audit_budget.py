@@ -50,7 +50,7 @@ def test_inversion_passes_match_what_invert_runs():
 def test_annealing_passes_match_what_ais_runs():
     s = AuditSettings(ais_steps=30, chains=2, leapfrog=4, is_samples=0, proposal="isotropic")
     g, x = Counting(), _images(3)
-    ais(g, x, 4, 0.3, s.ais_steps, s.chains, s.leapfrog, seed=0)
+    ais(g, x, 4, 0.3, n_steps=s.ais_steps, n_chains=s.chains, leapfrog=s.leapfrog, seed=0)
     counted = g.latents
     planned = next(c for c in plan(s, {"test": 3}, _units(), sigma_given=True) if c.stage == "ais").passes
     # AIS evaluates each chain once more at the start (3 x 2 of ~700 latents)

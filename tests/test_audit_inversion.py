@@ -134,3 +134,49 @@ def test_feature_fn_shape_error():
     lin = linear_generator()
     with pytest.raises(ValueError, match=r"feature_fn must map N images to an \(N, F\) tensor, got \(2,\) for N = 2"):
         audit.invert(lin, torch.zeros(2, 40), 5, loss="feature", feature_fn=lambda x: x.sum(1), steps=1)
+
+
+def test_levenberg_marquardt_reaches_the_penalised_least_squares_solution():
+    """For G(z) = W z + b the objective mean (Wz + b - x)^2 + (lam / d) |z|^2 is quadratic with the
+    closed-form minimiser z* = (W^T W / D + (lam / d) I)^{-1} W^T (x - b) / D; a few Gauss-Newton steps
+    from a poor start (two Adam steps) must land on it."""
+    G = linear_generator().double()
+    W, b = G.weight.detach(), G.bias.detach()
+    x = torch.randn(6, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    lam, d, D = 0.3, 5, 40
+    exact = torch.linalg.solve(W.T @ W / D + (lam / d) * torch.eye(d, dtype=torch.float64), ((x - b) @ W / D).T).T
+    rough = audit.invert(G, x, d, restarts=1, steps=2, prior_weight=lam, seed=0)
+    refined = audit.invert(G, x, d, restarts=1, steps=2, prior_weight=lam, refine=5, seed=0)
+    assert (rough.z - exact).abs().max() > 1e-2
+    assert torch.allclose(refined.z, exact, atol=1e-8)
+    assert torch.allclose(refined.restart_z[:, 0], refined.z) and (refined.objective <= rough.objective).all()
+
+
+def test_screening_starts_from_the_best_prior_draws():
+    """With no Adam steps the inversion returns its starts: with screen = N they are the restarts-best
+    of the N prior draws by the objective (the draws reproduced from the same seed)."""
+    G = linear_generator().double()
+    x = torch.randn(3, 40, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    res = audit.invert(G, x, 5, restarts=2, steps=0, screen=50, seed=7)
+    cand = torch.randn(3, 50, 5, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    with torch.no_grad():
+        mse = (G(cand.reshape(-1, 5)).reshape(3, 50, 40) - x.unsqueeze(1)).square().mean(-1)
+    best2 = mse.topk(2, 1, largest=False).values
+    assert torch.allclose(res.restart_objectives.sort(1).values, best2)
+    plain = audit.invert(G, x, 5, restarts=2, steps=0, seed=7)
+    assert (res.errors <= plain.errors).all()
+
+
+def test_screen_and_refine_errors():
+    G = linear_generator()
+    x = torch.zeros(2, 40)
+    with pytest.raises(ValueError, match="refine .* needs the pixel loss 'l2', got loss='feature'"):
+        audit.invert(G, x, 5, refine=3, loss="feature", feature_fn=lambda y: y)
+    with pytest.raises(ValueError, match=r"screen must draw at least as many prior samples as restarts \(4\), got 2"):
+        audit.invert(G, x, 5, restarts=4, screen=2)
+    with pytest.raises(ValueError, match="pass init .* or screen"):
+        audit.invert(G, x, 5, init=torch.zeros(2, 1, 5), screen=8)
+    from statgan.audit.settings import AuditSettings
+    from statgan.errors import ConfigError
+    with pytest.raises(ConfigError, match="refine needs the pixel loss l2, got loss 'lenet'"):
+        AuditSettings(refine=2, loss="lenet").validate()

@@ -243,9 +243,7 @@ def test_laplace_proposal_argument_errors():
         laplace_proposal(G, x, torch.zeros(3, 1, 2, dtype=torch.float64), SIGMA, LaplaceOptions(max_scale=2.0))
     with pytest.raises(ValueError, match=r"candidates must be a tensor of shape \(B, R, d\) or \(B, d\) with B = 3"):
         laplace_proposal(G, x, torch.zeros(2, 2, dtype=torch.float64), SIGMA)
-    with pytest.raises(ValueError, match="pass init .* or proposal, not both"):
-        q = laplace_proposal(G, x, torch.ones(3, 2, dtype=torch.float64), SIGMA)
-        audit.ais(G, x, 2, SIGMA, n_steps=2, init=torch.zeros(3, 2, dtype=torch.float64), proposal=q)
+    q = laplace_proposal(G, x, torch.ones(3, 2, dtype=torch.float64), SIGMA)
     with pytest.raises(ValueError, match=r"proposal must be a statgan.audit.proposal.Proposal over 2 images"):
         audit.ais(G, x[:2], 2, SIGMA, n_steps=2, proposal=q)
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from statgan import audit
 from statgan.audit._common import as_prior
-from statgan.audit.ais import _hmc_transition, _inverse_mass_chol, _make_evaluator
+from statgan.audit.annealing import hmc_kernel, inverse_mass_chol, make_evaluator
 from statgan.audit.proposal import GaussianMixture, IsotropicGaussian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -96,12 +96,13 @@ def test_preconditioned_hmc_leaves_a_gaussian_target_invariant():
     # is near-isotropic, but not exactly, and L^{-1} is far from symmetric
     C = torch.linalg.cholesky(P) @ (torch.eye(d, dtype=torch.float64) + 0.3 * torch.randn(d, d, generator=g, dtype=torch.float64))
     inv_chol = torch.linalg.inv(torch.linalg.cholesky(C @ C.T)).unsqueeze(0)
-    evaluate = _make_evaluator(lin, x, SIGMA, as_prior(None, d), None)
+    evaluate = make_evaluator(lin, x, SIGMA, as_prior(None, d), None)
+    kernel = hmc_kernel(evaluate, 3, inv_chol)
     state = evaluate(z0)
     eps = torch.full((1, 1, 1), 0.3, dtype=torch.float64)
     accepted = []
     for _ in range(30):
-        state, acc = _hmc_transition(state, 1.0, eps, 3, evaluate, g, inv_chol)
+        state, acc = kernel(state, torch.ones(1, dtype=torch.float64), eps, g)
         accepted.append(acc.mean().item())
     z = state.z[0]
     assert 0.2 < sum(accepted) / len(accepted) < 0.99  # the chains moved (and not trivially)
@@ -148,7 +149,7 @@ def test_precondition_needs_a_proposal_and_identity_proposals_change_nothing():
         audit.bdmc(lin, 2, SIGMA, n_images=2, n_steps=3, n_chains=2, precondition=True)
     # an isotropic proposal has no mass matrix: preconditioning is the identity, the same chains
     q = IsotropicGaussian(torch.zeros(3, 2, dtype=torch.float64), 0.5)
-    assert _inverse_mass_chol(q, True, torch.float64) is None
+    assert inverse_mass_chol(q, True, torch.float64) is None
     a = audit.ais(lin, x, 2, SIGMA, n_steps=5, n_chains=2, proposal=q, precondition=True, seed=11)
     b = audit.ais(lin, x, 2, SIGMA, n_steps=5, n_chains=2, proposal=q, precondition=False, seed=11)
     assert torch.equal(a.log_weights, b.log_weights)

@@ -18,17 +18,76 @@ from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 from .errors import ConfigError
 from .runtime.validation import check_int, check_positive
 
-__all__ = ["AuditSettings", "InvertSettings", "LOSSES", "MODE_WEIGHTS", "PROPOSALS", "flag_fields", "knob"]
+__all__ = ["AuditSettings", "GapCurve", "InvertSettings", "LOSSES", "MODE_WEIGHTS", "PRECISIONS", "PROPOSALS", "flag_fields",
+           "knob"]
 
 #: ``--loss`` choices of ``statgan invert`` / ``statgan audit``: pixel MSE, or squared distance of
 #: statgan's MNIST LeNet features (MNIST-like data only).
 LOSSES = ("l2", "lenet")
 #: ``--proposal`` choices: AIS's initial distribution q(z | x). "laplace": a mixture of Gauss-Newton
 #: Laplace approximations at the distinct inversion optima (statgan.audit.posterior); "isotropic":
-#: N(z_inverted, init_scale^2 I) around the best restart (the audit's proposal before the mixture).
-PROPOSALS = ("laplace", "isotropic")
+#: N(z_inverted, init_scale^2 I) around the best restart (the audit's proposal before the mixture);
+#: "prior": none -- the chains start from p(z), and the path p(z) p(x|z)^beta anneals the noise level
+#: from infinity down to sigma (no mass matrix: HMC with unit mass).
+PROPOSALS = ("laplace", "isotropic", "prior")
 #: how the Laplace mixture weights its modes (statgan.audit.posterior.MODE_WEIGHTS)
 MODE_WEIGHTS = ("evidence", "equal")
+#: ``--precision`` levels of ``statgan audit`` (``--quick`` is the first): what each changes is
+#: :attr:`AuditSettings.LEVELS`, what each buys is :data:`GAP_CURVES`
+PRECISIONS = ("quick", "default", "certified")
+
+
+@dataclass(frozen=True)
+class GapCurve:
+    """The median BDMC gap of the audit's estimator against its annealing steps T, measured on the
+    default MNIST run at one sigma with one proposal: gap ~ scale * T^slope, fitted (least squares in
+    logs) to the points from ``fit_from`` steps on; beyond ``measured_to`` steps it is an
+    extrapolation. Measured with ``benchmarks/likelihood_curve.py`` and ``benchmarks/likelihood_samplers.py``
+    (docs/audit.md, *Likelihood precision against compute*)."""
+
+    proposal: str
+    sigma: float
+    scale: float
+    slope: float
+    fit_from: int
+    measured_to: int
+    seconds_per_step: float  # one core's CPU seconds per annealing step and image (forward and reverse run)
+
+    def gap(self, steps: int) -> float:
+        return self.scale * steps ** self.slope
+
+    def steps_for(self, gap: float) -> float:
+        return (gap / self.scale) ** (1.0 / self.slope)
+
+
+#: the measured curves (2026-12-07, default run, 16 simulated images, one core; 1 chain, 5 leapfrog steps)
+GAP_CURVES: Tuple[GapCurve, ...] = (
+    GapCurve(proposal="laplace", sigma=0.1, scale=10570.0, slope=-0.525, fit_from=400, measured_to=10_000,
+             seconds_per_step=0.0045),
+    GapCurve(proposal="laplace", sigma=0.2, scale=1396.0, slope=-0.489, fit_from=400, measured_to=10_000,
+             seconds_per_step=0.0046),
+    GapCurve(proposal="prior", sigma=0.1, scale=78040.0, slope=-0.940, fit_from=400, measured_to=25_600,
+             seconds_per_step=0.0041),
+)
+
+
+def expected_gap_line(ais_steps: int, sigma: Optional[float], proposal: str = "laplace") -> str:
+    """What the measured curve says ``ais_steps`` buys with ``proposal`` at ``sigma`` (or at each measured
+    sigma when it is chosen later), and what a 10-nat gap would take: one line for the start of an audit."""
+    curves = [c for c in GAP_CURVES if c.proposal == proposal and (sigma is None or abs(c.sigma - sigma) < 1e-9)]
+    if not curves:
+        where = f"sigma {sigma:g}, " if sigma is not None else ""
+        return (f"expected BDMC gap: no measured curve for {where}proposal {proposal} (measured: "
+                f"{', '.join(f'{c.proposal} at sigma {c.sigma:g}' for c in GAP_CURVES)}); the audit measures its own")
+    parts = []
+    for c in curves:
+        extra = (" (extrapolated)" if ais_steps > c.measured_to else
+                 f" (below the fit's range from {c.fit_from} steps; shorter runs measured wider)" if ais_steps < c.fit_from else "")
+        ten = c.steps_for(10.0)
+        parts.append(f"sigma {c.sigma:g}: ~{c.gap(ais_steps):.3g} nats{extra}; 10 nats would take ~{ten:,.0f} steps "
+                     f"(~{ten * c.seconds_per_step / 60:.3g} CPU-minutes per image)")
+    return (f"expected median BDMC gap at {ais_steps} AIS steps from the {proposal} proposal on the default MNIST run -- "
+            + "; ".join(parts) + ". The audit measures its own.")
 
 
 def knob(default: Any, help: str, **cli: Any) -> Any:
@@ -53,6 +112,10 @@ class InvertSettings:
     steps: int = knob(300, "Adam steps per start")
     lr: float = knob(0.1, "peak learning rate of the inversion, cosine-annealed")
     loss: str = knob("l2", "inversion loss: pixel MSE, or LeNet-feature distance (MNIST-like data)", choices=LOSSES)
+    screen: int = knob(0, "score this many prior draws per image by a forward pass and start from the best "
+                          "(0: random starts)", absent=0)
+    refine: int = knob(0, "Levenberg-Marquardt steps on each image's best start after Adam (pixel loss only)",
+                       absent=0)
     seed: int = knob(0, "seed of the image sets and every sampler")
 
     def validate(self) -> "InvertSettings":
@@ -61,9 +124,15 @@ class InvertSettings:
         check_int("restarts", self.restarts)
         check_int("steps", self.steps)
         check_int("seed", self.seed, minimum=0)
+        check_int("screen", self.screen, minimum=0)
+        check_int("refine", self.refine, minimum=0)
         check_positive("lr", self.lr)
         if self.loss not in LOSSES:  # exact: the pipeline compares the name as given
             raise ConfigError(f"unknown loss {self.loss!r}; expected one of: {', '.join(LOSSES)}")
+        if self.screen and self.screen < self.restarts:
+            raise ConfigError(f"screen must be 0 or at least restarts ({self.restarts}), got {self.screen}")
+        if self.refine and self.loss != "l2":
+            raise ConfigError(f"refine needs the pixel loss l2, got loss {self.loss!r}")
         return self
 
 
@@ -90,8 +159,8 @@ class AuditSettings(InvertSettings):
     # ``absent``: what a summary.json written before the knob existed ran with (statgan.audit.summary)
     precondition: bool = knob(True, "HMC's mass matrix: the proposal's precision at each image's heaviest mode "
                               "(--no-precondition: unit mass)", absent=False)
-    proposal: str = knob("laplace", "AIS's initial distribution: a Laplace mixture at the inversion optima, or "
-                         "N(z_inv, s^2 I)", choices=PROPOSALS)
+    proposal: str = knob("laplace", "AIS's initial distribution: a Laplace mixture at the inversion optima, "
+                         "N(z_inv, s^2 I), or the prior (the noise-level path; unit-mass HMC)", choices=PROPOSALS)
     posterior_adam_steps: int = 100   # laplace: Adam steps (peak lr 0.1) on -log p(x, z) from each restart
     # laplace: those Adam steps anneal the noise level from this down to sigma (None: off)
     posterior_sigma_from: Optional[float] = field(default=1.0, metadata={"absent": None})
@@ -120,10 +189,28 @@ class AuditSettings(InvertSettings):
         proposal="isotropic", ais_steps=200, chains=1, leapfrog=5, step_size=0.03, init_scale=0.2, sigma_images=32,
         precondition=False, posterior_sigma_from=None))
 
+    #: ``--precision certified``: the noise-level path from the prior (it won against the Laplace
+    #: proposal at equal CPU time from 1,600 steps up: docs/audit.md, *Likelihood precision against
+    #: compute*) at the longest length measured, on 16 model samples; the sigma choice at 1,600 steps of
+    #: the same path. :func:`expected_gap_line` says what it buys before it runs.
+    CERTIFIED: ClassVar[Mapping[str, Any]] = MappingProxyType(dict(
+        proposal="prior", step_size=0.03, ais_steps=25_600, sigma_steps=1_600, bdmc_images=16))
+
+    #: what each ``--precision`` level changes in the defaults
+    LEVELS: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
+        {"quick": QUICK, "default": MappingProxyType({}), "certified": CERTIFIED})
+
     @classmethod
     def quick(cls, **changes: Any) -> "AuditSettings":
         """The defaults with :attr:`QUICK` applied, then ``changes``."""
-        return replace(cls(), **{**cls.QUICK, **changes})
+        return cls.at_precision("quick", **changes)
+
+    @classmethod
+    def at_precision(cls, level: str, **changes: Any) -> "AuditSettings":
+        """The defaults with the ``--precision`` level's changes (:attr:`LEVELS`) applied, then ``changes``."""
+        if level not in cls.LEVELS:
+            raise ConfigError(f"unknown precision {level!r}; expected one of: {', '.join(PRECISIONS)}")
+        return replace(cls(), **{**cls.LEVELS[level], **changes})
 
     def validate(self) -> "AuditSettings":
         super().validate()

@@ -7,6 +7,7 @@
     ll = audit.ais_log_likelihood(G, x, latent_dim, sigma, n_steps=1000)        # (B,) nats, lower bound
     sel = audit.select_sigma(G, x_valid, latent_dim)                            # SigmaSelection(.sigma, ...)
     lower, upper = audit.bdmc(G, latent_dim, sigma, n_images=16, n_steps=1000)  # BDMCResult (.gap)
+    ll = audit.smc(G, x, latent_dim, sigma, proposal=q).log_likelihood         # SMC, adaptive tempering
     q = audit.laplace_proposal(G, x, audit.invert(G, x, latent_dim).restart_z, sigma)  # posterior mixture
     ll = audit.ais_log_likelihood(G, x, latent_dim, sigma, n_steps=20, proposal=q)  # AIS from q
     res = audit.typicality_test(train_ll, valid_ll, test_ll, batch_size=10)     # TypicalityResult
@@ -29,6 +30,8 @@ dataclasses, so reports and the CLI build on them without reaching into this pac
 from .ais import (
     AISResult,
     BDMCResult,
+    SMC_OPTIONS,
+    SamplerOptions,
     SigmaSelection,
     ais,
     ais_log_likelihood,
@@ -36,7 +39,9 @@ from .ais import (
     bits_per_dim,
     linear_schedule,
     select_sigma,
+    sigma_curve,
     sigmoid_schedule,
+    smc,
 )
 from ._common import Prior, StandardNormal
 from .inversion import InversionResult, invert, lenet_feature_fn
@@ -56,6 +61,8 @@ __all__ = [
     "InversionResult",
     "Prior",
     "RejectionCount",
+    "SMC_OPTIONS",
+    "SamplerOptions",
     "StandardNormal",
     "SigmaSelection",
     "TypicalityResult",
@@ -72,6 +79,8 @@ __all__ = [
     "local_variance",
     "rejection_null",
     "select_sigma",
+    "sigma_curve",
     "sigmoid_schedule",
+    "smc",
     "typicality_test",
 ]

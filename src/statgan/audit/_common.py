@@ -13,6 +13,7 @@ module, even on error.
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -28,6 +29,7 @@ __all__ = [
     "check_images",
     "chunks",
     "frozen",
+    "jacobian",
     "logmeanexp",
     "Prior",
     "StandardNormal",
@@ -179,3 +181,31 @@ def generate(generator: nn.Module, z: Tensor, data_shape: Tuple[int, ...]) -> Te
             f"({z.shape[0]}, {', '.join(map(str, data_shape))}) to match the data (check latent_dim and the data shape)"
         )
     return out
+
+
+def jacobian(generator: nn.Module, z: Tensor, rows: int = 512) -> Tensor:
+    """(N, D, d) Jacobians dG/dz at z (N, d), D = prod(output shape), by forward mode.
+
+    ``torch.func.jacfwd`` of one latent's image, vectorised over the latents with ``torch.func.vmap``:
+    the d unit tangents are pushed through one batched forward-mode pass in which the primal
+    (G itself) is evaluated once per latent, not once per tangent: about 3x faster on the default
+    DCGAN than repeating each latent d times through ``torch.func.jvp`` (``benchmarks/audit_speed.py``
+    times both in one run). The generator must treat samples independently and deterministically
+    (eval-mode BatchNorm, no dropout or noise draws, as under :func:`statgan.audit._common.frozen`);
+    ``rows`` bounds the batch (latents x d) per call.
+    """
+    N, d = z.shape
+
+    def image(zi: Tensor) -> Tensor:
+        return generator(zi.unsqueeze(0)).reshape(-1)
+
+    jac = torch.func.vmap(torch.func.jacfwd(image))
+    per = max(1, rows // d)
+    out = []
+    with warnings.catch_warnings():
+        # torch's own forward-AD decompositions call torch.jit.script when first loaded (torch 2.14):
+        # a deprecation inside torch that a user of the audit cannot act on
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        for i in range(0, N, per):
+            out.append(jac(z[i:i + per]))
+    return torch.cat(out)

@@ -112,12 +112,20 @@ def _proposal(s: AuditSettings, n: float) -> Dict[str, float]:
     return {"passes": n * s.restarts * per_restart, "jacobians": n * s.restarts * s.posterior_jacobians}
 
 
+def _inversion(s: AuditSettings, n: float) -> Dict[str, float]:
+    """Passes and Jacobians of inverting ``n`` images: the restarts' Adam steps, the screened prior draws
+    (forward only) and, at most, one Jacobian per refinement step (one is recomputed after each kept
+    step) plus the first."""
+    return {"passes": n * (s.restarts * (s.steps + 1) + s.screen * FORWARD_SHARE + s.refine),
+            "jacobians": n * (s.refine + 1) if s.refine else 0.0}
+
+
 def plan(s: AuditSettings, sizes: Mapping[str, int], units: UnitCosts, sigma_given: bool = False) -> List[StageCost]:
     """Projected cost of each long stage, for image sets of ``sizes`` (every inverted set, ``valid``
     included), in the order the audit runs them."""
     inverted = float(sum(sizes.values()))
     hmc = lambda steps: max(steps - 1, 0) * s.chains * s.leapfrog  # noqa: E731  (passes of one annealing path)
-    counts: Dict[str, Dict[str, float]] = {"inversion": {"passes": inverted * s.restarts * (s.steps + 1), "jacobians": 0.0}}
+    counts: Dict[str, Dict[str, float]] = {"inversion": _inversion(s, inverted)}
     if not sigma_given:
         m, c = float(min(s.sigma_images, sizes.get("valid", 0))), len(s.sigma_candidates)
         p = _proposal(s, m * c)
@@ -127,8 +135,9 @@ def plan(s: AuditSettings, sizes: Mapping[str, int], units: UnitCosts, sigma_giv
                      "jacobians": p["jacobians"]}
     b = float(s.bdmc_images)
     p = _proposal(s, b)
-    counts["bdmc"] = {"passes": b * s.restarts * (s.steps + 1) + p["passes"] + 2 * b * hmc(s.ais_steps),
-                      "jacobians": p["jacobians"]}
+    inv = _inversion(s, b)
+    counts["bdmc"] = {"passes": inv["passes"] + p["passes"] + 2 * b * hmc(s.ais_steps),
+                      "jacobians": inv["jacobians"] + p["jacobians"]}
     return [StageCost(stage=k, passes=v["passes"], jacobians=v["jacobians"],
                       seconds=v["passes"] * units.pass_seconds + v["jacobians"] * units.jacobian_seconds)
             for k, v in counts.items()]

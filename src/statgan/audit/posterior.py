@@ -39,7 +39,6 @@ MacKay (2003, ch. 27) for Laplace's method.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -48,7 +47,7 @@ from torch import Tensor, nn
 
 from ..runtime.seeding import SeedLike
 from ..runtime.validation import check_int, check_positive
-from ._common import check_images, chunks, frozen, generate
+from ._common import check_images, chunks, frozen, generate, jacobian
 from .inversion import invert
 from .proposal import GaussianMixture
 
@@ -89,34 +88,6 @@ class LaplaceMixture(GaussianMixture):
     def __getitem__(self, sl: slice) -> "LaplaceMixture":
         return LaplaceMixture(self.means[sl], self.chol[sl], self.log_weights[sl], self.log_evidence[sl],
                               self.kept[sl], self.dtype)
-
-
-def jacobian(generator: nn.Module, z: Tensor, rows: int = 512) -> Tensor:
-    """(N, D, d) Jacobians dG/dz at z (N, d), D = prod(output shape), by forward mode.
-
-    ``torch.func.jacfwd`` of one latent's image, vectorised over the latents with ``torch.func.vmap``:
-    the d unit tangents are pushed through one batched forward-mode pass in which the primal
-    (G itself) is evaluated once per latent, not once per tangent: about 3x faster on the default
-    DCGAN than repeating each latent d times through ``torch.func.jvp`` (``benchmarks/audit_speed.py``
-    times both in one run). The generator must treat samples independently and deterministically
-    (eval-mode BatchNorm, no dropout or noise draws, as under :func:`statgan.audit._common.frozen`);
-    ``rows`` bounds the batch (latents x d) per call.
-    """
-    N, d = z.shape
-
-    def image(zi: Tensor) -> Tensor:
-        return generator(zi.unsqueeze(0)).reshape(-1)
-
-    jac = torch.func.vmap(torch.func.jacfwd(image))
-    per = max(1, rows // d)
-    out = []
-    with warnings.catch_warnings():
-        # torch's own forward-AD decompositions call torch.jit.script when first loaded (torch 2.14):
-        # a deprecation inside torch that a user of the audit cannot act on
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-        for i in range(0, N, per):
-            out.append(jac(z[i:i + per]))
-    return torch.cat(out)
 
 
 #: share of the Adam steps over which ``LaplaceOptions.sigma_from`` anneals down to sigma

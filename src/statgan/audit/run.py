@@ -30,6 +30,7 @@ import platform
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
@@ -40,17 +41,20 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..runtime import distributed
 from ..errors import ConfigError, StatganError
 from ..generator_source import GeneratorOptions, LoadedGenerator
 from ..rundir.files import atomic_write_bytes, atomic_write_text
 from ..viz import inversion_picture_skip, save_inversion_pairs
 from . import stages
 from ._common import frozen
-from .budget import measure_units, plan, projection_lines
+from ..audit_settings import expected_gap_line
+from .budget import UnitCosts, measure_units, plan, projection_lines
 from .ood import local_variance
 from .report import render_report
+from .sharding import BLOCK, block_sizes, busiest_share, gather_group
 from .rundata import feature_loss, load_run, parse_split, run_fid, split_images
-from .rundata import RunData
+from .rundata import FeatureLoss, RunData
 from .settings import AuditSettings, InvertSettings
 from .summary import (
     AUDIT_FORMAT,
@@ -65,6 +69,7 @@ from .summary import (
     Versions,
     to_json,
 )
+from .toy import ToyAuditSummary, is_toy, toy_audit
 from .uncertainty import gap_allowance
 from .verdicts import findings
 
@@ -205,8 +210,12 @@ def audit_run(
     options: Optional[GeneratorOptions] = None,
     train: Optional[str] = None,
     test: Optional[str] = None,
-) -> AuditSummary:
+) -> Union[AuditSummary, ToyAuditSummary]:
     """Audit a generator: inversion, sigma, AIS, BDMC, typicality, AUROCs, correlation, verdicts.
+
+    A generator of 2-D points (a toy run) gets the toy audit instead (:func:`statgan.audit.toy.toy_audit`:
+    AIS and BDMC beside log p(x) by quadrature over a 2-D latent) and returns its
+    :class:`~statgan.audit.toy.ToyAuditSummary`, written to the same OUT.
 
     ``run_dir``: any GENERATOR (:mod:`statgan.generator_source`), read with ``options``;
     ``train`` / ``test``: image sets (folder, .npz, ``data:NAME:SPLIT``) that replace a run's own
@@ -222,14 +231,26 @@ def audit_run(
     :meth:`~statgan.generator_source.LoadedGenerator.output_dir`) unless ``out_dir``; returns the summary
     (``summary.paths`` names the files; ``None`` with ``write=False``). ``progress``: a tqdm bar
     with an ETA per stage on stderr, when it is a terminal (never with ``log=None``).
+
+    Under ``torchrun --nproc-per-node N -m statgan audit ...`` (``WORLD_SIZE`` > 1) the processes
+    join a process group (gloo on the CPU, nccl on CUDA with GPU ``LOCAL_RANK`` each) and share the
+    inversion, sigma, AIS and BDMC stages block by block (:mod:`statgan.audit.sharding`), which makes
+    the numbers those of one process; rank 0 alone logs, scores and writes the files, every rank
+    returns its summary, and the group is left at the end (also on an error).
     """
     s = (settings or AuditSettings()).validate()
+    if distributed.env_world_size() > 1 and distributed.env_rank() != 0:
+        log = None  # under torchrun rank 0 alone logs (and writes: below)
     clock = _Clock(log or _quiet, quiet=log is None or not progress)
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
     run = load_run(run_dir, s.seed, checkpoint, ema, device, options=options, train=train, test=test)
+    _place(run)
+    if is_toy(run):  # 2-D points: AIS and BDMC against log p(x) by quadrature (statgan.audit.toy); rank 0 runs it
+        with _process_group(run.device):
+            return distributed.run_on_main(lambda: toy_audit(run, s, out_dir=out_dir, log=log, write=write))
     if not run.is_image or min(run.data_shape[1:]) < 8:
-        raise StatganError(f"statgan audit needs image data of at least 8x8 pixels, but {run.dataset!r} has samples "
-                           f"of shape {list(run.data_shape)} (statgan invert works on any data)")
+        raise StatganError(f"statgan audit needs image data of at least 8x8 pixels or 2-D points, but {run.dataset!r} "
+                           f"has samples of shape {list(run.data_shape)} (statgan invert works on any data)")
     feature = feature_loss(s.loss, run)
     missing = stages.missing_sets(run)
 
@@ -239,41 +260,103 @@ def audit_run(
                   + ", ".join(f"{k} {v.shape[0]}" for k, v in sets.inverted.items()))
         for name, why in missing.items():
             clock.say(f"audit: {why}; what needs {name} images is not run")
+    with _process_group(run.device):
+        return _audit(run, s, sets, feature, missing, clock, load0, out_dir=out_dir, write=write)
+
+
+def _place(run: RunData) -> None:
+    """Under torchrun on CUDA, move the generator to this process's GPU (``LOCAL_RANK``)."""
+    if distributed.env_world_size() > 1 and not distributed.is_initialized():
+        dev = distributed.device_for_rank(run.device)
+        if dev != run.device:
+            run.G.to(dev)
+            run.device = dev
+
+
+@contextmanager
+def _process_group(device: torch.device) -> Iterator[None]:
+    """Under torchrun (``WORLD_SIZE`` > 1), the process group for the block; left at its end, also on
+    an error (one that a caller set up is the caller's and stays). Nothing in a single process."""
+    owned = distributed.env_world_size() > 1 and not distributed.is_initialized()
+    if owned:
+        distributed.init(device)  # nccl on CUDA, gloo otherwise
+    try:
+        yield
+    finally:
+        if owned:
+            distributed.cleanup()
+
+
+def _audit(run: RunData, s: AuditSettings, sets: stages.ImageSets, feature: FeatureLoss,
+           missing: Dict[str, str], clock: _Clock, load0: Optional[Tuple[float, ...]], *,
+           out_dir: Optional[Union[str, Path]], write: bool) -> AuditSummary:
+    """The stages after the data: the four expensive ones spread over the processes in blocks
+    (:mod:`statgan.audit.sharding`; every rank gets every result), then rank 0 alone scores,
+    summarises and writes, and every rank returns rank 0's summary."""
     inverted = sets.inverted
     projected = _project(run, s, {k: v.shape[0] for k, v in inverted.items()}, clock)
-    with clock("inversion", total=sum(x.shape[0] for x in inverted.values())) as tick:
-        inv = stages.invert_sets(run, sets, s, feature, progress=tick)
-    with clock("sigma"):
-        sigma = stages.choose_sigma(run, sets.valid, inv.get("valid"), s)
-    with clock("ais", total=sum(x.shape[0] for x in inverted.values())) as tick:
-        lik = stages.likelihoods(run, inverted, inv, sigma.chosen, s, progress=tick)
-    with clock("bdmc"):
-        bounds = stages.bdmc_bounds(run, sigma.chosen, s)
-    with clock("scores"):
-        ll, names = lik.log_likelihood, sets.ood_names
-        per = stages.PerImage(sets=sets, inversions=inv, likelihoods=lik, bdmc=bounds,
-                              local_variance={name: local_variance(x) for name, x in sets.scored.items()},
-                              typicality=stages.typicality_tests(ll, bounds.lower, names, s,
-                                                                 stages.typicality_batch(sets, s)))
-        summary = _summarise(run, s, per, sigma, clock, load0, missing)
-    summary.projected = projected
-    summary.findings = findings(summary)
-    summary.seconds = clock.elapsed()
-    if write:
-        _write(Path(out_dir) if out_dir is not None else run.source.output_dir("audit"), summary, per, clock)
-    return summary
+    with gather_group():  # a rank may wait hours for another's blocks (a certified audit)
+        with clock("inversion", total=sum(x.shape[0] for x in inverted.values())) as tick:
+            inv = stages.invert_sets(run, sets, s, feature, progress=tick)
+        with clock("sigma"):
+            sigma = stages.choose_sigma(run, sets.valid, inv.get("valid"), s)
+        with clock("ais", total=sum(x.shape[0] for x in inverted.values())) as tick:
+            lik = stages.likelihoods(run, inverted, inv, sigma.chosen, s, progress=tick)
+        with clock("bdmc"):
+            bounds = stages.bdmc_bounds(run, sigma.chosen, s)
+
+    def finish() -> AuditSummary:
+        with clock("scores"):
+            ll, names = lik.log_likelihood, sets.ood_names
+            per = stages.PerImage(sets=sets, inversions=inv, likelihoods=lik, bdmc=bounds,
+                                  local_variance={name: local_variance(x) for name, x in sets.scored.items()},
+                                  typicality=stages.typicality_tests(ll, bounds.lower, names, s,
+                                                                     stages.typicality_batch(sets, s)))
+            summary = _summarise(run, s, per, sigma, clock, load0, missing)
+        summary.projected = projected
+        summary.findings = findings(summary)
+        summary.seconds = clock.elapsed()
+        if write:
+            _write(Path(out_dir) if out_dir is not None else run.source.output_dir("audit"), summary, per, clock)
+        return summary
+
+    return distributed.run_on_main(finish)
 
 
 def _project(run: RunData, s: AuditSettings, sizes: Dict[str, int], clock: _Clock) -> Dict[str, float]:
     """Time a generator pass (and a Jacobian) on this device, say what each long stage will cost and
     how to cut it, before those stages start; the projected seconds by stage (kept in the summary,
     beside the measured ``timing``)."""
-    with frozen(run.G):
-        units = measure_units(run.G, run.latent_dim, run.device, jacobians=s.proposal == "laplace")
-    costs = plan(s, sizes, units, sigma_given=s.sigma is not None or "valid" not in sizes)
+    def measure() -> UnitCosts:
+        with frozen(run.G):
+            return measure_units(run.G, run.latent_dim, run.device, jacobians=s.proposal == "laplace")
+
+    if not distributed.is_main():
+        measure()  # the other ranks warm up meanwhile (lazy imports, first passes: 2 s on CPU), outside the stages
+    units = distributed.run_on_main(measure)  # rank 0's numbers, for every rank
+    sigma_given = s.sigma is not None or "valid" not in sizes
+    costs = plan(s, sizes, units, sigma_given=sigma_given)
+    world = distributed.world_size()
+    if world > 1:
+        shares = _shares(s, sizes, world)
+        costs = [replace(c, seconds=c.seconds * shares[c.stage]) for c in costs]
     for line in projection_lines(costs, units, s, run.device):
         clock.say(line)
+    if world > 1:
+        clock.say(f"audit: the time above is divided over {world} processes (blocks of {BLOCK} images dealt "
+                  "round-robin): each stage's projection is its busiest process's share ("
+                  + ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if k != "sigma" or not sigma_given) + ")")
+    clock.say(expected_gap_line(s.ais_steps, s.sigma, s.proposal))
     return {c.stage: round(c.seconds, 2) for c in costs}
+
+
+def _shares(s: AuditSettings, sizes: Dict[str, int], world: int) -> Dict[str, float]:
+    """Per long stage, the share of its images the busiest of ``world`` processes works on, dealt
+    as the stages deal their blocks (:mod:`statgan.audit.stages`)."""
+    sets = [n for k in sizes.values() for n in block_sizes(k)]
+    sigma = [n for n in block_sizes(min(s.sigma_images, sizes.get("valid", 0))) for _ in s.sigma_candidates]
+    return {"inversion": busiest_share(sets, world), "sigma": busiest_share(sigma, world),
+            "ais": busiest_share(sets, world), "bdmc": busiest_share(block_sizes(s.bdmc_images), world)}
 
 
 def _summarise(run: RunData, s: AuditSettings, per: stages.PerImage, sigma: SigmaChoice, clock: _Clock,

@@ -9,7 +9,10 @@
 Stages that produce per-image tensors return in-memory dataclasses (:class:`ImageSets`,
 :class:`Likelihoods`, :class:`BDMCBounds`, :class:`TypicalityTests`); the others return the pieces
 of :class:`statgan.audit.summary.AuditSummary` directly. Every sampler is seeded by (the settings'
-seed, its purpose), so a stage's numbers do not depend on which stages ran before it.
+seed, its purpose), so a stage's numbers do not depend on which stages ran before it. The four
+expensive stages (inversion, sigma, AIS, BDMC) work in fixed blocks of images, each with its own
+seed (:mod:`statgan.audit.sharding`), so that under ``torchrun`` they are spread over the
+processes and the numbers are the same whatever their number.
 
 A generator from elsewhere may come without training or test images (:attr:`RunData.has_train`,
 :attr:`RunData.has_test`): the stages then work on the sets there are -- the generated set, the
@@ -29,12 +32,13 @@ from torch import Tensor
 from ..errors import StatganError
 from ..runtime.lazy import scipy_stats
 from ..runtime.seeding import derived_seed
-from .ais import AISResult, BDMCResult, ais, bdmc, bits_per_dim, select_sigma
+from .ais import AISResult, BDMCResult, SamplerOptions, ais, bdmc, bits_per_dim, select_sigma
 from .inversion import InversionResult, invert
 from .memorisation import data_copying_test
 from .posterior import LaplaceMixture, LaplaceOptions, laplace_proposal
 from .proposal import IsotropicGaussian, Proposal
 from .rundata import FeatureLoss, RunData
+from .sharding import Block, block_seed, cat_bdmc, cat_inversions, make_blocks, run_blocks, to_cpu
 from .settings import PROPOSALS, AuditSettings, InvertSettings
 from .summary import (
     OPTIONAL_SETS,
@@ -87,11 +91,6 @@ FIXED_SIGMA = 0.1
 
 #: a stage's progress callback: called with the number of images (or units) just finished
 Progress = Optional[Callable[[int], None]]
-
-
-def _tick(progress: Progress, n: int) -> None:
-    if progress is not None:
-        progress(n)
 
 
 # ==== image sets ====================================================================================
@@ -152,26 +151,43 @@ def typicality_batch(sets: ImageSets, s: AuditSettings) -> int:
 
 
 # ==== inversion =====================================================================================
-def invert_images(run: RunData, x: Tensor, s: InvertSettings, purpose: str, feature: FeatureLoss) -> InversionResult:
-    """Invert the run's generator at ``x`` with the settings' knobs and a seed private to ``purpose``."""
-    return invert(run.G, x.to(run.device), run.latent_dim, restarts=s.restarts, steps=s.steps, lr=s.lr,
-                  loss=feature[0], feature_fn=feature[1], batch_size=BATCH, seed=derived_seed(s.seed, f"audit:invert:{purpose}"))
+def _invert_block(run: RunData, x: Tensor, s: InvertSettings, feature: FeatureLoss, b: Block) -> InversionResult:
+    """Block ``b`` of ``x`` inverted with the block's seed (on the CPU, ready to be gathered)."""
+    return to_cpu(invert(run.G, x[b.rows].to(run.device), run.latent_dim, restarts=s.restarts, steps=s.steps, lr=s.lr,
+                         loss=feature[0], feature_fn=feature[1], screen=s.screen,
+                         refine=s.refine if feature[0] == "l2" else 0, batch_size=BATCH, seed=b.seed))
+
+
+def _invert_seeds(s: InvertSettings, purpose: str) -> Callable[[int], int]:
+    return lambda i: block_seed(s.seed, f"audit:invert:{purpose}", i)
+
+
+def invert_images(run: RunData, x: Tensor, s: InvertSettings, purpose: str, feature: FeatureLoss, *,
+                  first_block: int = 0) -> InversionResult:
+    """Invert the run's generator at ``x`` with the settings' knobs, block by block
+    (:mod:`statgan.audit.sharding`: block ``i`` seeded by ``purpose`` and ``first_block + i``, and
+    spread over the processes of torchrun); CPU tensors. ``first_block``: the number of ``x``'s
+    first block in a larger set (so a block inverted alone gets the numbers it gets in the set)."""
+    blocks = make_blocks(x.shape[0], _invert_seeds(s, purpose), purpose, first=first_block)
+    return cat_inversions(run_blocks(blocks, lambda b: _invert_block(run, x, s, feature, b)))
 
 
 def invert_sets(run: RunData, sets: ImageSets, s: AuditSettings, feature: FeatureLoss,
                 progress: Progress = None) -> Dict[str, InversionResult]:
-    """Every set inverted, keyed by name (the scored sets, then ``valid``); ``progress`` gets each
-    set's image count when it is done."""
-    out: Dict[str, InversionResult] = {}
-    for name, x in sets.inverted.items():
-        out[name] = invert_images(run, x, s, name, feature)
-        _tick(progress, x.shape[0])
-    return out
+    """Every set inverted, keyed by name (the scored sets, then ``valid``), each as
+    :func:`invert_images` inverts it; the blocks of all sets are spread over the processes together
+    (a small set is a single block). ``progress`` gets the images as their blocks finish."""
+    images = sets.inverted
+    blocks = [b for name, x in images.items() for b in make_blocks(x.shape[0], _invert_seeds(s, name), name)]
+    parts = run_blocks(blocks, lambda b: _invert_block(run, images[b.key], s, feature, b), progress)
+    return {name: cat_inversions([r for b, r in zip(blocks, parts) if b.key == name]) for name in images}
 
 
 # ==== proposals, sigma, AIS, BDMC ===================================================================
-def _ais_options(s: AuditSettings) -> Dict[str, Any]:
-    return dict(step_size=s.step_size, precondition=s.precondition, batch_size=BATCH)
+def sampler_options(s: AuditSettings, n_steps: Optional[int] = None) -> SamplerOptions:
+    """The likelihood sampler's options from the audit's settings (``n_steps``: another length, e.g. sigma's)."""
+    return SamplerOptions(n_steps=s.ais_steps if n_steps is None else n_steps, n_chains=s.chains, leapfrog=s.leapfrog,
+                          step_size=s.step_size, precondition=s.precondition and s.proposal != "prior", batch_size=BATCH)
 
 
 def _isotropic(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> Proposal:
@@ -183,25 +199,31 @@ def _laplace(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: Aud
     options = LaplaceOptions(jacobians=s.posterior_jacobians, newton_steps=s.posterior_steps,
                              adam_steps=s.posterior_adam_steps, sigma_from=s.posterior_sigma_from, weights=s.mode_weights,
                              max_scale=s.init_scale)
-    return laplace_proposal(run.G, x.to(run.device), inv.restart_z, sigma, options, batch_size=LAPLACE_BATCH)
+    return laplace_proposal(run.G, x.to(run.device), inv.restart_z.to(run.device), sigma, options,
+                            batch_size=LAPLACE_BATCH)
+
+
+def _prior(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> None:
+    """No proposal: the chains start from the prior (the noise-level path)."""
+    return None
 
 
 #: AIS's initial distribution by ``AuditSettings.proposal``: (run, images, their inversion, sigma,
-#: settings) -> a normalised q(z | x) over the images.
-PROPOSAL_BUILDERS: Dict[str, Callable[[RunData, Tensor, InversionResult, float, AuditSettings], Proposal]] = {
-    "laplace": _laplace, "isotropic": _isotropic}
+#: settings) -> a normalised q(z | x) over the images, or None for the prior.
+PROPOSAL_BUILDERS: Dict[str, Callable[[RunData, Tensor, InversionResult, float, AuditSettings], Optional[Proposal]]] = {
+    "laplace": _laplace, "isotropic": _isotropic, "prior": _prior}
 assert tuple(PROPOSAL_BUILDERS) == PROPOSALS, "settings.PROPOSALS names the builders"
 
 
-def proposal(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> Proposal:
-    """The settings' proposal q(z | x) for images ``x`` from their inversion ``inv``."""
+def proposal(run: RunData, x: Tensor, inv: InversionResult, sigma: float, s: AuditSettings) -> Optional[Proposal]:
+    """The settings' proposal q(z | x) for images ``x`` from their inversion ``inv`` (None: the prior)."""
     return PROPOSAL_BUILDERS[s.proposal](run, x, inv, sigma, s)
 
 
-def _head(inv: InversionResult, k: int) -> InversionResult:
-    """The first ``k`` images' inversion."""
-    return replace(inv, **{f: getattr(inv, f)[:k] for f in ("z", "errors", "objective", "mse", "restart_objectives",
-                                                             "reconstructions", "restart_z")
+def _rows(inv: InversionResult, rows: slice) -> InversionResult:
+    """The inversion of the images ``rows`` selects."""
+    return replace(inv, **{f: getattr(inv, f)[rows] for f in ("z", "errors", "objective", "mse", "restart_objectives",
+                                                               "reconstructions", "restart_z")
                            if getattr(inv, f) is not None})
 
 
@@ -210,21 +232,38 @@ def choose_sigma(run: RunData, valid: Optional[Tensor], inv_valid: Optional[Inve
     """The settings' sigma, or the candidate with the highest mean AIS log-likelihood of the first
     ``sigma_images`` valid images (chains started from the settings' proposal at each candidate);
     without valid images (no test images) :data:`FIXED_SIGMA`, saying so -- choosing it on the
-    generator's own samples would favour the noise the model already fits best."""
+    generator's own samples would favour the noise the model already fits best.
+
+    The images go in blocks (:mod:`statgan.audit.sharding`), each (block, candidate) pair one
+    :func:`select_sigma` call with the block's seed -- every candidate of a block gets the same seed,
+    the common random numbers of :func:`select_sigma` -- spread over the processes of torchrun; the
+    per-image values are joined per candidate and the mean over images chooses, as in :func:`select_sigma`."""
     if s.sigma is not None:
         return SigmaChoice(chosen=float(s.sigma), method="given (--sigma)")
     if valid is None or inv_valid is None:
         return SigmaChoice(chosen=FIXED_SIGMA, method=f"fixed at {FIXED_SIGMA:g}: no held-out images to choose it "
                                                       "(give --sigma or --test)")
     k = min(s.sigma_images, valid.shape[0])
-    xk, ik = valid[:k].to(run.device), _head(inv_valid, k)
-    sel = select_sigma(run.G, xk, run.latent_dim, candidates=s.sigma_candidates, n_steps=s.sigma_steps,
-                       n_chains=s.chains, leapfrog=s.leapfrog, proposal=lambda sg: proposal(run, xk, ik, sg, s),
-                       seed=derived_seed(s.seed, "audit:sigma"), **_ais_options(s))
-    return SigmaChoice(chosen=float(sel.sigma), method=f"max mean AIS log-likelihood of {k} valid images",
-                       candidates=tuple(float(c) for c in sel.candidates),
-                       mean_log_likelihood=tuple(float(v) for v in sel.mean_log_likelihood), ais_steps=s.sigma_steps,
-                       margins=sigma_margins(sel.candidates, sel.log_likelihood, sel.sigma))
+    cands = [float(c) for c in s.sigma_candidates]
+    options = sampler_options(s, s.sigma_steps)
+
+    def one(b: Block) -> Tensor:
+        xb, ib = valid[b.rows].to(run.device), _rows(inv_valid, b.rows)
+        c = cands[int(b.key)]
+        sel = select_sigma(run.G, xb, run.latent_dim, [c], options, proposal=lambda sg: proposal(run, xb, ib, sg, s),
+                           seed=b.seed)
+        return sel.log_likelihood[0].detach().cpu()
+
+    blocks = make_blocks(k, lambda i: block_seed(s.seed, "audit:sigma", i))
+    units = [replace(b, key=str(j)) for b in blocks for j in range(len(cands))]
+    parts = run_blocks(units, one)
+    lls = torch.stack([torch.cat([p for u, p in zip(units, parts) if u.key == str(j)]) for j in range(len(cands))])
+    candidates = torch.tensor(cands, dtype=torch.float64)
+    means = lls.mean(1)
+    chosen = cands[int(torch.argmax(means))]
+    return SigmaChoice(chosen=chosen, method=f"max mean AIS log-likelihood of {k} valid images",
+                       candidates=tuple(cands), mean_log_likelihood=tuple(float(v) for v in means),
+                       ais_steps=s.sigma_steps, margins=sigma_margins(candidates, lls, chosen))
 
 
 def sigma_margins(candidates: Tensor, lls: Tensor, chosen: float) -> Tuple[SigmaMargin, ...]:
@@ -244,10 +283,12 @@ def _n_modes(q: Optional[Proposal], n: int) -> Tensor:
     return q.n_modes.cpu() if isinstance(q, LaplaceMixture) else torch.ones(n, dtype=torch.long)
 
 
-def _importance_sampling(run: RunData, x: Tensor, q: Proposal, sigma: float, s: AuditSettings, purpose: str) -> AISResult:
-    """Plain importance sampling from q (AIS with one step: no transition), ``is_samples`` draws per image."""
-    return ais(run.G, x, run.latent_dim, sigma, 1, s.is_samples, 1, proposal=q, batch_size=BATCH,
-               seed=derived_seed(s.seed, f"audit:is:{purpose}"))
+def _importance_sampling(run: RunData, x: Tensor, q: Optional[Proposal], sigma: float, s: AuditSettings, purpose: str,
+                         block: int = 0) -> AISResult:
+    """Plain importance sampling from q (AIS with one step: no transition), ``is_samples`` draws per
+    image; ``x`` is block ``block`` of the set ``purpose`` names (its seed)."""
+    return ais(run.G, x, run.latent_dim, sigma, SamplerOptions(n_steps=1, n_chains=s.is_samples, leapfrog=1, batch_size=BATCH),
+               proposal=q, seed=block_seed(s.seed, f"audit:is:{purpose}", block))
 
 
 @dataclass
@@ -265,20 +306,28 @@ class Likelihoods:
 def likelihoods(run: RunData, images: Dict[str, Tensor], inversions: Dict[str, InversionResult], sigma: float,
                 s: AuditSettings, progress: Progress = None) -> Likelihoods:
     """AIS log-likelihood of every image, each image's chains started from its proposal (built from its
-    inversion), and importance sampling from the same proposal; ``progress`` gets each set's image
-    count when it is done."""
+    inversion), and importance sampling from the same proposal; ``progress`` gets the images as
+    their blocks finish.
+
+    Block by block (:mod:`statgan.audit.sharding`): block ``i`` of set NAME builds its proposal from
+    its own inversion and runs AIS and importance sampling with the seeds of ``audit:ais:NAME`` and
+    ``audit:is:NAME`` for block ``i``; the blocks of all sets are spread over the processes together."""
+
+    def one(b: Block) -> Tuple[Tensor, ...]:
+        x = images[b.key][b.rows].to(run.device)
+        q = proposal(run, x, _rows(inversions[b.key], b.rows), sigma, s)
+        res = ais(run.G, x, run.latent_dim, sigma, sampler_options(s), proposal=q, seed=b.seed)
+        imp = _importance_sampling(run, x, q, sigma, s, b.key, b.index)
+        return to_cpu((res.log_likelihood, res.acceptance, imp.log_likelihood, imp.ess, _n_modes(q, b.size)))
+
+    blocks = [b for name, x in images.items()
+              for b in make_blocks(x.shape[0], lambda i, name=name: block_seed(s.seed, f"audit:ais:{name}", i), name)]
+    parts = run_blocks(blocks, one, progress)
     out = Likelihoods({}, {}, {}, {}, {})
-    for name, x in images.items():
-        x = x.to(run.device)
-        q = proposal(run, x, inversions[name], sigma, s)
-        res = ais(run.G, x, run.latent_dim, sigma, s.ais_steps, s.chains, s.leapfrog, proposal=q,
-                  seed=derived_seed(s.seed, f"audit:ais:{name}"), **_ais_options(s))
-        imp = _importance_sampling(run, x, q, sigma, s, name)
-        out.log_likelihood[name] = res.log_likelihood.cpu()
-        out.acceptance[name] = float(res.acceptance.mean())
-        out.is_log_likelihood[name], out.is_ess[name] = imp.log_likelihood.cpu(), imp.ess.cpu()
-        out.n_modes[name] = _n_modes(q, x.shape[0])
-        _tick(progress, x.shape[0])
+    for name in images:
+        ll, acc, is_ll, is_ess, modes = (torch.cat(v) for v in zip(*[p for b, p in zip(blocks, parts) if b.key == name]))
+        out.log_likelihood[name], out.acceptance[name] = ll, float(acc.mean())
+        out.is_log_likelihood[name], out.is_ess[name], out.n_modes[name] = is_ll, is_ess, modes
     return out
 
 
@@ -311,18 +360,29 @@ class BDMCBounds:
 def bdmc_bounds(run: RunData, sigma: float, s: AuditSettings) -> BDMCBounds:
     """Bidirectional Monte Carlo on ``bdmc_images`` simulated images with the audit's AIS settings and
     proposal (built from the simulated images' own inversion, as for real images), so the gap
-    certifies exactly the estimator used on real images."""
+    certifies exactly the estimator used on real images.
 
-    def build(x: Tensor) -> Proposal:
-        return proposal(run, x, invert_images(run, x, s, "model-samples", ("l2", None)), sigma, s)
+    Block by block (:mod:`statgan.audit.sharding`): block ``i`` is one :func:`bdmc` call that draws
+    its own z and x from the seed of ``audit:bdmc`` block ``i``, inverts its images as block ``i`` of
+    ``model-samples`` (so ``invert_images(run, result.data, s, "model-samples", ("l2", None))``
+    repeats the proposals' inversion) and samples importance weights from its proposal; the blocks
+    are spread over the processes of torchrun and joined (CPU tensors)."""
 
-    res = bdmc(run.G, run.latent_dim, sigma, n_images=s.bdmc_images, n_steps=s.ais_steps, n_chains=s.chains,
-               leapfrog=s.leapfrog, step_size=s.step_size, proposal=build, precondition=s.precondition, batch_size=BATCH,
-               seed=derived_seed(s.seed, "audit:bdmc"))
-    assert res.proposal is not None
-    imp = _importance_sampling(run, res.data, res.proposal, sigma, s, "model-samples")
-    return BDMCBounds(lower=res.lower.cpu(), upper=res.upper.cpu(), result=res, is_lower=imp.log_likelihood.cpu(),
-                      is_ess=imp.ess.cpu(), n_modes=_n_modes(res.proposal, s.bdmc_images), proposal=s.proposal)
+    def one(b: Block) -> Tuple[BDMCResult, Tensor, Tensor, Tensor]:
+        def build(x: Tensor) -> Optional[Proposal]:
+            if s.proposal == "prior":  # nothing to search for
+                return None
+            return proposal(run, x, invert_images(run, x, s, "model-samples", ("l2", None), first_block=b.index), sigma, s)
+
+        res = bdmc(run.G, run.latent_dim, sigma, b.size, sampler_options(s), proposal=build, seed=b.seed)
+        imp = _importance_sampling(run, res.data, res.proposal, sigma, s, "model-samples", b.index)
+        return to_cpu((res, imp.log_likelihood, imp.ess, _n_modes(res.proposal, b.size)))
+
+    parts = run_blocks(make_blocks(s.bdmc_images, lambda i: block_seed(s.seed, "audit:bdmc", i)), one)
+    res = cat_bdmc([p[0] for p in parts])
+    return BDMCBounds(lower=res.lower, upper=res.upper, result=res, is_lower=torch.cat([p[1] for p in parts]),
+                      is_ess=torch.cat([p[2] for p in parts]), n_modes=torch.cat([p[3] for p in parts]),
+                      proposal=s.proposal)
 
 
 # ==== scores ========================================================================================

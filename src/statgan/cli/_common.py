@@ -183,8 +183,10 @@ def add_settings_flags(p: argparse.ArgumentParser, cls: type, quick: Optional[An
                        choices=f.metadata.get("choices"), help=help_text)
 
 
-def settings_from_args(cls: type, args: argparse.Namespace, quick: bool = False) -> Any:
-    """``cls`` (or ``cls.quick``) with the flags the user gave."""
+def settings_from_args(cls: type, args: argparse.Namespace, quick: bool = False, precision: Optional[str] = None) -> Any:
+    """``cls`` (or ``cls.quick``, or ``cls.at_precision(precision)``) with the flags the user gave."""
     given: Dict[str, Any] = {f.name: getattr(args, f.name) for f in flag_fields(cls)
                              if getattr(args, f.name, None) is not None}
+    if precision is not None:
+        return cls.at_precision(precision, **given)
     return cls.quick(**given) if quick else cls(**given)

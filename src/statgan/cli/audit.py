@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..audit_settings import AuditSettings, InvertSettings
+from ..audit_settings import PRECISIONS, AuditSettings, InvertSettings
+from ..errors import ConfigError
 from ._common import (add_data_options, add_generator_options, add_settings_flags, command_threads,
                       load_generator_from_args, settings_from_args)
 
@@ -51,19 +52,37 @@ def cmd_invert(args: argparse.Namespace) -> int:
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     au = sub.add_parser("audit", help="audit a generator as a statistical model; writes RUN_DIR/audit/report.html")
     _add_run_options(au)
-    au.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds (numbers mean little)")
+    au.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds (numbers mean little); "
+                    "the short form of --precision quick")
+    au.add_argument("--precision", choices=PRECISIONS, default=None,
+                    help="the likelihood's budget: quick (a smoke test), default, or certified (10,000 AIS steps; the "
+                         "expected BDMC gap and time are printed before it starts); flags given beside it change it")
     add_settings_flags(au, AuditSettings, quick=AuditSettings.quick())
     au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit, or beside a generator file: NAME-audit/)")
     au.set_defaults(func=cmd_audit)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    settings = settings_from_args(AuditSettings, args, quick=args.quick).validate()
+    if args.quick and args.precision not in (None, "quick"):
+        raise ConfigError(f"--quick is --precision quick; it contradicts --precision {args.precision}")
+    level = "quick" if args.quick else (args.precision or "default")
+    settings = settings_from_args(AuditSettings, args, precision=level).validate()
     with command_threads(args.threads):
         from ..audit.run import audit_run  # heavy (torch, the data, the report): once the settings are valid
+        from ..audit.toy import ToyAuditSummary
 
         summary = audit_run(load_generator_from_args(args), settings, out_dir=args.out, train=args.train,
                             test=args.test)
+    from ..runtime.distributed import env_rank  # late like the rest: the command's imports follow its flags
+
+    if env_rank() != 0:  # under torchrun every rank holds the summary; rank 0 wrote it and says so
+        return 0
+    if isinstance(summary, ToyAuditSummary):  # 2-D points: the toy audit (quadrature beside AIS / BDMC)
+        for line in summary.console_lines():
+            print(line)
+        assert summary.paths is not None  # audit_run wrote the files
+        print(f"report: {summary.paths.report}\nsummary: {summary.paths.summary} ({summary.seconds:.0f} s)")
+        return 0
     for f in summary.findings:
         label = f"({f.id})" if len(f.id) == 1 else "(*)"
         print(f"{label} {f.title}: {f.verdict}")

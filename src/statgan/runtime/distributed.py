@@ -93,6 +93,12 @@ def env_world_size() -> int:
         raise StatganError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
 
 
+def env_rank() -> int:
+    """``RANK`` as torchrun sets it (0 when unset): this process's rank before or after the group exists."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        raise StatganError(f"RANK={os.environ['RANK']!r} is not an integer") from None
 
 
 def local_rank() -> int:
@@ -147,7 +153,7 @@ def init(device: torch.device) -> World:
     missing = [v for v in ("MASTER_ADDR", "MASTER_PORT", "RANK") if v not in os.environ]
     if missing:
         raise StatganError(f"WORLD_SIZE={size} is set but {', '.join(missing)} is not; launch with "
-                           f"torchrun --nproc-per-node N -m statgan train ...")
+                           f"torchrun --nproc-per-node N -m statgan train|audit ...")
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -162,7 +168,7 @@ def init(device: torch.device) -> World:
 
 
 def cleanup() -> None:
-    """Leave the process group (end of ``statgan train`` under torchrun)."""
+    """Leave the process group (end of ``statgan train`` or ``statgan audit`` under torchrun)."""
     global _control_group
     if is_initialized():
         _dist().destroy_process_group()
