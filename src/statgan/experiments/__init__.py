@@ -1,9 +1,12 @@
 """Reproductions of published claims, one registered entry each: ``statgan reproduce NAME``.
 
-A reproduction is a module that defines its budgets (``tiny`` for the test suite, ``small`` for a
-CPU run whose report is committed, ``full`` for the paper-like setting), the grid of cells for a
-budget and a report writer; :func:`run` runs the grid with :func:`statgan.experiments.grid.run_grid`
-(resumable, parallel) and writes the markdown from whatever cells finished.
+A reproduction is a module (or any object) that satisfies
+:class:`~statgan.experiments.protocol.Reproduction`: its ``NAME``, its ``BUDGETS`` (``tiny`` for the
+test suite, ``small`` for a CPU run whose report is committed, ``full`` for the paper-like setting),
+the grid of cells for a budget, a cell runner and a report writer. It is checked against the
+protocol when it is registered in :data:`REPRODUCTIONS` (``experiments/reproductions.py``);
+:func:`run` runs the grid with :func:`statgan.experiments.grid.run_grid` (resumable, parallel) and
+writes the markdown from whatever cells finished.
 
     bridging   Filippone & Linhard 2025: relaxation, gradient regularisation, SAM, MC dropout,
                batch size and sharpness on mnist5k; latent dimension on 2-D densities
@@ -19,10 +22,11 @@ from .defaults import DEFAULT_BUDGET, DEFAULT_JOBS, DEFAULT_OUT, DEFAULT_REPORT
 
 # the registry and the runner import torch and every reproduction: loaded on first use, so that the
 # CLI's help (which quotes the names, budgets and defaults) starts without them
-__getattr__, __dir__ = lazy_exports(__name__, {"REPRODUCTIONS": "runner", "run": "runner"})
+__getattr__, __dir__ = lazy_exports(__name__, {"REPRODUCTIONS": "reproductions", "run": "runner"})
 
 if TYPE_CHECKING:
-    from .runner import REPRODUCTIONS, run
+    from .reproductions import REPRODUCTIONS
+    from .runner import run
 
 
 def names() -> List[str]:

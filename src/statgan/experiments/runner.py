@@ -7,25 +7,21 @@ import platform
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import StatganError
 from ..rundir.files import atomic_write_text
-from ..registry import Registry
-from . import bridging
+from .defaults import DEFAULT_BUDGET, DEFAULT_JOBS, DEFAULT_OUT, DEFAULT_REPORT
 from .grid import (load_result, read_records, records_path, run_grid, shard_cells, shard_records_path,
                    write_records)
-
-from .defaults import DEFAULT_BUDGET, DEFAULT_JOBS, DEFAULT_OUT, DEFAULT_REPORT
-
-REPRODUCTIONS = Registry("reproduction")
-REPRODUCTIONS.register("bridging")(bridging)
+from .protocol import Reproduction
+from .reproductions import REPRODUCTIONS
 
 
-def _module(name: str) -> ModuleType:
+def _module(name: str) -> Reproduction:
+    """The registered reproduction ``name`` (a one-line error naming the others when there is none)."""
     if name not in REPRODUCTIONS:
         raise StatganError(f"unknown reproduction {name!r}; choose one of: {', '.join(REPRODUCTIONS.names())}")
     return REPRODUCTIONS[name]
