@@ -51,13 +51,18 @@ def test_the_prior_path_runs_through_the_whole_audit(tmp_path):
     BDMC brackets with chains that start from the prior; the summary says which path ran."""
     from statgan.audit.run import audit_run
     from statgan.generator_source import load_generator_source
-    from test_audit_missing_sets import OPTIONS, _spec
+    from test_audit_missing_sets import OPTIONS, _npz, _spec
 
     s = AuditSettings.quick(n=8, n_valid=4, n_ood=4, ood=("glyphs",), proposal="prior", step_size=0.03)
     cert = AuditSettings.at_precision("certified")
     assert cert.proposal == "prior" and cert.ais_steps > AuditSettings().ais_steps
-    summary = audit_run(load_generator_source(_spec(), OPTIONS), s, out_dir=tmp_path, log=None)
+    summary = audit_run(load_generator_source(_spec(), OPTIONS), s, out_dir=tmp_path, log=None,
+                        test=_npz(tmp_path / "test.npz", seed=1))
     assert summary.settings.proposal == "prior"
+    # sigma: every candidate from one run along the noise level, the same candidates and margins as ever
+    assert "one run along the noise level" in summary.sigma.method
+    assert summary.sigma.candidates == s.sigma_candidates and len(summary.sigma.margins) == len(s.sigma_candidates) - 1
+    assert all(math.isfinite(v) for v in summary.sigma.mean_log_likelihood)
     b = summary.bdmc
     assert math.isfinite(b.lower.median) and math.isfinite(b.upper.median) and len(b.gaps) == s.bdmc_images
     assert b.proposal_modes.median == 1  # no mixture: one "mode", the prior

@@ -129,7 +129,9 @@ def plan(s: AuditSettings, sizes: Mapping[str, int], units: UnitCosts, sigma_giv
     if not sigma_given:
         m, c = float(min(s.sigma_images, sizes.get("valid", 0))), len(s.sigma_candidates)
         p = _proposal(s, m * c)
-        counts["sigma"] = {"passes": p["passes"] + m * c * hmc(s.sigma_steps), "jacobians": p["jacobians"]}
+        # the prior path reads every candidate off one run (its schedule holds their betas too)
+        annealing = m * hmc(s.sigma_steps + c) if s.proposal == "prior" else m * c * hmc(s.sigma_steps)
+        counts["sigma"] = {"passes": p["passes"] + annealing, "jacobians": p["jacobians"]}
     p = _proposal(s, inverted)
     counts["ais"] = {"passes": p["passes"] + inverted * (hmc(s.ais_steps) + s.is_samples * FORWARD_SHARE),
                      "jacobians": p["jacobians"]}

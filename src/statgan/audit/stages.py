@@ -32,7 +32,7 @@ from torch import Tensor
 from ..errors import StatganError
 from ..runtime.lazy import scipy_stats
 from ..runtime.seeding import derived_seed
-from .ais import AISResult, BDMCResult, SamplerOptions, ais, bdmc, bits_per_dim, select_sigma
+from .ais import AISResult, BDMCResult, SamplerOptions, ais, bdmc, bits_per_dim, select_sigma, sigma_curve
 from .inversion import InversionResult, invert
 from .memorisation import data_copying_test
 from .posterior import LaplaceMixture, LaplaceOptions, laplace_proposal
@@ -255,15 +255,34 @@ def choose_sigma(run: RunData, valid: Optional[Tensor], inv_valid: Optional[Inve
         return sel.log_likelihood[0].detach().cpu()
 
     blocks = make_blocks(k, lambda i: block_seed(s.seed, "audit:sigma", i))
-    units = [replace(b, key=str(j)) for b in blocks for j in range(len(cands))]
-    parts = run_blocks(units, one)
-    lls = torch.stack([torch.cat([p for u, p in zip(units, parts) if u.key == str(j)]) for j in range(len(cands))])
+    if s.proposal == "prior":  # one run along the noise level gives every candidate (sigma_curve)
+        lls = _sigma_curve_blocks(run, valid, blocks, cands, options)
+        how = f"max mean log-likelihood of {k} valid images, every candidate from one run along the noise level"
+    else:
+        units = [replace(b, key=str(j)) for b in blocks for j in range(len(cands))]
+        parts = run_blocks(units, one)
+        lls = torch.stack([torch.cat([p for u, p in zip(units, parts) if u.key == str(j)]) for j in range(len(cands))])
+        how = f"max mean AIS log-likelihood of {k} valid images"
     candidates = torch.tensor(cands, dtype=torch.float64)
     means = lls.mean(1)
     chosen = cands[int(torch.argmax(means))]
-    return SigmaChoice(chosen=chosen, method=f"max mean AIS log-likelihood of {k} valid images",
+    return SigmaChoice(chosen=chosen, method=how,
                        candidates=tuple(cands), mean_log_likelihood=tuple(float(v) for v in means),
                        ais_steps=s.sigma_steps, margins=sigma_margins(candidates, lls, chosen))
+
+
+def _sigma_curve_blocks(run: RunData, valid: Tensor, blocks: Sequence[Block], cands: Sequence[float],
+                       options: SamplerOptions) -> Tensor:
+    """(candidates, images) lower bounds of log p_sigma(x) for the prior path: per block one
+    :func:`statgan.audit.ais.sigma_curve` run down to the smallest candidate (its schedule holds every
+    candidate's beta), in the candidates' order."""
+
+    def one(b: Block) -> Tensor:
+        curve = sigma_curve(run.G, valid[b.rows].to(run.device), run.latent_dim, cands, options, seed=b.seed)
+        order = [int(torch.argmin((curve.sigmas - c).abs())) for c in cands]
+        return curve.log_likelihood[order].detach().cpu()
+
+    return torch.cat(run_blocks(list(blocks), one), 1)
 
 
 def sigma_margins(candidates: Tensor, lls: Tensor, chosen: float) -> Tuple[SigmaMargin, ...]:
