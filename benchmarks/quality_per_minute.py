@@ -96,7 +96,7 @@ RECIPES: Dict[str, List[str]] = {
     "dcgan-rpgan-lazy-lr4e3": [*RPGAN_LAZY, *_lr("4e-3")],
     "dcgan-rpgan-lazy-lr2e3-g1": WINNER,  # today's default (WINNER above)
     "dcgan-rpgan-lazy-lr2e3-d64": [*RPGAN_LAZY, *_lr("2e-3"), "model.discriminator={width: 64, norm: none}"],
-    # --- fourth session: the winner with both networks twice as wide (a candidate for the long preset) ---
+    # --- the winner with both networks twice as wide (added 2026-11-30; a candidate for the long preset) ---
     "dcgan64-rpgan-lazy-lr2e3-g1": [*WINNER, "model.generator={width: 64}", "model.discriminator={width: 64, norm: none}"],
 }
 

@@ -26,6 +26,7 @@ from ..runtime.validation import check_int
 __all__ = [
     "DistributionPrior",
     "generate",
+    "working_device_dtype",
     "check_images",
     "chunks",
     "frozen",
@@ -87,6 +88,17 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
         for p, flag in grads:
             p.requires_grad_(flag)
+
+
+def working_device_dtype(generator: nn.Module, device: Any, dtype: torch.dtype) -> Tuple[torch.device, torch.dtype]:
+    """The device and dtype to work in: the generator's (its first floating-point parameter's), or
+    ``device`` / ``dtype`` for a generator without parameters; a non-module is a one-line error."""
+    if not isinstance(generator, nn.Module):
+        raise ValueError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
+    param = next((p for p in generator.parameters() if p.is_floating_point()), None)
+    if param is None:
+        return torch.device(device), dtype
+    return param.device, param.dtype
 
 
 def logmeanexp(a: Tensor, dim: int = -1) -> Tensor:

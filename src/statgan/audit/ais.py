@@ -51,12 +51,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from ._common import Prior, as_prior, check_images, frozen
+from ._common import Prior, as_prior, check_images, frozen, working_device_dtype
 from .annealing import (
     PILOT_MAX_STEPS,
     ChainRun,
@@ -227,11 +227,7 @@ class SigmaSelection(NamedTuple):
 def _setup(generator: nn.Module, x: Tensor) -> tuple:
     """Validate x; the device/dtype to work in (the generator's if it has parameters)."""
     x = check_images("x", x)
-    if not isinstance(generator, nn.Module):
-        raise ValueError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
-    param = next((p for p in generator.parameters() if p.is_floating_point()), None)
-    device = param.device if param is not None else x.device
-    dtype = param.dtype if param is not None else x.dtype
+    device, dtype = working_device_dtype(generator, x.device, x.dtype)
     return x.to(device=device, dtype=dtype), device, dtype
 
 
@@ -349,11 +345,16 @@ def ais(
     return AISResult.of(run, sigma, o)
 
 
+def _pop_changes(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The keywords named like :class:`SamplerOptions` fields, taken out of ``kwargs``."""
+    return {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTION_NAMES}
+
+
 def smc(generator: nn.Module, x: Tensor, latent_dim: int, sigma: float, options: Optional[SamplerOptions] = None,
         **kwargs: Any) -> AISResult:
     """Sequential Monte Carlo with adaptive tempering: :func:`ais` with :data:`SMC_OPTIONS` (or
     ``options``) and the same keyword arguments. All particles of all images go through G at once."""
-    changes = {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTION_NAMES}
+    changes = _pop_changes(kwargs)
     return ais(generator, x, latent_dim, sigma, _options(options, changes, SMC_OPTIONS), **kwargs)
 
 
@@ -388,8 +389,7 @@ def select_sigma(
     cands = [check_positive("candidate sigma", c) for c in candidates]
     if not cands:
         raise ValueError("candidates must hold at least one sigma, got an empty sequence")
-    changes = {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTION_NAMES}
-    o = _options(options, changes, SamplerOptions(n_steps=100, n_chains=4, leapfrog=5))
+    o = _options(options, _pop_changes(kwargs), SamplerOptions(n_steps=100, n_chains=4, leapfrog=5))
     if seed is None or isinstance(seed, torch.Generator):
         device = seed.device if isinstance(seed, torch.Generator) else "cpu"
         seed = int(torch.randint(0, 2**62, (1,), generator=seed, device=device).item())
@@ -439,13 +439,9 @@ def bdmc(
     sigma = check_positive("sigma", sigma)
     latent_dim = check_int("latent_dim", latent_dim)
     n_images = check_int("n_images", n_images)
-    if not isinstance(generator, nn.Module):
-        raise ValueError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
+    device, dtype = working_device_dtype(generator, "cpu", torch.get_default_dtype())
     if o.precondition and proposal is None:
         raise ValueError("precondition=True takes the mass matrix from a proposal; pass proposal=")
-    param = next((p for p in generator.parameters() if p.is_floating_point()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.get_default_dtype()
     prior_ = as_prior(prior, latent_dim)
     rng = make_rng(seed, device)
 

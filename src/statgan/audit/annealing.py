@@ -535,8 +535,9 @@ def anneal(evaluate: Evaluate, kernel: Kernel, z0: Tensor, betas: Optional[Tenso
             resamples += low.long()
         state, acc = kernel(state, beta, eps.at(t), rng)
         n_trans += 1
-        acc_sum += acc.mean(1)
-        eps.update(acc.mean(1))
+        acc_mean = acc.mean(1)
+        acc_sum += acc_mean
+        eps.update(acc_mean)
         threads.loop_tick()
     log_z = log_z + torch.logsumexp(log_w, 1) - math.log(K)
     return ChainRun(log_z=log_z, log_weights=log_w, acceptance=acc_sum / max(n_trans, 1), step_sizes=eps.schedule(),

@@ -51,7 +51,7 @@ from ..metrics.features import load_lenet, to_gray28
 from ..runtime import threads
 from ..runtime.seeding import SeedLike, make_rng
 from ..runtime.validation import check_int, check_positive
-from ._common import check_images, chunks, frozen, generate, jacobian
+from ._common import check_images, chunks, frozen, generate, jacobian, working_device_dtype
 
 __all__ = ["InversionResult", "invert", "lenet_feature_fn", "LOSSES"]
 
@@ -222,11 +222,7 @@ def invert(
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
     if loss != "l2" and not callable(feature_fn):
         raise ValueError(f"loss={loss!r} needs feature_fn, a callable mapping (N, C, H, W) images to (N, F) features; got {feature_fn!r}")
-    if not isinstance(generator, nn.Module):
-        raise ValueError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
-    param = next((p for p in generator.parameters() if p.is_floating_point()), None)
-    device = param.device if param is not None else x.device
-    dtype = param.dtype if param is not None else x.dtype
+    device, dtype = working_device_dtype(generator, x.device, x.dtype)
     x = x.to(device=device, dtype=dtype)
     if init is not None:
         if not torch.is_tensor(init) or init.dim() != 3 or tuple(init.shape[::2]) != (x.shape[0], latent_dim):

@@ -62,7 +62,7 @@ import torch
 from torch import Tensor, nn
 
 from ..runtime.validation import check_int, check_positive
-from ._common import check_images, frozen
+from ._common import check_images, frozen, working_device_dtype
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_RADIUS", "QuadratureResult", "log_marginal_quadrature", "quadrature"]
 
@@ -137,9 +137,7 @@ def quadrature(
     radius = check_positive("radius", radius)
     batch_size = check_int("batch_size", batch_size)
     x = check_images("x", x)
-    param = next((p for p in generator.parameters() if p.is_floating_point()), None)
-    device = param.device if param is not None else x.device
-    dtype = param.dtype if param is not None else torch.float32
+    device, dtype = working_device_dtype(generator, x.device, torch.float32)
     D = int(math.prod(x.shape[1:]))
 
     z = _grid(n, radius, dtype, device)

@@ -563,8 +563,9 @@ def _encode(obj: Any) -> Any:
     return obj
 
 
-def to_json(summary: Union[AuditSummary, InvertSummary]) -> str:
-    """``summary`` as indented JSON, newline-terminated."""
+def to_json(summary: Any) -> str:
+    """``summary`` (an :class:`AuditSummary`, an :class:`InvertSummary` or another result dataclass, e.g. the
+    toy audit's) as indented JSON, newline-terminated; non-finite floats are written as null."""
     return json.dumps(_encode(summary), indent=1, allow_nan=False) + "\n"
 
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
-import json
 import math
 import platform
 import time
@@ -60,20 +59,21 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 from safetensors.torch import save
-from scipy import stats as sps
 from torch import Tensor, nn
 
 from .. import __version__
 from ..data.toy import get_density
 from ..errors import ConfigError
 from ..rundir.files import atomic_write_bytes, atomic_write_text
+from ..runtime.lazy import scipy_stats
 from ..runtime.seeding import derived_seed
 from ..viz import png_data_uri
 from .ais import ais, bdmc
 from .quadrature import DEFAULT_GRID, DEFAULT_RADIUS, quadrature
 from .rundata import RunData
 from .settings import AuditSettings
-from .summary import median
+from .summary import median, to_json
+from .uncertainty import binomial_ci
 
 __all__ = ["DEFAULT_SIGMA", "TOY_FORMAT", "ToyAuditSummary", "ToyPaths", "ToySet", "is_toy", "toy_audit", "verdict"]
 
@@ -191,22 +191,6 @@ class ToyAuditSummary:
         return lines
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-ready: non-finite floats become null, tuples lists."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def to_json(summary: ToyAuditSummary) -> str:
-    """``summary`` as indented JSON (``dataclasses.asdict``; NaN/inf as null), newline-terminated."""
-    return json.dumps(_clean(dataclasses.asdict(summary)), indent=1, allow_nan=False) + "\n"
-
-
 # ==== the estimators: the one place that calls ais / bdmc ===========================================
 @dataclass
 class _Estimates:
@@ -242,7 +226,7 @@ def _f(t: Tensor) -> float:
 
 def _binom_p(k: int, n: int, p: float) -> float:
     """P[Binomial(n, p) >= k]."""
-    return float(sps.binom.sf(k - 1, n, p)) if k > 0 else 1.0
+    return binomial_ci(k, n, p).pvalue_above_null
 
 
 def _sim_set(lower: Tensor, upper: Tensor, quad: Optional[Tensor], err: Optional[Tensor]) -> ToySet:
@@ -283,7 +267,7 @@ def _shift_p(heldout_short: Tensor, sim_short: Tensor) -> float:
     """One-sided Mann-Whitney p-value that held-out shortfalls (quadrature - AIS) exceed simulated ones."""
     if heldout_short.numel() < 2 or sim_short.numel() < 2:
         return math.nan
-    return float(sps.mannwhitneyu(heldout_short.numpy(), sim_short.numpy(), alternative="greater").pvalue)
+    return float(scipy_stats().mannwhitneyu(heldout_short.numpy(), sim_short.numpy(), alternative="greater").pvalue)
 
 
 def _checkable(t: Optional[ToySet]) -> bool:
