@@ -98,6 +98,15 @@ RECIPES: Dict[str, List[str]] = {
     "dcgan-rpgan-lazy-lr2e3-d64": [*RPGAN_LAZY, *_lr("2e-3"), "model.discriminator={width: 64, norm: none}"],
     # --- the winner with both networks twice as wide (added 2026-11-30; a candidate for the long preset) ---
     "dcgan64-rpgan-lazy-lr2e3-g1": [*WINNER, "model.generator={width: 64}", "model.discriminator={width: 64, norm: none}"],
+    # --- the levers of issue 31 on top of the winner (added 2026-12-07) ---
+    # progressive growing: 7x7, fade, 14x14, fade, then 28x28 from step 4,000 (resp. 8,000)
+    "grow-1k": [*WINNER, "regularizers.grow={stable: 1000, fade: 1000}"],
+    "grow-2k": [*WINNER, "regularizers.grow={stable: 2000, fade: 2000}"],
+    # FastGAN's self-supervised D: it also decodes its features of real images (every step, or lazily)
+    "recon": [*WINNER, "regularizers.recon={weight: 1}"],
+    "recon-lazy4": [*WINNER, "regularizers.recon={weight: 1, every: 4}"],
+    # bf16 autocast (weights, optimiser and EMA stay fp32)
+    "bf16": [*WINNER, "train.precision=bf16"],
 }
 
 

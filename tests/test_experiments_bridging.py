@@ -13,6 +13,7 @@ from scipy import stats as sps
 
 from statgan.cli import main
 from statgan.errors import StatganError
+from statgan import config
 from statgan.experiments import bridging, grid
 from statgan.experiments.stats import (cell_mean_spearman, chi2_decile_rms, holm, mean_std, ranks, spearman,
                                        spearman_exact, spearman_interval, welch, welch_test)
@@ -134,7 +135,7 @@ def test_five_seeds_are_accepted(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "nope"], "unknown reproduction 'nope'; choose one of: bridging"),
-    (["reproduce", "bridging", "--budget", "huge"], "unknown budget 'huge' for bridging; choose one of: tiny, small, full"),
+    (["reproduce", "bridging", "--budget", "huge"], "unknown budget 'huge' for bridging; choose one of: tiny, small, medium, full"),
     (["reproduce", "bridging", "--budget", "tiny", "--jobs", "0"], "--jobs must be at least 1"),
     (["reproduce", "bridging", "--budget", "tiny", "--seeds", "1", "1"], "--seeds must be distinct integers"),
 ])
@@ -470,10 +471,10 @@ def test_spearman_interval_hand_computed():
     assert math.isnan(spearman_interval(0.5, 3)[0])
 
 
-def _synthetic_records(base_fid: float, shift: dict, noise: dict, seed: int = 0) -> tuple:
-    """Made-up records of the whole small grid: FID = base + the cell's shift + normal noise (sd 0.5
-    unless ``noise`` says otherwise); floor 4.23."""
-    cells = bridging.cells("small")
+def _synthetic_records(base_fid: float, shift: dict, noise: dict, seed: int = 0, budget: str = "small") -> tuple:
+    """Made-up records of the whole grid of ``budget``: FID = base + the cell's shift + normal noise
+    (sd 0.5 unless ``noise`` says otherwise); floor 4.23."""
+    cells = bridging.cells(budget)
     rng = np.random.default_rng(seed)
     records = {}
     for c in cells:
@@ -528,6 +529,45 @@ def test_report_does_not_judge_baselines_that_have_not_learned(tmp_path):
     for claim in _claims(text):
         assert f"**{bridging.NOT_TESTED}**: wgan-div — its baseline has not learned: FID" in claim
     assert "**does not hold**" not in text and "**holds**" not in text.split("## Latent dimension")[0]
+
+
+# ---- the medium budget: the paper's cells on a recipe whose baselines learn -------------------------
+def test_medium_cells_are_the_recipe_plus_one_treatment():
+    """Every medium cell trains with the recipe (D without BatchNorm, Adam 2e-3 (0, 0.99), R1/R2, ramped
+    EMA) and differs from the baseline only by its treatment; the paper's budgets keep the paper's recipe."""
+    specs = {s.cell: s for s in bridging.plan("medium", seeds=[0]) if isinstance(s, bridging.ImageCell)}
+    assert set(specs) == set(bridging.CELLS) and {s.objective for s in specs.values()} == {"ragan"}
+    base = specs["baseline"].config
+    assert base["model"]["discriminator"]["norm"] == "none" and base["model"]["generator"]["norm"] == "batch"
+    assert base["train"]["lr_g"] == base["train"]["lr_d"] == 2e-3 and base["train"]["betas"] == [0.0, 0.99]
+    assert base["regularizers"]["r1"] == base["regularizers"]["r2"] == {"weight": 1.0, "every": 16}
+    assert "ema_decay" not in base["train"] and base["train"]["ema_halflife_kimg"] == 10.0
+    for name, spec in specs.items():
+        cfg = spec.config
+        config.validate(config.from_dict(cfg))  # every cell is a valid run
+        assert cfg["model"]["discriminator"]["norm"] == "none" and cfg["regularizers"]["r1"] == {"weight": 1.0, "every": 16}
+        added = set(cfg["regularizers"]) - set(base["regularizers"])
+        expected = set(bridging.TREATMENTS[name].regularizers("ragan", 1, 1)) - {"sharpness"}
+        assert added == expected, name
+        steps = spec.steps * spec.batch_size
+        assert steps == base["train"]["steps"] * base["train"]["batch_size"], name  # equal epochs
+    for budget in ("tiny", "small", "full"):
+        for spec in bridging.plan(budget, seeds=[0]):
+            if isinstance(spec, bridging.ImageCell):
+                assert "r1" not in spec.config["regularizers"] and spec.config["train"]["betas"] == [0.5, 0.999]
+
+
+def test_medium_report_from_synthetic_results(tmp_path):
+    # learned baselines (FID 30) with MC dropout 5 lower: the claims are judged on one objective, the
+    # setup names the recipe, and there is no toy section (the medium budget has no toys)
+    cells, records = _synthetic_records(30.0, {"mcd": -5.0}, {}, budget="medium")
+    assert not any(c.spec["kind"] == "toy" for c in cells)
+    text = bridging.write_report("medium", cells, records, tmp_path / "r.md", "cmd", 1.0, "machine")
+    assert "**Not the paper's training recipe** but the `modern` one" in text
+    assert "## Latent dimension" not in text and "### ragan" in text and "### gmmn" not in text
+    claim1 = _claims(text)[0]
+    assert "**holds**: significant in the predicted direction for the one test (ragan)" in claim1
+    assert "Baselines within 10× the real-vs-real floor" in text
 
 
 # ---- sharding a grid over processes or machines ----------------------------------------------------

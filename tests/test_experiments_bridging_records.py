@@ -75,7 +75,7 @@ def test_records_round_trip_through_their_typed_form(path):
         assert grid.spec_hash(rec.spec.to_spec()) == raw["spec_hash"] and rec.spec.key == raw["key"]
 
 
-@pytest.mark.parametrize("budget", ["tiny", "small", "full"])
+@pytest.mark.parametrize("budget", ["tiny", "small", "medium", "full"])
 def test_typed_specs_are_the_stored_specs(budget):
     typed = bridging.plan(budget)
     stored = bridging.cells(budget)

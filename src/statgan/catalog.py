@@ -47,7 +47,7 @@ FAMILIES: Dict[str, Family] = {
     "generator": Family("statgan.nets", "GENERATORS"),
     "discriminator": Family("statgan.nets", "DISCRIMINATORS"),
     "objective": Family("statgan.objectives", "OBJECTIVES"),
-    "regularizer": Family("statgan.regularizers", "REGULARIZERS", ("changes_training", "network_keys")),
+    "regularizer": Family("statgan.regularizers", "REGULARIZERS", ("changes_training", "network_keys", "network_families")),
     "feature extractor": Family("statgan.metrics.features", "EXTRACTORS"),
     "metric": Family("statgan.metrics.evaluate", "METRICS"),
     "reproduction": Family("statgan.experiments", "REPRODUCTIONS", ("BUDGETS",)),

@@ -496,10 +496,10 @@ def _drop_other_arch_params(raw: Dict[str, Any], merged: Dict[str, Any], overrid
     return merged
 
 
-def _validate_regularizers(cfg: Config) -> List[str]:
+def _validate_regularizers(cfg: Config) -> Dict[str, List[str]]:
     """Names and parameter names of ``regularizers`` (with "did you mean"); returns the network
-    parameters they may set (e.g. MC dropout's ``dropout``)."""
-    network_keys: List[str] = []
+    parameters they may set (e.g. MC dropout's ``dropout``), by network family."""
+    network_keys: Dict[str, List[str]] = {"generator": [], "discriminator": []}
     for name, params in cfg.regularizers.items():
         if not catalog.known("regularizer", name):
             known = catalog.names("regularizer")
@@ -510,7 +510,8 @@ def _validate_regularizers(cfg: Config) -> List[str]:
                 raise ConfigError(
                     f"unknown key 'regularizers.{name}.{key}'{did_you_mean(key, allowed)} (allowed: {', '.join(allowed) or '(none)'})"
                 )
-        network_keys += catalog.attribute("regularizer", name, "network_keys")
+        for family in catalog.attribute("regularizer", name, "network_families"):
+            network_keys[family] += catalog.attribute("regularizer", name, "network_keys")
     return network_keys
 
 
@@ -531,7 +532,7 @@ def validate(cfg: Config) -> None:
     # the names are checked here; a key set twice is refused when the networks are built)
     for fam, params in (("generator", cfg.model.generator), ("discriminator", cfg.model.discriminator)):
         arch = catalog.canonical(fam, cfg.model.arch)
-        names = dict.fromkeys([*params, *network_keys])
+        names = dict.fromkeys([*params, *network_keys[fam]])
         check_param_names(catalog.accepted(fam, arch, n_positional=2 if fam == "generator" else 1), names,
                           f"model.{fam} ({cfg.model.arch})")
     if cfg.run.device not in ("auto", "cpu", "mps", "cuda") and not (

@@ -55,8 +55,10 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     au.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds (numbers mean little); "
                     "the short form of --precision quick")
     au.add_argument("--precision", choices=PRECISIONS, default=None,
-                    help="the likelihood's budget: quick (a smoke test), default, or certified (10,000 AIS steps; the "
-                         "expected BDMC gap and time are printed before it starts); flags given beside it change it")
+                    help="the likelihood's budget: quick (a smoke test), default, or certified "
+                         f"({AuditSettings.CERTIFIED['ais_steps']:,} AIS steps from the "
+                         f"{AuditSettings.CERTIFIED['proposal']}; the expected BDMC gap and time are printed "
+                         "before it starts); flags given beside it change it")
     add_settings_flags(au, AuditSettings, quick=AuditSettings.quick())
     au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit, or beside a generator file: NAME-audit/)")
     au.set_defaults(func=cmd_audit)

@@ -34,7 +34,7 @@ def names() -> List[str]:
 
 
 def budget_names() -> List[str]:
-    """The budgets of all reproductions, in their definition order (tiny, small, full)."""
+    """The budgets of all reproductions, in their definition order (tiny, small, medium, full)."""
     out: List[str] = []
     for name in names():
         out += [b for b in catalog.attribute("reproduction", name, "BUDGETS") if b not in out]

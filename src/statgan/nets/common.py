@@ -182,6 +182,20 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def feature_decoder(in_ch: int, channels: int, slope: float) -> nn.Module:
+    """A discriminator's self-supervised decoder (FastGAN, Liu, Zhu, Song & Elgammal, ICLR 2021, Sec. 3.2):
+    a 3×3 convolution to a quarter of the channels, 2× nearest upsampling, a 3×3 convolution to an
+    eighth, each with a leaky ReLU, then a 3×3 convolution to ``channels`` and tanh -- an image at
+    twice the features' resolution (28 px DCGAN: 7×7 features, a 14×14 image). FastGAN's decoders
+    are four upsampling blocks (8×8 features to a 128×128 image); this one is kept narrow and
+    shallow so that it costs about a third of the 28 px generator's forward pass, not more than
+    the networks it regularises."""
+    mid, low = max(in_ch // 4, 1), max(in_ch // 8, 1)
+    return nn.Sequential(
+        nn.Conv2d(in_ch, mid, 3, 1, 1), nn.LeakyReLU(slope), nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(mid, low, 3, 1, 1), nn.LeakyReLU(slope), nn.Conv2d(low, channels, 3, 1, 1), nn.Tanh())
+
+
 __all__ = [
     "GENERATORS",
     "DISCRIMINATORS",
@@ -189,6 +203,7 @@ __all__ = [
     "LEAKY_SLOPE",
     "INIT_STD",
     "resolve_dropout_slots",
+    "feature_decoder",
     "make_activation",
     "apply_spectral_norm",
     "init_weights",

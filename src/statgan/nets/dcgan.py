@@ -47,6 +47,7 @@ import math
 from collections import OrderedDict
 from typing import List, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
@@ -58,9 +59,11 @@ from .common import (
     NORMS,
     MinibatchStddev,
     apply_spectral_norm,
+    feature_decoder,
     init_weights,
     resolve_dropout_slots,
 )
+from .growing import Growing, downsample, from_rgb_head, rgb_head, upsample
 
 #: supported square image sizes
 DCGAN_SIZES: Tuple[int, ...] = (28, 32, 64, 128)
@@ -101,7 +104,7 @@ def _check_common(
 
 
 @GENERATORS.register("dcgan")
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(Growing, nn.Module):
     """DCGAN generator (Radford et al. 2016): (B, latent_dim) -> (B, C, S, S) in [-1, 1].
 
     Args:
@@ -113,10 +116,14 @@ class DCGANGenerator(nn.Module):
             output convolution stays unnormalised so the tanh range is not constrained).
         dropout: rate p of ``nn.Dropout2d`` after the blocks in ``dropout_slots``; 0 inserts nothing.
         dropout_slots: 1-based hidden-block indices (module docstring); None = the defaults.
+        progressive: add an image head (1×1 convolution, tanh) after every hidden block but the
+            last, so that the network can grow (:mod:`statgan.nets.growing`; the schedule is
+            ``regularizers.grow``). At full growth the output is the plain network's.
 
     Attributes: ``latent_dim``, ``data_shape``, ``n_hidden_blocks``, ``dropout_slots`` (the blocks
     that carry a Dropout2d; empty when dropout == 0), ``net`` (``nn.Sequential`` with children
-    ``block1 .. block{n}`` and ``output``).
+    ``block1 .. block{n}`` and ``output``); with ``progressive``, ``to_rgb`` (the heads at the
+    resolutions ``resolutions[:-1]``) and the ``growth`` buffer.
     """
 
     def __init__(
@@ -127,9 +134,11 @@ class DCGANGenerator(nn.Module):
         norm: str = "batch",
         dropout: float = 0.0,
         dropout_slots: Optional[Sequence[int]] = None,
+        progressive: bool = False,
     ) -> None:
         super().__init__()
         what = "dcgan generator"
+        self.progressive = check_bool("progressive", progressive, owner=what)
         channels, size, base, n_up = dcgan_geometry(what, data_shape)
         latent_dim = check_int("latent_dim", latent_dim, owner=what)
         width, norm, dropout, slots = _check_common(what, width, norm, dropout, dropout_slots, n_up)
@@ -165,21 +174,45 @@ class DCGANGenerator(nn.Module):
 
         init_weights(self)
         apply_spectral_norm(spectral)  # after init, so torch's warm-up iterations see final weights
+        if self.progressive:
+            # built and initialised after the plain network, so that its weights do not depend on
+            # the option; the head at resolution index k reads block k+1's output
+            self._init_growth(n_up, tuple(base * 2**k for k in range(n_up + 1)))
+            self.to_rgb = nn.ModuleList(rgb_head(width * 2 ** (n_up - 1 - k), channels) for k in range(n_up))
+            init_weights(self.to_rgb)
 
     def forward(self, z: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"dcgan generator expects z of shape (B, {self.latent_dim}), got {tuple(z.shape)}")
-        return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+        x = z.reshape(z.shape[0], self.latent_dim, 1, 1)
+        if not self.progressive:
+            return self.net(x)
+        k, alpha = self.growth_now()
+        n = self.n_hidden_blocks
+        if k == n and alpha == 0.0:
+            return self.net(x)
+        hidden = []  # hidden[i]: the features at resolution index i (block i+1's output)
+        for i in range(1, min(k, n - 1) + 2):
+            x = self.net[i - 1](x)
+            hidden.append(x)
+        image = self._image(k, hidden)
+        if alpha > 0.0:  # fade the new resolution in over the previous one's image, repeated 2x
+            image = torch.lerp(upsample(self._image(k - 1, hidden), 2), image, alpha)
+        return upsample(image, 2 ** (n - k))
+
+    def _image(self, k: int, hidden: List[Tensor]) -> Tensor:
+        """The image at resolution index ``k`` from the hidden features (the full-size output at n)."""
+        return self.net.output(hidden[-1]) if k == self.n_hidden_blocks else self.to_rgb[k](hidden[k])
 
     def extra_repr(self) -> str:
         return (
             f"data_shape={self.data_shape}, latent_dim={self.latent_dim}, width={self.width}, "
             f"norm={self.norm!r}, dropout={self.dropout}, dropout_slots={self.dropout_slots}"
-        )
+        ) + (", progressive=True" if self.progressive else "")
 
 
 @DISCRIMINATORS.register("dcgan")
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(Growing, nn.Module):
     """DCGAN discriminator (Radford et al. 2016): (B, C, S, S) -> (B,) raw logits.
 
     The output is *not* passed through a sigmoid: at the optimum of the standard GAN loss the logit
@@ -198,6 +231,13 @@ class DCGANDiscriminator(nn.Module):
             default: with it D(x) depends on the rest of the batch, which breaks the per-sample
             reading of D as a log density ratio that the audit code uses.
         mbstd_group: its group size (StyleGAN2: 4).
+        progressive: add an image entry (1×1 convolution, leaky ReLU) at every resolution below the
+            full one, so that the network can grow (:mod:`statgan.nets.growing`); the input stays
+            full-size and is average-pooled to the working resolution. At full growth the output
+            is the plain network's.
+        decoder: add a small decoder of the features before the final convolution
+            (:func:`statgan.nets.common.feature_decoder`), read by :meth:`reconstruction` for
+            FastGAN's self-supervised loss (``regularizers.recon``); the logit does not use it.
 
     Attributes: ``data_shape``, ``n_hidden_blocks``, ``dropout_slots`` (the blocks that carry a
     Dropout2d; empty when dropout == 0), ``net`` (``nn.Sequential`` with children
@@ -213,9 +253,12 @@ class DCGANDiscriminator(nn.Module):
         dropout_slots: Optional[Sequence[int]] = None,
         mbstd: bool = False,
         mbstd_group: int = 4,
+        progressive: bool = False,
+        decoder: bool = False,
     ) -> None:
         super().__init__()
         what = "dcgan discriminator"
+        self.progressive = check_bool("progressive", progressive, owner=what)
         channels, size, base, n_up = dcgan_geometry(what, data_shape)
         width, norm, dropout, slots = _check_common(what, width, norm, dropout, dropout_slots, n_up)
         self.mbstd = check_bool("mbstd", mbstd, owner=what)
@@ -253,20 +296,74 @@ class DCGANDiscriminator(nn.Module):
         init_weights(self)
         if norm == "spectral":
             apply_spectral_norm(convs)
+        if self.progressive:
+            # after the plain network (its weights do not depend on the option); the entry at
+            # resolution index k feeds block n_up - k + 1 (at k = 0 the final convolution), whose
+            # input has width * 2**(n_up - 1 - k) channels
+            self._init_growth(n_up, tuple(base * 2**k for k in range(n_up + 1)))
+            self.from_rgb = nn.ModuleList(from_rgb_head(channels, width * 2 ** (n_up - 1 - k), LEAKY_SLOPE)
+                                          for k in range(n_up))
+            init_weights(self.from_rgb)
+        if check_bool("decoder", decoder, owner=what):
+            # after the plain network, so that its weights do not depend on the option
+            self.decoder = feature_decoder(width * 2 ** (n_up - 1), channels, LEAKY_SLOPE)
+            init_weights(self.decoder)
+        else:
+            self.decoder = None
+        self._recent: List[Tuple[Tensor, Tensor]] = []  # (input, features) of the last forward passes
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate activations, flattened to (B, F): the learned representation that
         kernel objectives (MMD-GAN) compare; ``forward`` is a linear read-out of them."""
-        return self.net[:-1](x).flatten(1)
+        return self._body(x).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten(1).squeeze(1)
+        if self.decoder is not None:
+            h = self._body(x)
+            # kept for reconstruction(x) of the same tensor: the self-supervised loss then reuses
+            # this forward pass (one D pass on the real batch, as in FastGAN) instead of a second one
+            self._recent = [(x, h), *self._recent[:1]]
+            return self.net.output(h).flatten(1).squeeze(1)
+        if not self.progressive:
+            return self.net(x).flatten(1).squeeze(1)
+        return self.net.output(self._body(x)).flatten(1).squeeze(1)
+
+    def reconstruction(self, x: Tensor) -> Tensor:
+        """The decoder's image from the features of ``x`` before the final convolution (without the
+        minibatch-stddev channel), at twice their resolution (28 px: a 14×14 image). The features
+        of one of the last two inputs of :meth:`forward` are reused when ``x`` is that very tensor
+        (the same weights and dropout masks as the logit it produced)."""
+        if self.decoder is None:
+            raise ValueError("this discriminator has no decoder; build it with decoder=True")
+        h = next((feats for seen, feats in self._recent if seen is x), None)
+        if h is None:
+            h = self._body(x)
+        return self.decoder(h[:, :-1] if self.mbstd else h)
+
+    def _body(self, x: Tensor) -> Tensor:
+        """Everything before the final convolution, at the current growth."""
+        n = self.n_hidden_blocks
+        k, alpha = self.growth_now() if self.progressive else (n, 0.0)
+        if k == n and alpha == 0.0:
+            return self.net[:-1](x)
+        x = downsample(x, 2 ** (n - k))
+        h = x if k == n else self.from_rgb[k](x)
+        first = n - k + 1  # the hidden block that reads resolution index k
+        if k > 0:
+            h = self.net[first - 1](h)
+            if alpha > 0.0:  # fade the new resolution in over the previous one's entry
+                h = torch.lerp(self.from_rgb[k - 1](downsample(x, 2)), h, alpha)
+            first += 1
+        for j in range(first, n + 1):
+            h = self.net[j - 1](h)
+        return self.net.mbstd(h) if self.mbstd else h
 
     def extra_repr(self) -> str:
         return (
             f"data_shape={self.data_shape}, width={self.width}, norm={self.norm!r}, "
             f"dropout={self.dropout}, dropout_slots={self.dropout_slots}"
-        ) + (f", mbstd_group={self.mbstd_group}" if self.mbstd else "")
+        ) + (f", mbstd_group={self.mbstd_group}" if self.mbstd else "") + (", progressive=True" if self.progressive else "") + (
+            ", decoder=True" if self.decoder is not None else "")
 
 
 __all__ = ["DCGAN_SIZES", "DCGANGenerator", "DCGANDiscriminator", "dcgan_geometry", "default_dropout_slots"]

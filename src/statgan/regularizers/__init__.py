@@ -11,6 +11,8 @@ parameters (an entry is on when present; ``true`` means "with defaults", ``false
       mc_dropout: {p: 0.1, n_mcd: 2}                                   # dropout.py
       sharpness: {every: 100}                                          # sharpness.py (a probe)
       path_length: {weight: 2, every: 4}                               # pathlength.py (generators with w)
+      grow: {start: 7, stable: 1000, fade: 1000}                       # grow.py (progressive growing)
+      recon: {weight: 1}                                               # reconstruction.py (FastGAN's D)
 
 or from the command line: ``statgan train regularizers.sam.rho=0.5 regularizers.r1.weight=10``.
 The trainer drives them only through the hooks of :class:`~statgan.regularizers.base.Regularizer`
@@ -30,11 +32,15 @@ from .base import LossContext, ProbeContext, Regularizer, RegularizerSet  # noqa
 from . import dropout, gradient, relaxation, sam, sharpness  # noqa: E402,F401  (register members)
 from . import augment  # noqa: E402,F401  (registers augment)
 from . import pathlength  # noqa: E402,F401  (registers path_length)
+from . import grow  # noqa: E402,F401  (registers grow)
+from . import reconstruction  # noqa: E402,F401  (registers recon)
 from .augment import DiffAugment  # noqa: E402
 from .dropout import MCDropout, mc_dropout  # noqa: E402
 from .ema import EMA  # noqa: E402
+from .grow import ProgressiveGrowing  # noqa: E402
 from .gradient import InterpolateGradPenalty, ParamGradPenalty, R1Penalty, R2Penalty, SampleGradPenalty  # noqa: E402
 from .pathlength import PathLengthPenalty  # noqa: E402
+from .reconstruction import SelfSupervisedReconstruction  # noqa: E402
 from .relaxation import Relaxation  # noqa: E402
 from .sam import SAM, SharpnessAware  # noqa: E402
 from .sharpness import SharpnessProbe, fixed_batch_sharpness, top_hessian_eigenvalue  # noqa: E402

@@ -3,6 +3,7 @@ objective) by name.
 
 One loss evaluation in the trainer looks like this (both for the discriminator and the generator)::
 
+    start_step(step, G, D)                        once per generator step, before its batches (schedules)
     begin_batch(real, fake, step)                 once per generated batch (draw observation noise)
     real' = transform_real(real)                  what D sees as data
     fake' = transform_fake(fake)                  what D sees as generated (same noise on re-evaluation)
@@ -88,6 +89,8 @@ class Regularizer:
     #: the network constructor parameters :meth:`network_params` may set (checked against the
     #: networks' signatures when a config is validated, before anything is built)
     network_keys: ClassVar[Tuple[str, ...]] = ()
+    #: the networks whose parameters :meth:`network_params` may set
+    network_families: ClassVar[Tuple[str, ...]] = (GENERATOR, DISCRIMINATOR)
 
     # ---- configuration ---------------------------------------------------------------------------
     def network_params(self, family: str) -> Dict[str, Any]:
@@ -103,6 +106,11 @@ class Regularizer:
         """Called once by the trainer before training (seed private RNGs here)."""
 
     # ---- the loss ----------------------------------------------------------------------------------
+    def start_step(self, step: int, generator: nn.Module, discriminator: nn.Module) -> None:
+        """Before generator step ``step`` (steps done so far) and its discriminator steps: set the
+        networks' state for it (a schedule of the architecture, e.g. progressive growing). A pure
+        function of ``step``, so a resumed run sets what an uninterrupted one did."""
+
     def begin_batch(self, real: Tensor, fake: Tensor, step: int) -> None:
         """A new real batch and generated batch (before any transform); ``step`` = generator steps done."""
 
@@ -162,6 +170,7 @@ class RegularizerSet:
         self._transforms_real = [r for r in self.members if type(r).transform_real is not Regularizer.transform_real]
         self._transforms_fake = [r for r in self.members if type(r).transform_fake is not Regularizer.transform_fake]
         self._probing = [r for r in self.members if type(r).probe is not Regularizer.probe]
+        self._starting = [r for r in self.members if type(r).start_step is not Regularizer.start_step]
         self._sums: Dict[str, Tensor] = {}
         self._counts: Dict[str, int] = {}
 
@@ -205,6 +214,10 @@ class RegularizerSet:
             r.bind(seed, device)
 
     # ---- the loss ----------------------------------------------------------------------------------
+    def start_step(self, step: int, generator: nn.Module, discriminator: nn.Module) -> None:
+        for r in self._starting:
+            r.start_step(step, generator, discriminator)
+
     def begin_batch(self, real: Tensor, fake: Tensor, step: int) -> None:
         for r in self.members:
             r.begin_batch(real, fake, step)

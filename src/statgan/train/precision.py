@@ -26,6 +26,7 @@ inf/NaN gradients and adapts the scale exactly once per update.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Callable, ContextManager, Optional
 
 import torch
@@ -35,6 +36,11 @@ from ..errors import ConfigError, StatganError
 from ..optim import OptimizerWrapper
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's own check: AVX-512 BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class ScaledOptimizer(OptimizerWrapper):
@@ -70,6 +76,12 @@ class Precision:
             raise ConfigError(f"train.precision=bf16 is supported on CUDA and CPU, not on {device.type}; use fp32")
         if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("train.precision=bf16 but this GPU has no bfloat16 support; use fp16 or fp32")
+        if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+            # not an error (the result is right), but autocast then converts every operand in
+            # software: 20x slower than fp32 for the default networks on an AVX2 CPU (docs/scaling.md)
+            warnings.warn("train.precision=bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): autocast "
+                          "emulates it and trains many times slower than fp32; use train.precision=fp32 here",
+                          RuntimeWarning, stacklevel=2)
         self.name, self.device = precision, device
         self.dtype = DTYPES[precision]
         self.channels_last, self.compile = bool(channels_last), bool(compile)

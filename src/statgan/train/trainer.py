@@ -296,6 +296,7 @@ class Trainer:
     # ---- one generator step ----------------------------------------------------------------------
     def train_step(self) -> Tuple[Tensor, Tensor]:
         """One generator step (with its n_critic discriminator steps); returns detached losses."""
+        self.regularizers.start_step(self.step, self.G, self.D)
         try:
             d_loss = torch.zeros((), device=self.device)
             for _ in range(self.cfg.train.n_critic):

@@ -132,10 +132,7 @@ def _design(ctx: ReportContext) -> List[str]:
         f"- Data: {IMAGE_DATA}, the {n_train:,}-image training split (28 px, [-1, 1]); FID against its {n_test:,}-image "
         f"{FID_SPLIT} split. The paper uses MNIST/CIFAR-10 at 64 px and larger sets; {n_train:,} images is the "
         "small-data regime of claim 1 (no further subset is taken).",
-        f"- Networks: DCGAN at 28 px, width {b.width} (the paper: 64 at 64 px), batch norm in G and D, latent 100. "
-        "Adam lr 1e-3, betas (0.5, 0.999), linear warm-up over the first 4% of the steps (the paper: 10 of 250 "
-        "epochs); EMA generator with decay 1 − 5/steps started at a quarter of the run (the paper: 0.999 from "
-        "epoch 20), final samples from the EMA weights.",
+        f"- Networks: DCGAN at 28 px, width {b.width} (the paper: 64 at 64 px), " + _recipe_text(b),
         "- Steps at batch " + str(b.batch) + ": " + ", ".join(
             f"{o} {st[o]:,} generator steps ({epochs[o]:.0f} epochs of real data)" for o in b.objectives)
         + "; objectives as in the paper's code: WGAN-div k = 2, p = 6 with 5 critic steps, `ragan` with 1, `gmmn` "
@@ -158,6 +155,24 @@ def _design(ctx: ReportContext) -> List[str]:
         f"samples × 3 repetitions. The `full` budget ({BUDGETS['full'].description}) is the paper-like setting on "
         f"{IMAGE_DATA}: {BUDGETS['full'].estimate}.", "",
     ]
+
+
+def _recipe_text(b: Budget) -> str:
+    """How the budget's image cells are trained: the paper's recipe, or the budget's own."""
+    if b.recipe is None:
+        return ("batch norm in G and D, latent 100. Adam lr 1e-3, betas (0.5, 0.999), linear warm-up over the first 4% of the "
+                "steps (the paper: 10 of 250 epochs); EMA generator with decay 1 − 5/steps started at a quarter of "
+                "the run (the paper: 0.999 from epoch 20), final samples from the EMA weights.")
+    r = b.recipe
+    return (f"latent 100. **Not the paper's training recipe** but the `{r.name}` one, so that the baselines learn within the "
+            f"budget (the paper's Adam 1e-3/(0.5, 0.999) with BatchNorm in D stays 47–109× above the FID floor at "
+            f"the small budget: docs/reproductions/bridging-baselines.md): batch norm in G only (D's normalisation: "
+            f"{r.d_norm}), Adam lr {r.lr:g}, betas ({r.betas[0]:g}, {r.betas[1]:g}), no warm-up; zero-centred R1 and "
+            f"R2 on D with γ = {r.r1r2_weight:g}, applied every {r.r1r2_every}th step at {r.r1r2_every}γ, in *every* "
+            "cell (part of the recipe, like the optimiser — the `gradient reg.` cell adds the paper's λ‖∇_ψ L_G‖² "
+            f"on top); EMA generator with a {r.ema_halflife_kimg:g}k-image half-life ramped over the first "
+            f"{100 * r.ema_rampup:g}% of the images, final samples from the EMA weights. Every treatment is this "
+            "recipe plus one change, so each comparison still isolates the treatment.")
 
 
 def _regulariser_tables(ctx: ReportContext) -> List[str]:
@@ -325,8 +340,10 @@ def _density_table(table: DensitySweep, dims: Sequence[int]) -> List[str]:
 
 
 def _latent_sweep(ctx: ReportContext) -> List[str]:
-    """Item 7: the toy densities' tables and the sweep's comparisons."""
+    """Item 7: the toy densities' tables and the sweep's comparisons (none when the budget has no toys)."""
     b = ctx.b
+    if not b.toy_densities:
+        return []
     L = ["## Latent dimension on 2-D densities (universal approximation, seen)", ""]
     L += [f"MLP generator (3 × 128), `gmmn` (fixed RBF-mixture kernel MMD, precisions {list(TOY_BANDWIDTHS)}), "
           f"{b.toy_steps:,} steps, EMA generator, "

@@ -116,6 +116,47 @@ TOY_DENSITIES = tuple(TOY_DENSITY_INFO)
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How a budget trains its image cells when it departs from the paper's recipe (Adam lr 1e-3,
+    betas (0.5, 0.999), BatchNorm in G and D, a 4 % warm-up, an EMA over the last fifth). Every
+    treatment of the grid is applied on top of it, so the comparisons keep their meaning: the
+    baseline is this recipe, a cell is this recipe plus one regulariser."""
+
+    name: str
+    lr: float
+    betas: Tuple[float, float]
+    #: the discriminator's normalisation ("none": what zero-centred R1/R2 assume)
+    d_norm: str
+    #: zero-centred R1 and R2 on D (weight γ, applied lazily every ``r1r2_every``-th step at that
+    #: multiple of γ): part of every cell, like the optimiser -- not the paper's gradient regulariser
+    #: (λ‖∇_ψ L_G‖², the ``gradreg`` treatment), which acts on G's parameters
+    r1r2_weight: float
+    r1r2_every: int
+    #: EMA half-life in thousands of images, ramped over this fraction of training (StyleGAN2's):
+    #: independent of the run's length, unlike the paper's last-fifth EMA
+    ema_halflife_kimg: float
+    ema_rampup: float
+
+    def apply(self, config: Dict[str, Any]) -> None:
+        """Edit an image cell's config (built with the paper's recipe) in place."""
+        config["model"]["discriminator"]["norm"] = self.d_norm
+        train = config["train"]
+        train.update(lr_g=self.lr, lr_d=self.lr, betas=list(self.betas), warmup_steps=0,
+                     ema_halflife_kimg=self.ema_halflife_kimg, ema_rampup=self.ema_rampup)
+        for key in ("ema_decay", "ema_start"):
+            train.pop(key)
+        gamma = {"weight": self.r1r2_weight, "every": self.r1r2_every}
+        config["regularizers"] = {"r1": dict(gamma), "r2": dict(gamma), **config["regularizers"]}
+
+
+#: statgan's default run's recipe (docs/quality.md, "The default recipe") with the objective left to
+#: the grid: D without BatchNorm, Adam lr 2e-3 with betas (0, 0.99), lazy R1/R2 γ = 1 every 16th step
+#: and the ramped EMA
+MODERN_RECIPE = Recipe(name="modern", lr=2e-3, betas=(0.0, 0.99), d_norm="none", r1r2_weight=1.0, r1r2_every=16,
+                       ema_halflife_kimg=10.0, ema_rampup=0.05)
+
+
+@dataclass(frozen=True)
 class Budget:
     """Sizes of one budget. ``steps`` are generator steps at the baseline batch per objective."""
 
@@ -143,6 +184,8 @@ class Budget:
     #: The tiny cells are so small that a second thread only adds synchronisation (and, on a busy
     #: machine, waiting for a core).
     threads: Optional[int] = None
+    #: the training recipe of the image cells (None: the paper's)
+    recipe: Optional[Recipe] = None
 
     def batch_size(self, which: str) -> int:
         """The batch size of a treatment's ``batch`` ("baseline", "small" or "large")."""
@@ -170,6 +213,21 @@ BUDGETS: Dict[str, Budget] = {
         toy_eval_n=10_000,
         estimate=("about 96 minutes with --jobs 2 on an idle 2-core CPU (measured 2026-11-30: 192 CPU-minutes for "
                   "the 181 cells of the 5 seeds; 2 h 2 min wall on a machine shared with other jobs), inside 3 hours"),
+    ),
+    "medium": Budget(
+        description=("ragan with statgan's default recipe (D without BatchNorm, Adam lr 2e-3, betas (0, 0.99), lazy "
+                     "R1/R2 γ 1, ramped EMA): DCGAN width 32, batch 64, 16,000 generator steps; FID from 10,000 "
+                     "samples; no toy sweep (the small budget's)"),
+        objectives=("ragan",), cells=CELLS, seeds=(0, 1, 2, 3, 4),
+        # 10,000 samples: at 2,000 the baseline's FID carries a sampling sd of ~0.7 and a bias of ~2
+        # (seed 0: 42.2-43.7 over three sampling seeds, 40.3 from 10,000), as large as the margin to
+        # 10x the floor, which decides whether the claims can be tested at all
+        steps={"ragan": 16_000}, width=32, batch=64, small_batch=16, large_batch=128,
+        fid_n=10_000, sharpness_iters=20, sharpness_n=1024, toy_densities=(), toy_dims=(), toy_steps=0,
+        toy_eval_n=0, recipe=MODERN_RECIPE, threads=1,
+        estimate=("about 19 hours with --jobs 2 on an idle 2-core CPU, projected 2026-12-07 from the baseline's "
+                  "0.105 CPU-seconds per step (a baseline cell ≈ 28 CPU-minutes; SAM, MC dropout and the gradient "
+                  "regulariser cost 2–5× that): a budget for a cluster, --shard or several --resume'd sittings"),
     ),
     "full": Budget(
         description=("the paper's setting scaled to mnist5k: DCGAN width 64, batch 128, about 250 epochs of the "
@@ -324,7 +382,7 @@ def _image_config(b: Budget, objective: str, treatment: Treatment, seed: int) ->
     batch = b.batch_size(treatment.batch)
     steps = b.steps_at(objective, batch)
     width = {"width": b.width, "norm": "batch"}
-    return {
+    config: Dict[str, Any] = {
         "run": {"seed": seed, "device": "cpu"},
         "data": {"name": IMAGE_DATA},
         "model": {"arch": "dcgan", "latent_dim": 100, "generator": dict(width), "discriminator": dict(width)},
@@ -340,6 +398,9 @@ def _image_config(b: Budget, objective: str, treatment: Treatment, seed: int) ->
         },
         "regularizers": treatment.regularizers(objective, steps, b.sharpness_iters),
     }
+    if b.recipe is not None:
+        b.recipe.apply(config)
+    return config
 
 
 def _toy_config(b: Budget, density: ToyDensity, dim: int, seed: int) -> Dict[str, Any]:
@@ -384,5 +445,5 @@ def cells(budget: str, seeds: Optional[Sequence[int]] = None) -> List[Cell]:
 
 __all__ = ["OBJECTIVES", "CELLS", "CELL_LABELS", "PRIORITY_CELLS", "IMAGE_DATA", "FID_SPLIT", "FLOOR_KEY",
            "TOY_DENSITIES", "TOY_BANDWIDTHS", "LOGP_FLOOR", "KDE_VALID_N", "SHARPNESS_SEED", "N_CRITIC", "Treatment",
-           "TREATMENTS", "ToyDensity", "TOY_DENSITY_INFO", "Budget", "BUDGETS", "FloorCell", "SharpnessProbe", "ImageCell", "ToyCell", "CellSpec", "CELL_KINDS",
+           "Recipe", "MODERN_RECIPE", "TREATMENTS", "ToyDensity", "TOY_DENSITY_INFO", "Budget", "BUDGETS", "FloorCell", "SharpnessProbe", "ImageCell", "ToyCell", "CellSpec", "CELL_KINDS",
            "parse_spec", "GRADIENT_REGULARISERS", "GAN_GRADIENT_REGULARISER", "gradient_regulariser", "plan", "cells"]
