@@ -12,7 +12,7 @@ import torch
 from scipy import stats as sps
 
 from statgan.cli import main
-from statgan.errors import StatganError
+from statgan.errors import StatganError, TrainingInterrupted
 from statgan import config
 from statgan.experiments import bridging, grid
 from statgan.experiments.stats import (cell_mean_spearman, chi2_decile_rms, holm, mean_std, ranks, spearman,
@@ -200,6 +200,25 @@ def test_grid_caches_by_spec_and_does_not_cache_crashes(tmp_path):
     assert json.loads(grid.result_path(tmp_path, "a/s0").read_text())["result"] == {"y": 10}
 
 
+def _interrupted_runner(spec, wd):
+    CALLS.append(spec["x"])
+    if spec.get("interrupt"):
+        # what the trainer raises after its checkpoint when SIGINT/SIGTERM arrives mid-cell
+        raise TrainingInterrupted(15, 460, wd / "run" / "checkpoints" / "step-000460.json")
+    return {"y": spec["x"]}
+
+
+def test_a_signal_during_a_cell_stops_the_grid(tmp_path):
+    # before, the interrupted cell was logged as a failed cell and the grid went on to the next one,
+    # so a grid could not be stopped with Ctrl-C or SIGTERM while a cell trained
+    CALLS.clear()
+    cells = [grid.Cell("a/s0", {"x": 1}), grid.Cell("b/s0", {"x": 2, "interrupt": True}), grid.Cell("c/s0", {"x": 3})]
+    with pytest.raises(TrainingInterrupted):
+        grid.run_grid(cells, tmp_path, _interrupted_runner, log=lambda s: None)
+    assert CALLS == [1, 2]  # c never started
+    assert grid.result_path(tmp_path, "a/s0").exists() and not grid.result_path(tmp_path, "b/s0").exists()
+
+
 # ---- statistics ----------------------------------------------------------------------------------
 def test_chi2_decile_rms_known_cases():
     rng = np.random.default_rng(0)
@@ -305,7 +324,10 @@ def test_report_says_when_baselines_have_not_learned():
     runs = tuple(bridging.ImageRun(objective="wgan-div", cell="baseline", seed=s, fid=f) for s, f in enumerate([350.0, 367.6]))
     ok = tuple(bridging.ImageRun(objective="gmmn", cell="baseline", seed=s, fid=f) for s, f in enumerate([20.0, 22.0]))
     note = bridging.learned_note(bridging.Results(runs + ok, (), floor, {}), ["wgan-div", "gmmn"])
-    assert note.startswith("**Baselines have not learned**: wgan-div FID 358.8 = 85×floor; gmmn FID 21.0 = 5×floor")
+    # one decimal near the line: 21.0 / 4.23 = 4.96, 40.3 / 4.23 = 9.53 (not "10x", which would read as on the line)
+    assert note.startswith("**Baselines have not learned**: wgan-div FID 358.8 = 85×floor; gmmn FID 21.0 = 5.0×floor")
+    near = (bridging.ImageRun(objective="ragan", cell="baseline", seed=0, fid=40.3),)
+    assert "ragan FID 40.3 = 9.5×floor" in bridging.learned_note(bridging.Results(near, (), floor, {}), ["ragan"])
     assert "for wgan-div)" in note
     good = bridging.learned_note(bridging.Results(ok, (), floor, {}), ["gmmn"])
     assert good.startswith("Baselines within 10× the real-vs-real floor of 4.23")

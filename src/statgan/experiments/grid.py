@@ -7,6 +7,7 @@ JSON-able ``spec`` that completely describes the run; the runner is a module-lev
 reused only when its stored spec hash matches the cell's, so changing a budget re-runs exactly the
 cells whose definition changed, and an interrupted grid resumes where it stopped: finished cells
 are skipped, an unfinished cell restarts from scratch (its work directory is cleared first).
+Ctrl-C or SIGTERM stops the whole grid, also while a cell trains in this process.
 
 Cells that fail with a :class:`~statgan.train.trainer.TrainingDiverged` are results too (cached
 with ``"error"``); any other exception is reported and *not* cached, so a rerun tries again.
@@ -33,7 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..errors import StatganError
+from ..errors import StatganError, TrainingInterrupted
 from ..rundir.files import atomic_write_json, atomic_write_text
 from ..train.trainer import TrainingDiverged
 
@@ -165,7 +166,9 @@ def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Di
     except TrainingDiverged as exc:
         record["error"] = f"diverged: {exc}"
         record["cache"] = True
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TrainingInterrupted):
+        # Ctrl-C / SIGTERM while a cell trains (the trainer turns the signal into
+        # TrainingInterrupted after its checkpoint): stop the grid, do not go on to the next cell
         raise
     except Exception as exc:  # noqa: BLE001 (reported, not cached: a rerun tries again)
         record["error"] = f"{type(exc).__name__}: {exc}"

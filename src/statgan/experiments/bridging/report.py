@@ -236,7 +236,9 @@ def learned_note(typed: Results, objectives: Sequence[str]) -> str:
     if not ratios:
         return "No baseline has finished."
     over = {o: v for o, v in ratios.items() if v[1] > NOT_LEARNED_FACTOR}
-    listing = "; ".join(f"{o} FID {m:.1f} = {r:.0f}×floor" for o, (m, r) in ratios.items())
+    # one decimal near the 10x line (9.5x must not print as "10x"); whole numbers far from it
+    listing = "; ".join(f"{o} FID {m:.1f} = {r:.1f}×floor" if r < 20 else f"{o} FID {m:.1f} = {r:.0f}×floor"
+                        for o, (m, r) in ratios.items())
     if over:
         return (f"**Baselines have not learned**: {listing} (more than {NOT_LEARNED_FACTOR:g}× the real-vs-real floor "
                 f"of {typed.floor.fid:.2f} for {', '.join(over)}). The comparisons below are between generators far from "

@@ -227,7 +227,8 @@ BUDGETS: Dict[str, Budget] = {
         toy_eval_n=0, recipe=MODERN_RECIPE, threads=1,
         estimate=("about 19 hours with --jobs 2 on an idle 2-core CPU, projected 2026-12-07 from the baseline's "
                   "0.105 CPU-seconds per step (a baseline cell ≈ 28 CPU-minutes; SAM, MC dropout and the gradient "
-                  "regulariser cost 2–5× that): a budget for a cluster, --shard or several --resume'd sittings"),
+                  "regulariser cost 2–5× that): a budget for --shard on several machines or for several sittings (a rerun "
+                  "skips finished cells; a cell interrupted mid-run starts again)"),
     ),
     "full": Budget(
         description=("the paper's setting scaled to mnist5k: DCGAN width 64, batch 128, about 250 epochs of the "
