@@ -15,6 +15,7 @@ from statgan.cli import main
 from statgan.errors import StatganError, TrainingInterrupted
 from statgan import config
 from statgan.experiments import bridging, grid
+from statgan.experiments.bridging import running
 from statgan.experiments.stats import (cell_mean_spearman, chi2_decile_rms, holm, mean_std, ranks, spearman,
                                        spearman_exact, spearman_interval, welch, welch_test)
 from statgan.regularizers.sharpness import fixed_batch_sharpness, top_hessian_eigenvalue
@@ -217,6 +218,36 @@ def test_a_signal_during_a_cell_stops_the_grid(tmp_path):
         grid.run_grid(cells, tmp_path, _interrupted_runner, log=lambda s: None)
     assert CALLS == [1, 2]  # c never started
     assert grid.result_path(tmp_path, "a/s0").exists() and not grid.result_path(tmp_path, "b/s0").exists()
+
+
+def test_an_interrupted_cell_continues_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch, one_thread):
+    """A signal at step 2 of a tiny image cell stops the grid; the next run continues that cell from
+    the trainer's checkpoint (not from scratch) and records what an uninterrupted run records,
+    with the CPU time of both attempts."""
+    spec = next(c for c in bridging.cells("tiny") if c.key == "mnist/ragan/baseline/s0")
+    straight = grid.run_grid([spec], tmp_path / "straight", bridging.run_cell, log=lambda s: None)
+    real_trainer = running.Trainer
+
+    class StopsOnce(real_trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.callbacks.append(lambda tr, step: step == 2 and tr.request_stop(reason="test stop"))
+
+    monkeypatch.setattr(running, "Trainer", StopsOnce)
+    with pytest.raises(TrainingInterrupted, match="test stop"):
+        grid.run_grid([spec], tmp_path / "cut", bridging.run_cell, log=lambda s: None)
+    wd = grid.work_dir(tmp_path / "cut", spec.key)
+    marker = json.loads((wd / grid.INTERRUPTED_FILE).read_text())
+    assert marker["spec_hash"] == spec.spec_hash and marker["cpu_s"] > 0
+    monkeypatch.undo()
+    starts = []
+    monkeypatch.setattr(running, "Trainer", lambda cfg, run_dir, resume=False: starts.append(resume)
+                        or real_trainer(cfg, run_dir, resume=resume))
+    resumed = grid.run_grid([spec], tmp_path / "cut", bridging.run_cell, log=lambda s: None)
+    assert starts == [True] and not (wd / grid.INTERRUPTED_FILE).exists()
+    a, b = straight[spec.key], resumed[spec.key]
+    assert a["result"]["fid"] == b["result"]["fid"] and a["result"]["sharpness"] == b["result"]["sharpness"]
+    assert b["result"]["steps"] == a["result"]["steps"] and b["cpu_s"] > marker["cpu_s"]
 
 
 # ---- statistics ----------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ JSON-able ``spec`` that completely describes the run; the runner is a module-lev
 ``runner(spec, work_dir) -> dict`` (picklable, so worker processes can call it). A cached result is
 reused only when its stored spec hash matches the cell's, so changing a budget re-runs exactly the
 cells whose definition changed, and an interrupted grid resumes where it stopped: finished cells
-are skipped, an unfinished cell restarts from scratch (its work directory is cleared first).
-Ctrl-C or SIGTERM stops the whole grid, also while a cell trains in this process.
+are skipped, an unfinished cell restarts from scratch (its work directory is cleared first) --
+except a cell whose training a signal stopped: Ctrl-C or SIGTERM stops the whole grid, and a cell
+training in this process (``jobs`` = 1) at that moment keeps its work directory, with the
+trainer's checkpoint, so that a runner that resumes (the Bridging one does) continues it; its
+record's times include the interrupted attempts.
 
 Cells that fail with a :class:`~statgan.train.trainer.TrainingDiverged` are results too (cached
 with ``"error"``); any other exception is reported and *not* cached, so a rerun tries again.
@@ -148,6 +151,23 @@ def _write_json(path: Path, obj: Dict[str, Any]) -> None:
     atomic_write_json(path, obj, sort_keys=True)
 
 
+#: written into a cell's work directory when a signal stopped the cell's training (the trainer wrote
+#: a checkpoint first): the next run of the same cell keeps the directory, so that the runner can
+#: continue from that checkpoint, and adds the time already spent to the record
+INTERRUPTED_FILE = "interrupted.json"
+
+
+def _earlier_attempt(wd: Path, cell: Cell) -> Optional[Tuple[float, float]]:
+    """(CPU s, wall s) of the interrupted attempts at ``cell`` whose work ``wd`` keeps, or None."""
+    try:
+        rec = json.loads((wd / INTERRUPTED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if rec.get("spec_hash") != cell.spec_hash:
+        return None
+    return float(rec["cpu_s"]), float(rec["wall_s"])
+
+
 def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Dict[str, Any]:
     """Run one cell (in this process or a worker); returns the record, with ``cache`` telling
     whether it may be stored."""
@@ -155,9 +175,13 @@ def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Di
     if threads:
         torch.set_num_threads(threads)
     wd = work_dir(Path(out), cell.key)
-    if wd.exists():
-        shutil.rmtree(wd)  # an unfinished earlier attempt: start the cell again
-    wd.mkdir(parents=True)
+    earlier = _earlier_attempt(wd, cell)
+    if earlier is not None:
+        (wd / INTERRUPTED_FILE).unlink()  # kept: the runner continues the interrupted attempt
+    elif wd.exists():
+        shutil.rmtree(wd)  # an unfinished earlier attempt without a checkpoint: start the cell again
+    wd.mkdir(parents=True, exist_ok=True)
+    spent_cpu, spent_wall = earlier or (0.0, 0.0)
     t0, c0 = time.perf_counter(), time.process_time()
     record: Dict[str, Any] = {"key": cell.key, "spec": cell.spec, "spec_hash": cell.spec_hash}
     try:
@@ -166,9 +190,14 @@ def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Di
     except TrainingDiverged as exc:
         record["error"] = f"diverged: {exc}"
         record["cache"] = True
-    except (KeyboardInterrupt, TrainingInterrupted):
-        # Ctrl-C / SIGTERM while a cell trains (the trainer turns the signal into
-        # TrainingInterrupted after its checkpoint): stop the grid, do not go on to the next cell
+    except TrainingInterrupted:
+        # Ctrl-C / SIGTERM while the cell trained: the trainer wrote a checkpoint; stop the grid
+        # (do not go on to the next cell) and leave what the next run needs to continue this one
+        _write_json(wd / INTERRUPTED_FILE, {"spec_hash": cell.spec_hash,
+                                            "cpu_s": spent_cpu + time.process_time() - c0,
+                                            "wall_s": spent_wall + time.perf_counter() - t0})
+        raise
+    except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 (reported, not cached: a rerun tries again)
         record["error"] = f"{type(exc).__name__}: {exc}"
@@ -177,9 +206,10 @@ def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Di
     finally:
         if threads:
             torch.set_num_threads(previous)
-    record["wall_s"] = round(time.perf_counter() - t0, 2)
+    # with the time of interrupted attempts that this one continued
+    record["wall_s"] = round(spent_wall + time.perf_counter() - t0, 2)
     # CPU time of this process: what the cell costs on an idle core, whatever else the machine runs
-    record["cpu_s"] = round(time.process_time() - c0, 2)
+    record["cpu_s"] = round(spent_cpu + time.process_time() - c0, 2)
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return record
 

@@ -20,7 +20,8 @@ from ... import config as config_mod
 from ... import data as datasets
 from ...metrics.evaluate import evaluate_paths, evaluate_run
 from ...regularizers.sharpness import fixed_batch_sharpness
-from ...rundir.run import read_metrics
+from ...rundir import checkpoint as ckpt
+from ...rundir.run import checkpoint_dir, read_metrics
 from ...runtime.seeding import stream_generator
 from ...train.trainer import Trainer
 from ..stats import chi2_decile_rms
@@ -30,10 +31,14 @@ from .records import CellResult, Floor, ImageResult, ToyResult
 
 def train(config: Mapping[str, Any], wd: Path) -> Tuple[Trainer, float]:
     """Train the run ``config`` (statgan's dictionary form) in ``wd / "run"``; the trainer and the
-    seconds it trained."""
+    seconds it trained. A run there with a checkpoint is one that a signal interrupted (the grid
+    clears every other unfinished work directory): it is continued, bit for bit as if it had not
+    stopped, and the seconds are this attempt's."""
     cfg = config_mod.from_dict(config)
     config_mod.validate(cfg)
-    trainer = Trainer(cfg, wd / "run")
+    run_dir = wd / "run"
+    resume = ckpt.latest_checkpoint(checkpoint_dir(run_dir)) is not None
+    trainer = Trainer(cfg, run_dir, resume=resume)
     result = trainer.fit()
     return trainer, result.seconds
 

@@ -228,7 +228,7 @@ BUDGETS: Dict[str, Budget] = {
         estimate=("about 19 hours with --jobs 2 on an idle 2-core CPU, projected 2026-12-07 from the baseline's "
                   "0.105 CPU-seconds per step (a baseline cell ≈ 28 CPU-minutes; SAM, MC dropout and the gradient "
                   "regulariser cost 2–5× that): a budget for --shard on several machines or for several sittings (a rerun "
-                  "skips finished cells; a cell interrupted mid-run starts again)"),
+                  "skips finished cells and continues a cell that Ctrl-C or SIGTERM stopped)"),
     ),
     "full": Budget(
         description=("the paper's setting scaled to mnist5k: DCGAN width 64, batch 128, about 250 epochs of the "
