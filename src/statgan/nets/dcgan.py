@@ -318,15 +318,12 @@ class DCGANDiscriminator(Growing, nn.Module):
         return self._body(x).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
+        h = self._body(x)
         if self.decoder is not None:
-            h = self._body(x)
             # kept for reconstruction(x) of the same tensor: the self-supervised loss then reuses
             # this forward pass (one D pass on the real batch, as in FastGAN) instead of a second one
             self._recent = [(x, h), *self._recent[:1]]
-            return self.net.output(h).flatten(1).squeeze(1)
-        if not self.progressive:
-            return self.net(x).flatten(1).squeeze(1)
-        return self.net.output(self._body(x)).flatten(1).squeeze(1)
+        return self.net.output(h).flatten(1).squeeze(1)
 
     def reconstruction(self, x: Tensor) -> Tensor:
         """The decoder's image from the features of ``x`` before the final convolution (without the

@@ -54,23 +54,19 @@ class ProgressiveGrowing(Regularizer):
         self.fade = check_int("fade", fade, minimum=0, owner=what)
         if self.stable + self.fade == 0:
             raise ConfigError(f"{what}: stable={stable!r} and fade={fade!r} are both 0; at least one phase needs steps")
-        self._start_index: Optional[int] = None
 
     def network_params(self, family: str) -> Dict[str, Any]:
         return {"progressive": True}
 
     def start_index(self, net: nn.Module) -> int:
         """The resolution index of ``start`` in ``net``'s pyramid (a one-line ConfigError if absent)."""
-        if self._start_index is None:
-            sizes = tuple(getattr(net, "resolutions", ()))
-            if self.start is None:
-                self._start_index = 0
-            elif self.start in sizes[:-1]:
-                self._start_index = sizes.index(self.start)
-            else:
-                raise ConfigError(f"regularizers.grow: start={self.start!r} is not a resolution this network grows "
-                                  f"from; expected one of {', '.join(map(str, sizes[:-1]))}")
-        return self._start_index
+        if self.start is None:
+            return 0
+        sizes = tuple(getattr(net, "resolutions", ()))[:-1]
+        if self.start not in sizes:
+            raise ConfigError(f"regularizers.grow: start={self.start!r} is not a resolution this network grows "
+                              f"from; expected one of {', '.join(map(str, sizes))}")
+        return sizes.index(self.start)
 
     def start_step(self, step: int, generator: nn.Module, discriminator: nn.Module) -> None:
         levels = generator.growth_levels
