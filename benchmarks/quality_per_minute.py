@@ -107,6 +107,13 @@ RECIPES: Dict[str, List[str]] = {
     "recon-lazy4": [*WINNER, "regularizers.recon={weight: 1, every: 4}"],
     # bf16 autocast (weights, optimiser and EMA stay fp32)
     "bf16": [*WINNER, "train.precision=bf16"],
+    # channels-last memory format (NHWC: oneDNN's preferred layout for CPU convolutions), alone and with bf16
+    "channels-last": [*WINNER, "train.channels_last=true"],
+    "bf16-cl": [*WINNER, "train.precision=bf16", "train.channels_last=true"],
+    # DiffAugment's translation + cutout on both of D's inputs at a low fixed probability (no colour: MNIST
+    # strokes are one grey level), the small-data remedy of Zhao et al. 2020 without ADA's controller
+    "diffaug-tc-p02": [*WINNER, 'regularizers.augment={policy: "translation,cutout", p: 0.2}'],
+    "diffaug-tc-p05": [*WINNER, 'regularizers.augment={policy: "translation,cutout", p: 0.5}'],
 }
 
 

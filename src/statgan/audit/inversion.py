@@ -27,9 +27,9 @@ images. This implementation:
   where it starts, and a forward pass costs about a third of an Adam step;
 * optional Levenberg-Marquardt refinement (``refine=K``, pixel loss only) of each image's best
   restart: with J = dG/dz and r = G(z) - x, the step solves
-  (J^T J / D + (lambda s + prior_weight / d) I) delta = -(J^T r / D + (prior_weight / d) z), the
-  Gauss-Newton step of the objective damped toward gradient descent (Levenberg 1944; s: the mean
-  eigenvalue of J^T J / D); a step that lowers the objective is kept and lambda x 0.3, otherwise
+  (J^T J / D + lambda diag(J^T J / D) + (prior_weight / d) I) delta = -(J^T r / D + (prior_weight / d) z),
+  the Gauss-Newton step of the objective damped toward (diagonally scaled) gradient descent
+  (Levenberg 1944, with Marquardt's 1963 scaling by the diagonal); a step that lowers the objective is kept and lambda x 0.3, otherwise
   lambda x 10. Adam's last steps are slow near a minimum of a near-quadratic residual, where
   Gauss-Newton converges quadratically. J comes from forward mode
   (:func:`statgan.audit._common.jacobian`) and is recomputed only after a kept step.
@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -159,6 +159,27 @@ def _objective(
     return obj, err, mse, out
 
 
+class _Settings(NamedTuple):
+    """The checked arguments of :func:`invert` that every chunk of images shares."""
+
+    loss: str
+    feature_fn: Optional[FeatureFn]
+    feature_weight: float
+    weights: List[float]  # lambda per Adam step
+    prior_weight: float  # the last lambda: the objective iterates are judged by (and reported)
+    lr: float
+    betas: Tuple[float, float]
+    steps: int
+    restarts: int
+    screen: int
+    refine: int
+
+    @property
+    def objective_args(self) -> tuple:
+        """The trailing arguments of :func:`_objective`."""
+        return (self.loss, self.feature_fn, self.feature_weight, self.prior_weight)
+
+
 def invert(
     generator: nn.Module,
     x: Tensor,
@@ -204,24 +225,8 @@ def invert(
     """
     x = check_images("x", x)
     latent_dim = check_int("latent_dim", latent_dim)
-    restarts = check_int("restarts", restarts)
-    steps = check_int("steps", steps, minimum=0)
-    screen = check_int("screen", screen, minimum=0)
-    refine = check_int("refine", refine, minimum=0)
-    if refine and loss != "l2":
-        raise ValueError(f"refine (Levenberg-Marquardt) needs the pixel loss 'l2', got loss={loss!r}")
-    if screen and init is not None:
-        raise ValueError("pass init (the starts themselves) or screen (the best of prior draws), not both")
-    if screen and screen < restarts:
-        raise ValueError(f"screen must draw at least as many prior samples as restarts ({restarts}), got {screen}")
-    lr = check_positive("lr", lr)
-    feature_weight = check_positive("feature_weight", feature_weight, allow_zero=True)
-    weights = _prior_weights(prior_weight, steps)
-    prior_weight = weights[-1]  # the objective the best iterate is judged by (and reported)
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
-    if loss != "l2" and not callable(feature_fn):
-        raise ValueError(f"loss={loss!r} needs feature_fn, a callable mapping (N, C, H, W) images to (N, F) features; got {feature_fn!r}")
+    settings = _check_settings(restarts, steps, lr, loss, feature_fn, feature_weight, prior_weight, betas,
+                               init is not None, screen, refine)
     device, dtype = working_device_dtype(generator, x.device, x.dtype)
     x = x.to(device=device, dtype=dtype)
     if init is not None:
@@ -229,76 +234,115 @@ def invert(
             got = tuple(init.shape) if torch.is_tensor(init) else type(init).__name__
             raise ValueError(f"init must be a tensor of shape (B, restarts, latent_dim) = ({x.shape[0]}, R, {latent_dim}), got {got}")
         init = init.detach().to(device=device, dtype=dtype)
-        restarts = init.shape[1]
+        settings = settings._replace(restarts=init.shape[1])
     data_shape = tuple(x.shape[1:])
     rng = make_rng(seed, device)
     B = x.shape[0]
-    slices = chunks(B, batch_size)
-    # lr_t for t = 0 .. steps-1 (python floats: setting them costs no device sync)
-    lrs = [lr * 0.5 * (1.0 + math.cos(math.pi * t / steps)) for t in range(steps)]
-    use_feat = loss != "l2"
-    args = (loss, feature_fn, feature_weight, prior_weight)
-    scheduled = any(w != prior_weight for w in weights)
-
     parts: List[Tuple[Tensor, ...]] = []
     with ExitStack() as stack:
         stack.enter_context(frozen(generator))
         if isinstance(feature_fn, nn.Module):
             stack.enter_context(frozen(feature_fn))
-        for sl in slices:
+        for sl in chunks(B, batch_size):
             xb = x[sl]
             b = xb.shape[0]
             x3 = xb.reshape(b, 1, -1)
             fx = None
-            if use_feat:
+            if settings.loss != "l2":
                 with torch.no_grad():
                     fx = _check_features(feature_fn(xb), b).reshape(b, 1, -1)  # type: ignore[misc]
             if init is not None:
                 z = init[sl].clone()
-            elif screen:
-                z = _screen(generator, x3, fx, data_shape, args, latent_dim, screen, restarts, rng)
+            elif settings.screen:
+                z = _screen(generator, x3, fx, data_shape, settings.objective_args, latent_dim, settings.screen,
+                            settings.restarts, rng)
             else:
-                z = torch.randn(b, restarts, latent_dim, generator=rng, device=device, dtype=dtype)
-            z.requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
-            best_obj = torch.full((b, restarts), math.inf, device=device, dtype=dtype)
-            best_z = z.detach().clone()
-            threads.loop_start("invert")  # a command's thread tuner, if any, times each step
-            for t in range(steps + 1):
-                with torch.set_grad_enabled(t < steps):
-                    obj, err, _, _ = _objective(generator, z, x3, fx, data_shape, *args)
-                    if t < steps:
-                        if scheduled:  # step t descends err + lambda_t |z|^2 / d
-                            obj_t = err + (weights[t] / latent_dim) * z.square().sum(-1)
-                            (g,) = torch.autograd.grad(obj_t.sum(), z)
-                        else:
-                            (g,) = torch.autograd.grad(obj.sum(), z)
-                with torch.no_grad():
-                    # keep each restart's best iterate (obj is at the current z, before the update)
-                    better = obj.detach() < best_obj
-                    best_obj = torch.where(better, obj.detach(), best_obj)
-                    best_z = torch.where(better.unsqueeze(-1), z.detach(), best_z)
-                if t == steps:
-                    break
-                z.grad = g
-                opt.param_groups[0]["lr"] = lrs[t]
-                opt.step()
-                threads.loop_tick()
-            # best restart per image; recompute its error terms and reconstruction (one forward)
-            idx = best_obj.argmin(1)
-            rows = torch.arange(b, device=device)
-            zb = best_z[rows, idx].unsqueeze(1)
-            if refine:  # Gauss-Newton from the best restart; it stays that restart's best iterate
-                zb = _levenberg_marquardt(generator, zb.squeeze(1), xb, prior_weight, refine).unsqueeze(1)
-                best_z[rows, idx] = zb.squeeze(1)
-            with torch.no_grad():
-                obj, err, mse, out = _objective(generator, zb, x3, fx, data_shape, *args)
-            if refine:
-                best_obj[rows, idx] = obj.squeeze(1)
-            parts.append((zb.squeeze(1), err.squeeze(1), obj.squeeze(1), mse.squeeze(1), best_obj, out, best_z))
+                z = torch.randn(b, settings.restarts, latent_dim, generator=rng, device=device, dtype=dtype)
+            best_obj, best_z = _descend(generator, z, x3, fx, data_shape, settings)
+            parts.append(_best_restart(generator, best_obj, best_z, xb, x3, fx, data_shape, settings))
     cat = [torch.cat([p[i] for p in parts]) for i in range(7)]
     return InversionResult(z=cat[0], errors=cat[1], objective=cat[2], mse=cat[3], restart_objectives=cat[4],
                            reconstructions=cat[5].reshape(B, *data_shape), restart_z=cat[6])
+
+
+def _check_settings(restarts: int, steps: int, lr: float, loss: str, feature_fn: Optional[FeatureFn],
+                    feature_weight: float, prior_weight: Union[float, Sequence[float]], betas: Tuple[float, float],
+                    has_init: bool, screen: int, refine: int) -> _Settings:
+    """:func:`invert`'s arguments checked (one-line errors naming the value) and gathered."""
+    restarts = check_int("restarts", restarts)
+    steps = check_int("steps", steps, minimum=0)
+    screen = check_int("screen", screen, minimum=0)
+    refine = check_int("refine", refine, minimum=0)
+    if refine and loss != "l2":
+        raise ValueError(f"refine (Levenberg-Marquardt) needs the pixel loss 'l2', got loss={loss!r}")
+    if screen and has_init:
+        raise ValueError("pass init (the starts themselves) or screen (the best of prior draws), not both")
+    if screen and screen < restarts:
+        raise ValueError(f"screen must draw at least as many prior samples as restarts ({restarts}), got {screen}")
+    lr = check_positive("lr", lr)
+    feature_weight = check_positive("feature_weight", feature_weight, allow_zero=True)
+    weights = _prior_weights(prior_weight, steps)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
+    if loss != "l2" and not callable(feature_fn):
+        raise ValueError(f"loss={loss!r} needs feature_fn, a callable mapping (N, C, H, W) images to (N, F) features; got {feature_fn!r}")
+    return _Settings(loss, feature_fn, feature_weight, weights, weights[-1], lr, tuple(betas), steps, restarts,
+                     screen, refine)
+
+
+def _descend(generator: nn.Module, z: Tensor, x3: Tensor, fx: Optional[Tensor], data_shape: Tuple[int, ...],
+             s: _Settings) -> Tuple[Tensor, Tensor]:
+    """Adam with the cosine schedule from the starts ``z`` (b, R, d); returns each restart's best
+    objective (b, R) and the iterate that reached it (b, R, d) -- every iterate is scored anyway."""
+    b, R, d = z.shape
+    # lr_t for t = 0 .. steps-1 (python floats: setting them costs no device sync)
+    lrs = [s.lr * 0.5 * (1.0 + math.cos(math.pi * t / s.steps)) for t in range(s.steps)]
+    scheduled = any(w != s.prior_weight for w in s.weights)
+    z.requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=s.lr, betas=s.betas)
+    best_obj = torch.full((b, R), math.inf, device=z.device, dtype=z.dtype)
+    best_z = z.detach().clone()
+    threads.loop_start("invert")  # a command's thread tuner, if any, times each step
+    for t in range(s.steps + 1):
+        with torch.set_grad_enabled(t < s.steps):
+            obj, err, _, _ = _objective(generator, z, x3, fx, data_shape, *s.objective_args)
+            if t < s.steps:
+                if scheduled:  # step t descends err + lambda_t |z|^2 / d
+                    obj_t = err + (s.weights[t] / d) * z.square().sum(-1)
+                    (g,) = torch.autograd.grad(obj_t.sum(), z)
+                else:
+                    (g,) = torch.autograd.grad(obj.sum(), z)
+        with torch.no_grad():
+            # keep each restart's best iterate (obj is at the current z, before the update)
+            better = obj.detach() < best_obj
+            best_obj = torch.where(better, obj.detach(), best_obj)
+            best_z = torch.where(better.unsqueeze(-1), z.detach(), best_z)
+        if t == s.steps:
+            break
+        z.grad = g
+        opt.param_groups[0]["lr"] = lrs[t]
+        opt.step()
+        threads.loop_tick()
+    return best_obj, best_z
+
+
+def _best_restart(generator: nn.Module, best_obj: Tensor, best_z: Tensor, xb: Tensor, x3: Tensor,
+                  fx: Optional[Tensor], data_shape: Tuple[int, ...], s: _Settings) -> Tuple[Tensor, ...]:
+    """The best restart per image, refined by Levenberg-Marquardt if asked (it stays that restart's
+    best iterate), with its error terms and reconstruction recomputed in one forward pass:
+    (z, error, objective, mse, restart objectives, G(z), restart latents)."""
+    b = best_z.shape[0]
+    idx = best_obj.argmin(1)
+    rows = torch.arange(b, device=best_z.device)
+    zb = best_z[rows, idx].unsqueeze(1)
+    if s.refine:  # Gauss-Newton from the best restart
+        zb = _levenberg_marquardt(generator, zb.squeeze(1), xb, s.prior_weight, s.refine).unsqueeze(1)
+        best_z[rows, idx] = zb.squeeze(1)
+    with torch.no_grad():
+        obj, err, mse, out = _objective(generator, zb, x3, fx, data_shape, *s.objective_args)
+    if s.refine:
+        best_obj[rows, idx] = obj.squeeze(1)
+    return zb.squeeze(1), err.squeeze(1), obj.squeeze(1), mse.squeeze(1), best_obj, out, best_z
 
 
 def _screen(generator: nn.Module, x3: Tensor, fx: Optional[Tensor], data_shape: Tuple[int, ...], args: tuple,

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 from .summary import (OPTIONAL_SETS, AuditSummary, CorrelationEnvelope, Finding, SetCorrelation, ShiftTest,
                       TypicalityTestSummary, missing_reason)
@@ -487,6 +487,77 @@ _D_TITLE = "Training images fall outside the GAN's typical set"
 _D_STATISTIC = "flagged training batches; Hodges-Lehmann shift of training over model-sample log-likelihoods"
 
 
+class _DEvidence(NamedTuple):
+    """Finding (d)'s numbers: the flag count with its interval and p-value, and the training images'
+    log-likelihood shift over the model samples', alone and widened by the error allowance."""
+
+    k: int  # flagged training batches
+    lo: Optional[float]  # Clopper-Pearson interval of the rate
+    hi: Optional[float]
+    p: Optional[float]  # p-value of the count
+    p_how: str
+    shift: float
+    shift_lo: float
+    shift_hi: float
+    shift_text: str
+    w_lo: float  # the shift's interval widened by the allowance on both sides
+    w_hi: float
+
+
+def _d_evidence(tr: TypicalityTestSummary, e: _Allowance) -> _DEvidence:
+    rej = tr.rejected
+    k = rej.k if rej is not None else int(round((tr.rejection_rate or 0.0) * tr.n_batches))
+    lo, hi = (rej.lo, rej.hi) if rej is not None else (tr.rejection_rate, tr.rejection_rate)
+    p, p_how = _count_p(tr)
+    # the training images' log-likelihoods over the model samples' (negative: less likely)
+    if tr.shift is not None:
+        sh, sh_lo, sh_hi = tr.shift.shift, *_bounds(tr.shift.lo, tr.shift.hi)
+        shift_txt = f"{_f(sh, 4)} nats, 95% interval {_ci(sh_lo, sh_hi, 4)}"
+    else:  # older summaries: the batches' median distance from H, without an interval
+        sh = sh_lo = sh_hi = tr.entropy - tr.batch_mean_nll.median
+        shift_txt = f"{_f(sh, 4)} nats (median batch; no interval in this summary)"
+    # the model samples' bounds may be too low by e, the training images' too
+    return _DEvidence(k, lo, hi, p, p_how, sh, sh_lo, sh_hi, shift_txt, sh_lo - e.value, sh_hi + e.value)
+
+
+def _d_decision(v: _DEvidence, tr: TypicalityTestSummary, e: _Allowance, t: Thresholds) -> Tuple[str, str, str]:
+    """(verdict, reason, what would resolve it) of finding (d): a claim either way needs the count
+    beyond its null *and* a shift that clears the error, or a shift inside the test's tolerance."""
+    eps, p = tr.epsilon, v.p
+    excess = p is not None and p < t.d_p
+    robust = v.w_lo > 0 or v.w_hi < 0
+    typical = -eps < v.w_lo and v.w_hi < eps
+    if excess and robust and v.lo >= t.d_holds_rate:
+        return "holds", (f"training batches are flagged beyond the null (p = {_f(p)}), most of them (interval "
+                         f"from {_f(v.lo)}), and their shift clears the likelihood's error."), ""
+    if excess and robust:
+        return "partly holds", (f"training batches are flagged beyond the null (p = {_f(p)}) and their shift clears the "
+                                f"likelihood's error, but not clearly a majority (interval {_ci(v.lo, v.hi)})."), ""
+    if typical and not excess:
+        return "does not hold", (f"even with the likelihood's error the shift lies within the test's tolerance "
+                                 f"(+-{_f(eps, 4)} nats): training images are as typical as the test can tell."), ""
+    if excess:
+        need = v.shift_lo if v.shift_lo > 0 else (-v.shift_hi if v.shift_hi < 0 else None)
+        return "unresolved", (
+            f"more training batches are flagged than the null allows (p = {_f(p)}), but the shift widened by the "
+            f"error ({_ci(v.w_lo, v.w_hi, 4)}) includes 0: the flags may come from how loose the bounds are on real "
+            "images rather than from the model."), (
+            f"a likelihood error allowance below {_f(need, 3)} nats (now {_f(e.value, 4)})" if need
+            else "more training images: the shift's own interval includes 0")
+    if tr.calibrated is not None and v.k > 0 and p is not None and p <= 1.0 / (1 + tr.calibrated.n_null):
+        return "unresolved", (f"{v.k} of {tr.n_batches} batches are flagged, as many as the null simulation can judge: "
+                              f"its {tr.calibrated.n_null} replicates give no p-value below {_f(p)}, not below "
+                              f"{_f(t.d_p)}."), f"more null replicates (at least {math.ceil(1 / t.d_p)}; settings.typicality_null)"
+    need = min(eps + v.shift_lo, eps - v.shift_hi)
+    return "unresolved", (
+        f"the count of flagged batches is not beyond its null (p = {_f(p)}), but the shift widened by the error "
+        f"({_ci(v.w_lo, v.w_hi, 4)}) reaches beyond the test's tolerance (+-{_f(eps, 4)} nats), so the test could not "
+        "have shown the training images typical."), (
+        f"a likelihood error allowance below {_f(need, 3)} nats (now {_f(e.value, 4)}) would show training "
+        "batches typical" if need > 0 else
+        "the shift's own interval reaches the tolerance: more training images, or a larger batch M")
+
+
 def _finding_d(s: AuditSummary, t: Thresholds) -> Finding:
     skipped = _not_run(s, "d", _D_TITLE, _D_STATISTIC, "batches of training images with the model's typical set "
                        "(estimated from its own samples)", ("train",))
@@ -494,78 +565,33 @@ def _finding_d(s: AuditSummary, t: Thresholds) -> Finding:
         return skipped
     typ, e = s.typicality, _allowance(s, t)
     tr, te = typ.model_typical_set.sets["train"], typ.model_typical_set.sets.get("test")
-    rej = tr.rejected
-    k = rej.k if rej is not None else int(round((tr.rejection_rate or 0.0) * tr.n_batches))
-    lo, hi = (rej.lo, rej.hi) if rej is not None else (tr.rejection_rate, tr.rejection_rate)
-    p, p_how = _count_p(tr)
-    H, nll, eps = tr.entropy, tr.batch_mean_nll.median, tr.epsilon
-    # the training images' log-likelihoods over the model samples' (negative: less likely)
-    if tr.shift is not None:
-        sh, sh_lo, sh_hi = tr.shift.shift, *_bounds(tr.shift.lo, tr.shift.hi)
-        shift_txt = f"{_f(sh, 4)} nats, 95% interval {_ci(sh_lo, sh_hi, 4)}"
-    else:  # older summaries: the batches' median distance from H, without an interval
-        sh = sh_lo = sh_hi = H - nll
-        shift_txt = f"{_f(sh, 4)} nats (median batch; no interval in this summary)"
-    w_lo, w_hi = sh_lo - e.value, sh_hi + e.value  # the model samples' bounds may be too low by e, the training images' too
-    excess = p is not None and p < t.d_p
-    robust = w_lo > 0 or w_hi < 0
-    typical = -eps < w_lo and w_hi < eps
-    to_resolve = ""
-    if excess and robust and lo >= t.d_holds_rate:
-        verdict, reason = "holds", (f"training batches are flagged beyond the null (p = {_f(p)}), most of them (interval "
-                                    f"from {_f(lo)}), and their shift clears the likelihood's error.")
-    elif excess and robust:
-        verdict, reason = "partly holds", (f"training batches are flagged beyond the null (p = {_f(p)}) and their shift "
-                                           f"clears the likelihood's error, but not clearly a majority (interval "
-                                           f"{_ci(lo, hi)}).")
-    elif typical and not excess:
-        verdict, reason = "does not hold", (f"even with the likelihood's error the shift lies within the test's tolerance "
-                                            f"(+-{_f(eps, 4)} nats): training images are as typical as the test can tell.")
-    elif excess:
-        verdict, reason = "unresolved", (f"more training batches are flagged than the null allows (p = {_f(p)}), but the "
-                                         f"shift widened by the error ({_ci(w_lo, w_hi, 4)}) includes 0: the flags may come "
-                                         "from how loose the bounds are on real images rather than from the model.")
-        need = sh_lo if sh_lo > 0 else (-sh_hi if sh_hi < 0 else None)
-        to_resolve = (f"a likelihood error allowance below {_f(need, 3)} nats (now {_f(e.value, 4)})" if need
-                      else "more training images: the shift's own interval includes 0")
-    elif tr.calibrated is not None and k > 0 and p is not None and p <= 1.0 / (1 + tr.calibrated.n_null):
-        verdict, reason = "unresolved", (f"{k} of {tr.n_batches} batches are flagged, as many as the null simulation "
-                                         f"can judge: its {tr.calibrated.n_null} replicates give no p-value below "
-                                         f"{_f(p)}, not below {_f(t.d_p)}.")
-        to_resolve = f"more null replicates (at least {math.ceil(1 / t.d_p)}; settings.typicality_null)"
-    else:
-        verdict, reason = "unresolved", (f"the count of flagged batches is not beyond its null (p = {_f(p)}), but the "
-                                         f"shift widened by the error ({_ci(w_lo, w_hi, 4)}) reaches beyond the test's "
-                                         f"tolerance (+-{_f(eps, 4)} nats), so the test could not have shown the "
-                                         "training images typical.")
-        need = min(eps + sh_lo, eps - sh_hi)
-        to_resolve = (f"a likelihood error allowance below {_f(need, 3)} nats (now {_f(e.value, 4)}) would show training "
-                      "batches typical" if need > 0 else
-                      "the shift's own interval reaches the tolerance: more training images, or a larger batch M")
+    v = _d_evidence(tr, e)
+    verdict, reason, to_resolve = _d_decision(v, tr, e, t)
+    H, nll, eps, rej = tr.entropy, tr.batch_mean_nll.median, tr.epsilon, tr.rejected
     text = (
         f"The model's typical set is estimated from its own samples x = G(z) + sigma*eps: entropy estimate "
         f"H = {_f(H, 4)} nats. A batch of M = {typ.batch_size} images is outside it when its mean NLL differs from H "
         f"more than a {typ.calibration} test at level alpha = {_f(typ.alpha)} allows (tolerance epsilon = "
         f"{_f(eps, 4)} nats). "
-        f"{k} of {tr.n_batches} batches of training images are flagged (rate {_f(tr.rejection_rate)}, 95% "
-        f"Clopper-Pearson interval {_ci(lo, hi)}; p = {_f(p)} from the {p_how}"
+        f"{v.k} of {tr.n_batches} batches of training images are flagged (rate {_f(tr.rejection_rate)}, 95% "
+        f"Clopper-Pearson interval {_ci(v.lo, v.hi)}; p = {_f(v.p)} from the {v.p_how}"
         + (f"; the binomial test, which treats the batches as independent, says {_f(rej.pvalue_above_null)}"
            if rej is not None and tr.calibrated is not None else "")
         + f"; test images: {_f(te.rejection_rate) if te is not None else 'not run, ' + missing_reason(['test'])}). "
         f"Training images' log-likelihoods over the model samples': "
-        f"{shift_txt} (median batch NLL {_f(nll, 4)}); allowing every bound to be loose by up to e = {e}, the shift "
-        f"lies in {_ci(w_lo, w_hi, 4)}. "
+        f"{v.shift_text} (median batch NLL {_f(nll, 4)}); allowing every bound to be loose by up to e = {e}, the shift "
+        f"lies in {_ci(v.w_lo, v.w_hi, 4)}. "
     )
     return Finding(id="d", title=_D_TITLE, verdict=verdict,
                    text=_close(text, verdict, reason),
-                   numbers={"rejection_rate_train": tr.rejection_rate, "rejection_ci": [lo, hi], "pvalue": p,
-                            "rejection_rate_test": te.rejection_rate if te is not None else None, "entropy": H, "epsilon": eps, "shift": sh,
-                            "shift_with_error": [w_lo, w_hi], "allowance": e.value},
+                   numbers={"rejection_rate_train": tr.rejection_rate, "rejection_ci": [v.lo, v.hi], "pvalue": v.p,
+                            "rejection_rate_test": te.rejection_rate if te is not None else None, "entropy": H,
+                            "epsilon": eps, "shift": v.shift, "shift_with_error": [v.w_lo, v.w_hi], "allowance": e.value},
                    statistic=_D_STATISTIC,
                    test=f"typicality test ({typ.calibration}, alpha = {_f(typ.alpha)}); the count of flags against "
-                        f"its {p_how} (p = {_f(p)})",
-                   uncertainty=f"Clopper-Pearson 95% {_ci(lo, hi)}; shift {_ci(sh_lo, sh_hi, 4)}, with the error "
-                               f"{_ci(w_lo, w_hi, 4)}; tolerance +-{_f(eps, 4)} nats",
+                        f"its {v.p_how} (p = {_f(v.p)})",
+                   uncertainty=f"Clopper-Pearson 95% {_ci(v.lo, v.hi)}; shift {_ci(v.shift_lo, v.shift_hi, 4)}, with the "
+                               f"error {_ci(v.w_lo, v.w_hi, 4)}; tolerance +-{_f(eps, 4)} nats",
                    rests_on=("the model samples' bounds are loose by at most the allowance (measured by BDMC); "
                              + _ASSUMED.replace("real and OOD images", "training images")),
                    to_resolve=to_resolve)
