@@ -235,34 +235,79 @@ def test_tuner_as_step_callback_is_inert_off_the_cpu():
 
 
 def test_tuner_switching_threads_does_not_change_a_training_run(tmp_path):
-    # the tuner may switch at any step: on the CPU, with deterministic kernels, the numbers must not
-    # depend on the thread count (else a run's result would depend on the machine's load)
+    # the tuner may switch at any step, so `statgan train` attaches it only where the step's numbers do
+    # not depend on the thread count (thread_tuner_for checks the run's own networks); a tuned run must
+    # then equal a fixed one (else a run's result would depend on the machine's load)
     torch = pytest.importorskip("torch")
     from statgan import config
+    from statgan.train.thread_invariance import thread_tuner_for
     from statgan.train.trainer import Trainer
 
     before = torch.get_num_threads()
-    results = []
+    results, tuners = [], []
     try:
         # two threads whatever an earlier test left (an in-process `statgan audit --threads 1` sets one);
         # the tuner compares this count with one thread
         torch.set_num_threads(max(2, before))
-        for name, callbacks in (("fixed", []), ("tuned", [threads.ThreadTuner(warmup=0, window=1, hold=1, max_hold=1,
-                                                                               run_delay=None, environ={})])):
+        for name in ("fixed", "tuned"):
             # the default model (tensors big enough for parallel kernels), past the first lazy R1/R2 step
             cfg = config.load(None, [f"run.out_dir={tmp_path}", f"run.name={name}", "train.steps=17",
                                      "train.progress=false", "train.tensorboard=false", "train.sample_every=0",
                                      "train.checkpoint_every=0"])
-            trainer = Trainer(cfg, tmp_path / name, callbacks=callbacks)
+            trainer = Trainer(cfg, tmp_path / name)
+            if name == "tuned":
+                tuner = thread_tuner_for(trainer, lambda: threads.ThreadTuner(warmup=0, window=1, hold=1, max_hold=1,
+                                                                             run_delay=None, environ={}))
+                if tuner is not None:
+                    trainer.callbacks.append(tuner)
+                    tuners.append(tuner)
             trainer.fit()
             results.append({f"{net}.{k}": v.clone() for net in ("G", "D")
                             for k, v in getattr(trainer, net).state_dict().items()})
-            if callbacks:
-                assert sum(len(h[3]) == 2 for h in callbacks[0].history) >= 3  # it tried 1 and 2 threads
     finally:
         torch.set_num_threads(before)
+    for tuner in tuners:
+        assert sum(len(h[3]) == 2 for h in tuner.history) >= 3  # it tried 1 and 2 threads
     fixed, tuned = results
     assert all(torch.equal(fixed[k], tuned[k]) for k in fixed)
+
+
+class _ThreadCountScale:
+    """A layer whose output depends on the torch thread count: what a CPU kernel with a
+    thread-dependent reduction order does, made visible."""
+
+    def __new__(cls, torch):
+        class Scale(torch.nn.Linear):
+            def forward(self, x):
+                return super().forward(x) * (1.0 + 1e-3 * torch.get_num_threads())
+        return Scale
+
+
+def test_thread_tuner_is_withheld_where_the_step_depends_on_the_thread_count():
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from statgan.train.thread_invariance import step_depends_on_threads, thread_tuner_for
+
+    def trainer(G, D):
+        return SimpleNamespace(device=torch.device("cpu"), G=G, D=D, data_shape=(3,), world=SimpleNamespace(size=1),
+                               cfg=SimpleNamespace(train=SimpleNamespace(batch_size=4), model=SimpleNamespace(latent_dim=2)))
+
+    torch.manual_seed(0)
+    plain = trainer(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    varying = trainer(torch.nn.Linear(2, 3), _ThreadCountScale(torch)(3, 1))
+    before = torch.get_num_threads()
+    D_state = {k: v.clone() for k, v in varying.D.state_dict().items()}
+    z, x = torch.randn(4, 2), torch.randn(4, 3)
+    rng = torch.random.get_rng_state()
+    assert step_depends_on_threads(varying.G, varying.D, z, x)
+    assert not step_depends_on_threads(plain.G, plain.D, z, x)
+    assert thread_tuner_for(varying, object) is None
+    assert thread_tuner_for(plain, object) is not None
+    # nothing of the caller's changed: thread count, weights, global random state
+    assert torch.get_num_threads() == before
+    assert all(torch.equal(D_state[k], v) for k, v in varying.D.state_dict().items())
+    assert torch.equal(rng, torch.random.get_rng_state())
 
 
 # ---- the tuner of a command, ticked by the library's loops -----------------------------------------

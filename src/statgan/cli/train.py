@@ -58,14 +58,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_mod.load(path, overrides)  # a config mistake ends here, before torch is imported
     # heavy (torch, the networks): only once the config is valid
     from ..rundir.run import write_run_config
+    import torch
+
     from ..runtime.threads import ThreadTuner
+    from ..train.thread_invariance import thread_tuner_for
     from ..train.trainer import Trainer, default_run_name
 
-    # train.threads unset: torch's count, or one thread while that is faster (a busy neighbour on the
-    # cores; statgan.runtime.threads.ThreadTuner); a count the user set is kept as given
-    callbacks = [] if cfg.train.threads else [ThreadTuner()]
     if args.resume:
-        trainer = Trainer(cfg, run_dir, resume=True, use_previous=args.use_previous, callbacks=callbacks)
+        trainer = Trainer(cfg, run_dir, resume=True, use_previous=args.use_previous)
         if trainer.step >= cfg.train.steps:
             raise StatganError(f"{str(run_dir)!r} already finished its {cfg.train.steps} steps (at step {trainer.step}); "
                                f"to train longer: statgan train --resume {run_dir} train.steps=N with N > {trainer.step}")
@@ -74,13 +74,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps} (from {trainer.loaded_from.name})", file=sys.stderr)
     else:
         run_dir = Path(cfg.run.out_dir) / (cfg.run.name or default_run_name(cfg))
-        trainer = Trainer(cfg, run_dir, callbacks=callbacks)
+        trainer = Trainer(cfg, run_dir)
         n_g = sum(p.numel() for p in trainer.G.parameters())
         n_d = sum(p.numel() for p in trainer.D.parameters())
         procs = f" x {trainer.world.size} processes" if trainer.world.distributed else ""
         say(f"statgan {__version__}: {cfg.data.name} {list(trainer.data_shape)} x {len(trainer.train_data)}, "
             f"{cfg.model.arch} G {n_g/1e6:.2f}M / D {n_d/1e6:.2f}M params, objective {trainer.objective.name}, "
             f"{cfg.train.steps} steps on {trainer.device}{procs} -> {run_dir}", file=sys.stderr)
+    if not cfg.train.threads:
+        # train.threads unset: torch's count, or one thread while that is faster (a busy neighbour on the
+        # cores; statgan.runtime.threads.ThreadTuner), where switching cannot change the run's numbers;
+        # a count the user set is kept as given
+        tuner = thread_tuner_for(trainer, ThreadTuner)
+        if tuner is not None:
+            trainer.callbacks.append(tuner)
+        else:
+            say(f"threads: fixed at {torch.get_num_threads()}: this CPU's kernels give different numbers with 1 and 2 "
+                "threads, so switching would make the result depend on the machine's load (train.threads=N chooses)",
+                file=sys.stderr)
     result = trainer.fit()
     say(f"done: step {result.step} in {fmt_seconds(result.seconds)}")
     say(f"samples:    {result.samples} ({trainer.sampler_description})")

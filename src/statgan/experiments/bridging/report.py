@@ -103,8 +103,10 @@ def _title(ctx: ReportContext) -> List[str]:
 def _run_facts(ctx: ReportContext) -> List[str]:
     """The command, budget, seeds and machine, and what the finished cells cost."""
     b, failed, missing = ctx.b, ctx.typed.failed, ctx.missing
-    cell_time = sum(r.wall_s if r.wall_s is not None else 0.0 for r in ctx.records)
-    cell_cpu = sum(r.cpu_s if r.cpu_s is not None else 0.0 for r in ctx.records)
+    # fsum: exact, so the order the records come in (cell folders or records files) cannot move a
+    # rounded digit of the report
+    cell_time = math.fsum(r.wall_s if r.wall_s is not None else 0.0 for r in ctx.records)
+    cell_cpu = math.fsum(r.cpu_s if r.cpu_s is not None else 0.0 for r in ctx.records)
     busy = (" — the machine was busy with other jobs, so wall times are inflated and CPU times are the ones to compare"
             if cell_cpu < 0.8 * cell_time else "")
     return [
