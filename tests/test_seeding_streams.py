@@ -86,6 +86,8 @@ OLD = [
     ("eval_latents", (11,), 11),
     ("cli_latents", (42,), 42),
     ("generator_probe", (), 0),
+    ("thread_probe", (), 0),
+    ("thread_probe_masks", (), 0),
     ("toy_split", ("train",), 0),
     ("toy_split", ("test",), 1),
     ("ood_set", (7, "glyphs"), (7 * 1_000_003 + zlib.crc32(b"glyphs")) % 2**63),

@@ -155,6 +155,16 @@ STREAMS: Mapping[str, Stream] = {
         "the two latents a generator given by file or module is first checked on (shape, range, "
         "finite values): the same probe for every load",
         lambda: 0),
+    "thread_probe": Stream(
+        "fixed", "generator", (), "0",
+        "the random latents and images of the check that one training step gives the same bits with one "
+        "and two torch threads (statgan.train.thread_invariance): the same inputs for every run",
+        lambda: 0),
+    "thread_probe_masks": Stream(
+        "fixed", "global", (), "0",
+        "the global RNG inside that check (dropout masks), forked so the caller's state is kept: the "
+        "same masks for each thread count",
+        lambda: 0),
     # ---- data ----------------------------------------------------------------------------------
     "toy_split": Stream(
         "fixed", "generator", ("split",), "TOY_SPLIT_SEEDS[split]  (train 0, test 1)",

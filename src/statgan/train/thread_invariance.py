@@ -2,8 +2,8 @@
 
 ``statgan train`` without ``train.threads`` moves between one and two threads while a run goes on
 (:class:`statgan.runtime.threads.ThreadTuner`: one thread while a busy neighbour takes a core). That
-is harmless only where the CPU kernels give the same bits with either count. On the AVX2 machines the
-project was measured on, the default networks' step did; on a 2-core AMD EPYC with AVX-512
+is harmless only where the CPU kernels give the same bits with either count. On the machines the
+project's CI ran on until then, the default networks' step did; on a 2-core AMD EPYC with AVX-512 BF16
 (2026-12-07) the weight gradients of the one-channel convolutions (G's output layer, D's input layer)
 differed in the eighth digit between one and two threads, so a tuned run's result would have
 depended on the machine's load. :func:`step_depends_on_threads` checks the run's own networks before
@@ -20,22 +20,23 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..runtime.seeding import seed_global, stream_generator
+
 __all__ = ["step_depends_on_threads", "thread_tuner_for"]
 
 
-def _grads(G: nn.Module, D: nn.Module, z: Tensor, x: Tensor, seed: int) -> List[Tensor]:
+def _grads(G: nn.Module, D: nn.Module, z: Tensor, x: Tensor) -> List[Tensor]:
     """Gradients of a D-side and a G-side loss w.r.t. every parameter of fresh copies of G and D
-    (dropout masks from ``seed``, so that each thread count draws the same ones)."""
+    (dropout masks from one fixed stream, so that each thread count draws the same ones)."""
     G, D = copy.deepcopy(G).train(), copy.deepcopy(D).train()
     params = [p for p in (*G.parameters(), *D.parameters()) if p.requires_grad]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        seed_global("thread_probe_masks")
         loss = D(G(z)).float().mean() - D(x).float().mean()
         return list(torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True))
 
 
-def step_depends_on_threads(G: nn.Module, D: nn.Module, z: Tensor, x: Tensor, counts: Sequence[int] = (1, 2),
-                            seed: int = 0) -> bool:
+def step_depends_on_threads(G: nn.Module, D: nn.Module, z: Tensor, x: Tensor, counts: Sequence[int] = (1, 2)) -> bool:
     """True when one forward/backward pass of G and D on latents ``z`` and real images ``x`` gives
     gradients that are not bit-identical across the torch thread ``counts``; the thread count in
     force before the call is restored."""
@@ -44,7 +45,7 @@ def step_depends_on_threads(G: nn.Module, D: nn.Module, z: Tensor, x: Tensor, co
     try:
         for n in counts:
             torch.set_num_threads(n)
-            results.append(tuple(_grads(G, D, z, x, seed)))
+            results.append(tuple(_grads(G, D, z, x)))
     finally:
         torch.set_num_threads(before)
     first = results[0]
@@ -59,7 +60,7 @@ def thread_tuner_for(trainer: Any, make_tuner: Callable[[], Any]) -> Optional[An
     values); None otherwise."""
     if trainer.device.type != "cpu":
         return make_tuner()
-    g = torch.Generator().manual_seed(0)
+    g = stream_generator("thread_probe")
     n = max(1, trainer.cfg.train.batch_size // trainer.world.size)
     z = torch.randn(n, trainer.cfg.model.latent_dim, generator=g)
     x = torch.rand((n, *trainer.data_shape), generator=g) * 2 - 1
