@@ -57,11 +57,13 @@ def thread_tuner_for(trainer: Any, make_tuner: Callable[[], Any]) -> Optional[An
     one on a GPU (the tuner leaves a GPU run's threads alone) or on a CPU where
     :func:`step_depends_on_threads` says no for the trainer's G and D at its per-rank batch size
     (fp32 pass; random inputs of the run's shapes: the kernels' choice depends on shapes, not
-    values); None otherwise."""
-    if trainer.device.type != "cpu":
-        return make_tuner()
+    values); None otherwise. A tuner switched off (``STATGAN_THREAD_TUNER=0``) never switches, so it
+    is returned without the check."""
+    tuner = make_tuner()
+    if trainer.device.type != "cpu" or not getattr(tuner, "enabled", True):
+        return tuner
     g = stream_generator("thread_probe")
     n = max(1, trainer.cfg.train.batch_size // trainer.world.size)
     z = torch.randn(n, trainer.cfg.model.latent_dim, generator=g)
     x = torch.rand((n, *trainer.data_shape), generator=g) * 2 - 1
-    return None if step_depends_on_threads(trainer.G, trainer.D, z, x) else make_tuner()
+    return None if step_depends_on_threads(trainer.G, trainer.D, z, x) else tuner
