@@ -178,8 +178,7 @@ def laplace_proposal(generator: nn.Module, x: Tensor, candidates: Tensor, sigma:
         raise ValueError(f"candidates must be a tensor of shape (B, R, d) or (B, d) with B = {x.shape[0]}, got {got}")
     z = candidates if candidates.dim() == 3 else candidates.unsqueeze(1)
     B, R, d = z.shape
-    data_shape = tuple(x.shape[1:])
-    D = math.prod(data_shape)
+    D = math.prod(x.shape[1:])
     if o.adam_steps > 0:
         # invert's objective mse + (lambda/d)|z|^2 with lambda = d sigma^2 / D equals 2 sigma^2 U(z) / D
         # (Adam's steps do not depend on the objective's scale, so a changing sigma changes only the
@@ -188,48 +187,59 @@ def laplace_proposal(generator: nn.Module, x: Tensor, candidates: Tensor, sigma:
         z = invert(generator, x, d, steps=o.adam_steps, lr=o.lr, prior_weight=[d * s**2 / D for s in sigmas], init=z,
                    batch_size=batch_size, seed=seed).restart_z
     z = z.detach()
-    dtype = z.dtype
-    x = x.to(device=z.device, dtype=dtype)
+    x = x.to(device=z.device, dtype=z.dtype)
+    means, chols, logz = [], [], []
+    with frozen(generator), torch.no_grad():
+        for sl in chunks(B, batch_size):
+            mean, chol_, log_z_ = _gauss_newton_modes(generator, z[sl], x[sl], sigma, o)
+            means.append(mean)
+            chols.append(chol_)
+            logz.append(log_z_)
+    means_, chol, log_z = torch.cat(means), torch.cat(chols), torch.cat(logz)
+    kept = _distinct_modes(means_, chol, log_z, o.merge)
+    return LaplaceMixture(means_, chol, MODE_WEIGHTS[o.weights](log_z, kept), log_z, kept, z.dtype)
+
+
+def _gauss_newton_modes(generator: nn.Module, z: Tensor, x: Tensor, sigma: float,
+                        o: LaplaceOptions) -> Tuple[Tensor, Tensor, Tensor]:
+    """One chunk of :func:`laplace_proposal`: candidates ``z`` (b, R, d) of images ``x`` (b, ...)
+    moved to posterior modes by the preconditioned ascent of its docstring; returns the modes
+    (b, R, d), the Cholesky factors (b, R, d, d) float64 of the proposal's precision (Lambda, or
+    Lambda + (1/max_scale^2 - 1) I), and each mode's Laplace evidence
+    log Z = log p(x, z*) + d/2 log 2 pi - 1/2 log det Lambda (b, R)."""
+    b, R, d = z.shape
+    data_shape = tuple(x.shape[1:])
+    D = math.prod(data_shape)
     const = -0.5 * D * math.log(2 * math.pi * sigma**2) - 0.5 * d * math.log(2 * math.pi)
     eye = torch.eye(d, dtype=torch.float64, device=z.device)
 
-    def log_joint_and_grad(zz: Tensor, xb: Tensor) -> Tuple[Tensor, Tensor]:
+    def log_joint_and_grad(zz: Tensor) -> Tuple[Tensor, Tensor]:
         """log p(x, z) (b, R) float64 and its gradient (b, R, d) float64: one forward+backward."""
-        b = zz.shape[0]
         with torch.enable_grad():
             zl = zz.detach().requires_grad_(True)
             out = generate(generator, zl.reshape(b * R, d), data_shape)
-            r = out.reshape(b, R, D) - xb.reshape(b, 1, D)
+            r = out.reshape(b, R, D) - x.reshape(b, 1, D)
             (g,) = torch.autograd.grad(out, zl, grad_outputs=(-r / sigma**2).reshape(out.shape))
         lj = -0.5 * r.detach().double().square().sum(-1) / sigma**2 - 0.5 * zz.double().square().sum(-1) + const
         return lj, g.double() - zz.double()
 
-    means, chols, logz = [], [], []
-    with frozen(generator), torch.no_grad():
-        for sl in chunks(B, batch_size):
-            zb, xb = z[sl], x[sl]
-            b = zb.shape[0]
-            lj, grad = log_joint_and_grad(zb, xb)
-            step = torch.ones(b, R, 1, dtype=torch.float64, device=z.device)
-            for _ in range(o.jacobians):
-                J = jacobian(generator, zb.reshape(b * R, d)).double().reshape(b, R, D, d)
-                L = torch.linalg.cholesky(eye + J.transpose(-1, -2) @ J / sigma**2)
-                del J
-                for _ in range(o.newton_steps):
-                    trial = (zb.double() + step * torch.cholesky_solve(grad.unsqueeze(-1), L).squeeze(-1)).to(dtype)
-                    lj1, grad1 = log_joint_and_grad(trial, xb)
-                    up = (lj1 > lj).unsqueeze(-1)  # NaN compares False: not taken
-                    zb = torch.where(up, trial, zb)
-                    lj, grad = torch.where(up.squeeze(-1), lj1, lj), torch.where(up, grad1, grad)
-                    step = torch.where(up, (2 * step).clamp(max=1.0), 0.5 * step)
-            means.append(zb)
-            logz.append(lj + 0.5 * d * math.log(2 * math.pi) - L.diagonal(dim1=-2, dim2=-1).log().sum(-1))
-            if o.max_scale < 1.0:  # the proposal's precision: Lambda + (1/max_scale^2 - 1) I
-                L = torch.linalg.cholesky(L @ L.transpose(-1, -2) + (o.max_scale**-2 - 1.0) * eye)
-            chols.append(L)
-    means_, chol, log_z = torch.cat(means), torch.cat(chols), torch.cat(logz)
-    kept = _distinct_modes(means_, chol, log_z, o.merge)
-    return LaplaceMixture(means_, chol, MODE_WEIGHTS[o.weights](log_z, kept), log_z, kept, dtype)
+    lj, grad = log_joint_and_grad(z)
+    step = torch.ones(b, R, 1, dtype=torch.float64, device=z.device)
+    for _ in range(o.jacobians):
+        J = jacobian(generator, z.reshape(b * R, d)).double().reshape(b, R, D, d)
+        L = torch.linalg.cholesky(eye + J.transpose(-1, -2) @ J / sigma**2)
+        del J
+        for _ in range(o.newton_steps):
+            trial = (z.double() + step * torch.cholesky_solve(grad.unsqueeze(-1), L).squeeze(-1)).to(z.dtype)
+            lj1, grad1 = log_joint_and_grad(trial)
+            up = (lj1 > lj).unsqueeze(-1)  # NaN compares False: not taken
+            z = torch.where(up, trial, z)
+            lj, grad = torch.where(up.squeeze(-1), lj1, lj), torch.where(up, grad1, grad)
+            step = torch.where(up, (2 * step).clamp(max=1.0), 0.5 * step)
+    log_z = lj + 0.5 * d * math.log(2 * math.pi) - L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    if o.max_scale < 1.0:  # the proposal's precision: Lambda + (1/max_scale^2 - 1) I
+        L = torch.linalg.cholesky(L @ L.transpose(-1, -2) + (o.max_scale**-2 - 1.0) * eye)
+    return z, L, log_z
 
 
 def _distinct_modes(means: Tensor, chol: Tensor, log_z: Tensor, merge: float) -> Tensor:
