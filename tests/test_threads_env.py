@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -309,6 +310,34 @@ def test_thread_tuner_is_withheld_where_the_step_depends_on_the_thread_count():
     assert all(torch.equal(D_state[k], v) for k, v in varying.D.state_dict().items())
     assert torch.equal(rng, torch.random.get_rng_state())
 
+
+
+def test_thread_check_runs_under_the_runs_precision():
+    # a layer whose output depends on the thread count only inside autocast (as bf16 kernels may where
+    # fp32 ones do not): a trainer with that precision gets no tuner, the same trainer in fp32 gets one
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from statgan.train.precision import Precision
+    from statgan.train.thread_invariance import thread_tuner_for
+
+    class ScaleUnderAutocast(torch.nn.Linear):
+        def forward(self, x):
+            scale = 1.0 + 0.1 * torch.get_num_threads() if torch.is_autocast_enabled("cpu") else 1.0  # > bf16 eps
+            return super().forward(x) * scale
+
+    def trainer(precision):
+        return SimpleNamespace(device=torch.device("cpu"), G=torch.nn.Linear(2, 3), D=ScaleUnderAutocast(3, 1),
+                               data_shape=(3,), world=SimpleNamespace(size=1), precision=precision,
+                               cfg=SimpleNamespace(train=SimpleNamespace(batch_size=4), model=SimpleNamespace(latent_dim=2)))
+
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU without native bfloat16 warns; the check still runs
+        bf16 = Precision("bf16", cpu)
+    assert thread_tuner_for(trainer(bf16), object) is None
+    assert thread_tuner_for(trainer(Precision("fp32", cpu)), object) is not None
+    assert thread_tuner_for(trainer(None), object) is not None
 
 # ---- the tuner of a command, ticked by the library's loops -----------------------------------------
 
