@@ -623,6 +623,27 @@ def test_medium_report_from_synthetic_results(tmp_path):
     assert "Baselines within 10× the real-vs-real floor" in text
 
 
+
+def test_report_projects_the_missing_cells_from_finished_cells_of_their_treatment(tmp_path):
+    # every finished cell took 1 CPU-s except MC dropout's (3 CPU-hours): dropping two MC dropout records
+    # and one SAM record and every record of the large-batch cells leaves 2 * 3 h + 1 s projected, the
+    # large-batch cells unknown
+    cells, records = _synthetic_records(30.0, {}, {}, budget="medium")
+    for key, rec in records.items():
+        if "/mcd/" in key:
+            rec["cpu_s"] = 3 * 3600.0
+    dropped = [k for k in records if "/mcd/" in k][:2] + [k for k in records if "/sam/" in k][:1]
+    large = [k for k in records if "/batch_large/" in k]
+    for k in dropped + large:
+        del records[k]
+    text = bridging.write_report("medium", cells, records, tmp_path / "r.md", "cmd", 1.0, "machine")
+    line = next(t for t in text.splitlines() if t.startswith("- projected for"))
+    assert line.startswith("- projected for the 3 missing cells whose treatment has finished cells")
+    assert ": 6.0 CPU-hours, ≈ 3.0 h with `--jobs 2`" in line
+    assert line.endswith(f"; {len(large)} more missing cells of treatments not yet run are not in that sum")
+    full = _synthetic_records(30.0, {}, {}, budget="medium")[1]
+    assert "- projected for" not in bridging.write_report("medium", cells, full, tmp_path / "f.md", "cmd", 1.0, "machine")
+
 # ---- sharding a grid over processes or machines ----------------------------------------------------
 def test_shards_partition_the_grid_in_order():
     cells = [grid.Cell(f"c{i}/s0", {"x": i}) for i in range(7)]

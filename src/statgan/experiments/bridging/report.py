@@ -120,8 +120,39 @@ def _run_facts(ctx: ReportContext) -> List[str]:
         + (f"; failed/diverged: {len(failed)}" if failed else "") + (f"; **missing: {len(missing)}**" if missing else ""),
         f"- estimated time on an idle 2-core machine with `--jobs 2` (sum of CPU times / 2): {cell_cpu / 120:.0f} min"
         + (" for the finished cells" if missing else "") + f"; the budget's estimate: {b.estimate}",
+        *_remaining(ctx),
         "",
     ]
+
+
+def _cost_group(spec: CellSpec) -> Tuple[str, ...]:
+    """Cells expected to cost the same: an image cell's objective and treatment, else its kind."""
+    return ("mnist", spec.objective, spec.cell) if isinstance(spec, ImageCell) else (spec.kind,)
+
+
+def _remaining(ctx: ReportContext) -> List[str]:
+    """The missing cells' CPU time, projected from the mean CPU time of the finished cells of the same
+    objective and treatment (measured, so on the machines those cells ran on)."""
+    if not ctx.missing:
+        return []
+    spent: Dict[Tuple[str, ...], List[float]] = {}
+    for r in ctx.records:
+        if r.error is None and r.cpu_s is not None:
+            spent.setdefault(_cost_group(r.spec), []).append(r.cpu_s)
+    projected, unknown = [], 0
+    for c in ctx.cells:
+        if c.key not in ctx.finished:
+            costs = spent.get(_cost_group(c))
+            if costs:
+                projected.append(math.fsum(costs) / len(costs))
+            else:
+                unknown += 1
+    line = (f"- projected for the {len(projected)} missing cells whose treatment has finished cells (their mean CPU "
+            f"time each): {math.fsum(projected) / 3600:.1f} CPU-hours, ≈ {math.fsum(projected) / 7200:.1f} h with "
+            f"`--jobs 2` on an idle 2-core machine") if projected else "- no missing cell's treatment has finished cells yet"
+    if projected and unknown:
+        line += f"; {unknown} more missing cells of treatments not yet run are not in that sum"
+    return [line]
 
 
 def _design(ctx: ReportContext) -> List[str]:
