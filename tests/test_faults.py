@@ -155,6 +155,19 @@ def test_bf16_on_a_cpu_without_native_bfloat16_warns(native, monkeypatch, recwar
     assert len(slow) == (0 if native else 1)
 
 
+@pytest.mark.parametrize("native,extra,hinted", [(True, {}, True), (False, {}, False),
+                                                  (True, {"train.precision": "bf16"}, False)])
+def test_a_new_fp32_image_run_on_a_native_bfloat16_cpu_is_told_about_bf16(native, extra, hinted, monkeypatch,
+                                                                        tmp_path, capsys):
+    monkeypatch.setattr(precision_mod, "cpu_has_bf16", lambda: native)
+    assert main(["train", "mnist5k-dcgan", *tiny_dcgan_overrides(tmp_path, **{"train.steps": 1, **extra})]) == 0
+    err = capsys.readouterr().err
+    assert ("hint: this CPU computes bfloat16 natively; train.precision=bf16" in err) == hinted
+    # vector data (the toy MLPs): the gain was measured on convolutional networks, so no hint
+    assert main(["train", "toy-8gaussians", *toy_overrides(tmp_path, **{"train.steps": 1})]) == 0
+    assert "hint:" not in capsys.readouterr().err
+
+
 @pytest.mark.filterwarnings("ignore:train.precision=bf16 on a CPU without native bfloat16")
 def test_bf16_autocast_trains_on_cpu_with_finite_losses(tmp_path, one_thread):
     cfg = config.load("mnist5k-dcgan", tiny_dcgan_overrides(tmp_path, **{"train.precision": "bf16", "train.steps": 6,
