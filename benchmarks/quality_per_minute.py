@@ -110,6 +110,9 @@ RECIPES: Dict[str, List[str]] = {
     # channels-last memory format (NHWC: oneDNN's preferred layout for CPU convolutions), alone and with bf16
     "channels-last": [*WINNER, "train.channels_last=true"],
     "bf16-cl": [*WINNER, "train.precision=bf16", "train.channels_last=true"],
+    # both networks twice as wide under bf16 (where bf16 gains more: 1.65x images/s at width 64, 1.54x at 32)
+    "bf16-w64": [*WINNER, "train.precision=bf16", "model.generator={width: 64}",
+                 "model.discriminator={width: 64, norm: none}"],
     # DiffAugment's translation + cutout on both of D's inputs at a low fixed probability (no colour: MNIST
     # strokes are one grey level), the small-data remedy of Zhao et al. 2020 without ADA's controller
     "diffaug-tc-p02": [*WINNER, 'regularizers.augment={policy: "translation,cutout", p: 0.2}'],
