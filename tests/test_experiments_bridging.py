@@ -623,7 +623,6 @@ def test_medium_report_from_synthetic_results(tmp_path):
     assert "Baselines within 10× the real-vs-real floor" in text
 
 
-
 def test_report_projects_the_missing_cells_from_finished_cells_of_their_treatment(tmp_path):
     # every finished cell took 1 CPU-s except MC dropout's (3 CPU-hours): dropping two MC dropout records
     # and one SAM record and every record of the large-batch cells leaves 2 * 3 h + 1 s projected, the
@@ -643,6 +642,7 @@ def test_report_projects_the_missing_cells_from_finished_cells_of_their_treatmen
     assert line.endswith(f"; {len(large)} more missing cells of treatments not yet run are not in that sum")
     full = _synthetic_records(30.0, {}, {}, budget="medium")[1]
     assert "- projected for" not in bridging.write_report("medium", cells, full, tmp_path / "f.md", "cmd", 1.0, "machine")
+
 
 # ---- sharding a grid over processes or machines ----------------------------------------------------
 def test_shards_partition_the_grid_in_order():

@@ -311,7 +311,6 @@ def test_thread_tuner_is_withheld_where_the_step_depends_on_the_thread_count():
     assert torch.equal(rng, torch.random.get_rng_state())
 
 
-
 def test_thread_check_runs_under_the_runs_precision():
     # a layer whose output depends on the thread count only inside autocast (as bf16 kernels may where
     # fp32 ones do not): a trainer with that precision gets no tuner, the same trainer in fp32 gets one
@@ -338,6 +337,7 @@ def test_thread_check_runs_under_the_runs_precision():
     assert thread_tuner_for(trainer(bf16), object) is None
     assert thread_tuner_for(trainer(Precision("fp32", cpu)), object) is not None
     assert thread_tuner_for(trainer(None), object) is not None
+
 
 # ---- the tuner of a command, ticked by the library's loops -----------------------------------------
 

@@ -61,7 +61,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..runtime.threads import ThreadTuner
-    from ..train.precision import bf16_hint
     from ..train.thread_invariance import thread_tuner_for
     from ..train.trainer import Trainer, default_run_name
 
@@ -82,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"statgan {__version__}: {cfg.data.name} {list(trainer.data_shape)} x {len(trainer.train_data)}, "
             f"{cfg.model.arch} G {n_g/1e6:.2f}M / D {n_d/1e6:.2f}M params, objective {trainer.objective.name}, "
             f"{cfg.train.steps} steps on {trainer.device}{procs} -> {run_dir}", file=sys.stderr)
-        hint = bf16_hint(trainer)
+        hint = trainer.precision.bf16_hint(image_data=len(trainer.data_shape) == 3)
         if hint:
             say(hint, file=sys.stderr)
     if not cfg.train.threads:

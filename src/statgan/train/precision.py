@@ -43,19 +43,6 @@ def cpu_has_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def bf16_hint(trainer: Any) -> Optional[str]:
-    """One line for a new fp32 run of image networks on a CPU that computes bfloat16 natively: there
-    bf16 autocast is the cheaper step (docs/quality.md, third and fourth screens: the default recipe took
-    1.4x the steps per CPU-minute and learned as well per step). None anywhere else: on a CPU without
-    it bf16 is emulated and many times slower, and the gain was measured on convolutional networks."""
-    if trainer.device.type != "cpu" or trainer.precision.name != "fp32" or len(trainer.data_shape) != 3:
-        return None
-    if not cpu_has_bf16():
-        return None
-    return ("hint: this CPU computes bfloat16 natively; train.precision=bf16 takes about 1.4x the steps per "
-            "CPU-minute with these networks and learns as well per step (docs/quality.md)")
-
-
 class ScaledOptimizer(OptimizerWrapper):
     """``base`` stepping through a :class:`torch.amp.GradScaler`; checkpoints see the base optimizer."""
 
@@ -113,6 +100,17 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    def bf16_hint(self, image_data: bool) -> Optional[str]:
+        """One line for a new fp32 run of image networks on a CPU that computes bfloat16 natively:
+        there bf16 autocast is the cheaper step (docs/quality.md, third and fourth screens: the default
+        recipe took 1.4x the steps per CPU-minute and learned as well per step). None anywhere else: on
+        a CPU without it bf16 is emulated and many times slower, and the gain was measured on
+        convolutional networks."""
+        if self.device.type != "cpu" or self.name != "fp32" or not image_data or not cpu_has_bf16():
+            return None
+        return ("hint: this CPU computes bfloat16 natively; train.precision=bf16 takes about 1.4x the steps per "
+                "CPU-minute with these networks and learns as well per step (docs/quality.md)")
+
     def grad_scaler(self) -> Any:
         """A fresh GradScaler for fp16 (one per network), else None."""
         return torch.amp.GradScaler(self.device.type) if self.scaled else None
@@ -152,4 +150,4 @@ def double_backward_error() -> StatganError:
     )
 
 
-__all__ = ["DTYPES", "Precision", "ScaledOptimizer", "bf16_hint", "cpu_has_bf16", "is_double_backward_error", "double_backward_error"]
+__all__ = ["DTYPES", "Precision", "ScaledOptimizer", "cpu_has_bf16", "is_double_backward_error", "double_backward_error"]

@@ -62,8 +62,8 @@ def thread_tuner_for(trainer: Any, make_tuner: Callable[[], Any]) -> Optional[An
     one on a GPU (the tuner leaves a GPU run's threads alone) or on a CPU where
     :func:`step_depends_on_threads` says no for the trainer's G and D at its per-rank batch size
     (under the trainer's ``precision``: its autocast and memory layout; random inputs of the run's
-    shapes: the kernels' choice depends on shapes, not values); None otherwise. A tuner switched off (``STATGAN_THREAD_TUNER=0``) never switches, so it
-    is returned without the check."""
+    shapes: the kernels' choice depends on shapes, not values); None otherwise. A tuner switched off
+    (``STATGAN_THREAD_TUNER=0``) never switches, so it is returned without the check."""
     tuner = make_tuner()
     if trainer.device.type != "cpu" or not getattr(tuner, "enabled", True):
         return tuner
