@@ -131,3 +131,37 @@ def test_config_explain_reads_the_validator_s_declarations(capsys):
     assert "type: true/false or a string\n" in out and "one of auto, true, false" in out  # no "or null": not optional
     assert main(["config", "explain", "train.stepz"]) == 2
     _one_line_error(capsys, "unknown key 'train.stepz'; did you mean 'steps'?")
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "{run}", "--out", "{tmp}/x.png"],
+    ["eval", "{run}", "--n", "100"],
+    ["invert", "{run}", "--split", "generated", "--n", "4", "--out", "{tmp}/inv.json"],
+    ["reproduce", "bridging", "--budget", "tiny", "--out", "{tmp}/grid"],
+])
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_one_process_command_under_torchrun_refuses_instead_of_repeating_its_work(
+        toy_run, tmp_path, capsys, monkeypatch, argv, rank):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    argv = [a.format(run=toy_run, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    if rank == 0:  # rank 0 speaks for both
+        _one_line_error(capsys, f"statgan {argv[0]} runs in one process", "WORLD_SIZE=2", "without torchrun")
+    else:
+        assert capsys.readouterr().err == ""
+    assert list(tmp_path.iterdir()) == []  # nothing written, by either rank
+
+
+def test_only_train_and_audit_share_their_work_between_processes():
+    p = build_parser()
+    several = {a[0] for a in (["train"], ["audit", "R"], ["sample", "R"], ["eval", "R"], ["list"], ["export", "R", "--out", "g.pt"],
+                              ["invert", "R", "--split", "test"], ["reproduce", "bridging"])
+               if getattr(p.parse_args(a), "several_processes", False)}
+    assert several == {"train", "audit"}
+
+
+def test_a_world_size_that_is_not_a_number_is_named(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    assert main(["list"]) == 2
+    _one_line_error(capsys, "WORLD_SIZE='two' is not an integer")

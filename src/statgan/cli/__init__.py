@@ -20,7 +20,10 @@ network from elsewhere (statgan.generator_source).
 
 User mistakes end in one line ``statgan: error: ...`` and exit status 2; an interrupted training run
 (Ctrl-C, SIGTERM) writes a checkpoint and exits with 128 + the signal number (130, 143). Under
-torchrun only rank 0 prints (other ranks report only errors of their own, prefixed ``[rank R]``).
+torchrun only rank 0 prints (other ranks report only errors of their own, prefixed ``[rank R]``);
+only ``train`` and ``audit`` share their work between torchrun's processes (their parsers set
+``several_processes``), every other command refuses to run there rather than repeat its work and
+write the same files from every process.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, Optional, Sequence
 
 from .. import __version__
 from ..errors import StatganError, TrainingInterrupted
-from ..runtime.ranks import env_rank
+from ..runtime.ranks import env_rank, env_world_size
 from ..runtime.threads import configure_openmp_env
 from .audit import _add_audit, _add_invert
 from .catalogue import _add_config, _add_list
@@ -74,6 +77,16 @@ def _report(exc: StatganError) -> None:
         print(f"statgan: error: {f'[rank {r}] ' if r else ''}{exc}", file=sys.stderr)
 
 
+def _check_one_process(args: argparse.Namespace) -> None:
+    """Under torchrun, a command that does not split its work between the processes would run it
+    ``WORLD_SIZE`` times over, every process writing the same files: refuse it in one line."""
+    world = env_world_size()
+    if world > 1 and not getattr(args, "several_processes", False):
+        raise StatganError(f"statgan {args.command} runs in one process, but torchrun started {world} "
+                           f"(WORLD_SIZE={world}); only train and audit share their work between processes: "
+                           f"run it without torchrun")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # before any command imports torch: OpenMP reads its waiting policy once, when torch loads it
     configure_openmp_env()
@@ -84,6 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # `statgan` alone: the main job is training on the embedded default
         args = parser.parse_args(["train", *(argv or [])])
     try:
+        _check_one_process(args)
         return args.func(args)
     except TrainingInterrupted as exc:
         if env_rank() == 0:

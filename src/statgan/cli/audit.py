@@ -61,7 +61,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                          "before it starts); flags given beside it change it")
     add_settings_flags(au, AuditSettings, quick=AuditSettings.quick())
     au.add_argument("--out", default=None, help="output folder (default RUN_DIR/audit, or beside a generator file: NAME-audit/)")
-    au.set_defaults(func=cmd_audit)
+    au.set_defaults(func=cmd_audit, several_processes=True)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

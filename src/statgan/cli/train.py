@@ -21,7 +21,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--force", action="store_true", help="with --resume: accept a changed config")
     t.add_argument("--use-previous", action="store_true",
                    help="with --resume: if the newest checkpoint is corrupt, set it aside and resume from the newest good one")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=cmd_train, several_processes=True)
 
 
 def _resumed_config(args: argparse.Namespace, overrides: list, say) -> tuple:

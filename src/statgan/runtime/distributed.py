@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from ..errors import StatganError
-from .ranks import env_rank  # noqa: F401  (re-exported: part of this module's interface)
+from .ranks import env_world_size  # also part of this module's interface (audit, trainer)
 
 T = TypeVar("T")
 
@@ -83,14 +83,6 @@ def _dist() -> Any:
 def is_initialized() -> bool:
     dist = _dist()
     return dist.is_available() and dist.is_initialized()
-
-
-def env_world_size() -> int:
-    """``WORLD_SIZE`` as torchrun sets it (1 when unset)."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        raise StatganError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
 
 
 def env_rank() -> int:
