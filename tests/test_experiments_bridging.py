@@ -237,17 +237,117 @@ def test_an_interrupted_cell_continues_from_its_checkpoint_to_the_same_result(tm
     with pytest.raises(TrainingInterrupted, match="test stop"):
         grid.run_grid([spec], tmp_path / "cut", bridging.run_cell, log=lambda s: None)
     wd = grid.work_dir(tmp_path / "cut", spec.key)
-    marker = json.loads((wd / grid.INTERRUPTED_FILE).read_text())
+    marker = json.loads((wd / grid.ATTEMPT_FILE).read_text())
     assert marker["spec_hash"] == spec.spec_hash and marker["cpu_s"] > 0
     monkeypatch.undo()
     starts = []
     monkeypatch.setattr(running, "Trainer", lambda cfg, run_dir, resume=False: starts.append(resume)
                         or real_trainer(cfg, run_dir, resume=resume))
     resumed = grid.run_grid([spec], tmp_path / "cut", bridging.run_cell, log=lambda s: None)
-    assert starts == [True] and not (wd / grid.INTERRUPTED_FILE).exists()
+    assert starts == [True] and not (wd / grid.ATTEMPT_FILE).exists()
     a, b = straight[spec.key], resumed[spec.key]
     assert a["result"]["fid"] == b["result"]["fid"] and a["result"]["sharpness"] == b["result"]["sharpness"]
     assert b["result"]["steps"] == a["result"]["steps"] and b["cpu_s"] > marker["cpu_s"]
+
+
+#: trains the tiny baseline cell as a grid in a process of its own, with a checkpoint every 2 steps and
+#: the attempt file refreshed every 0.05 s, and kills that process (SIGKILL: no handler, no finally)
+#: right after the checkpoint of step 4
+_KILLED_ATTEMPT = """
+import os, signal, sys
+import torch
+from statgan.experiments import bridging, grid
+from statgan.experiments.bridging import running
+torch.set_num_threads(1)
+grid.HEARTBEAT_S = 0.05
+running.CELL_CHECKPOINT_EVERY = 2
+real_trainer = running.Trainer
+
+class KilledAfterStep4(real_trainer):
+    def save_checkpoint(self, name=None):
+        path = super().save_checkpoint(name)
+        if self.step == 4:
+            import time; time.sleep(0.3)  # the heartbeat has written the seconds spent by now
+            os.kill(os.getpid(), signal.SIGKILL)
+        return path
+
+running.Trainer = KilledAfterStep4
+spec = next(c for c in bridging.cells("tiny") if c.key == "mnist/ragan/baseline/s0")
+grid.run_grid([spec], sys.argv[1], bridging.run_cell, log=lambda s: None)
+"""
+
+
+def test_a_cell_killed_without_warning_continues_from_its_last_periodic_checkpoint(tmp_path, monkeypatch, one_thread):
+    """SIGKILL (or a lost machine, or a --jobs worker stopped with the grid) gives the trainer no chance
+    to checkpoint: the cell's periodic checkpoints and the attempt file are what the next run continues
+    from, to the result of an uninterrupted run, with the killed attempt's seconds in the record."""
+    import subprocess
+    import sys
+    spec = next(c for c in bridging.cells("tiny") if c.key == "mnist/ragan/baseline/s0")
+    assert spec.spec["config"]["train"]["steps"] < running.CELL_CHECKPOINT_EVERY
+    plain = grid.run_grid([spec], tmp_path / "plain", bridging.run_cell, log=lambda s: None)[spec.key]
+    monkeypatch.setattr(running, "CELL_CHECKPOINT_EVERY", 2)
+    straight = grid.run_grid([spec], tmp_path / "straight", bridging.run_cell, log=lambda s: None)[spec.key]
+    # checkpoints every 2 steps change nothing that is learned or measured
+    timings = ("train_s", "sharpness_s", "eval_s")
+    assert {k: v for k, v in plain["result"].items() if k not in timings} == {k: v for k, v in straight["result"].items() if k not in timings}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_ATTEMPT, str(tmp_path / "cut")], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    wd = grid.work_dir(tmp_path / "cut", spec.key)
+    marker = json.loads((wd / grid.ATTEMPT_FILE).read_text())
+    assert marker["spec_hash"] == spec.spec_hash and marker["cpu_s"] > 0 and marker["wall_s"] > 0
+    assert [p.name for p in (wd / "run" / "checkpoints").glob("*.json")] == ["step-000004.json"]
+    starts = []
+    real_trainer = running.Trainer
+    monkeypatch.setattr(running, "Trainer", lambda cfg, run_dir, resume=False: starts.append(resume)
+                        or real_trainer(cfg, run_dir, resume=resume))
+    resumed = grid.run_grid([spec], tmp_path / "cut", bridging.run_cell, log=lambda s: None)[spec.key]
+    assert starts == [True] and not (wd / grid.ATTEMPT_FILE).exists()
+    assert {k: v for k, v in resumed["result"].items() if k not in timings} == {k: v for k, v in straight["result"].items() if k not in timings}
+    assert resumed["cpu_s"] > marker["cpu_s"] and resumed["wall_s"] > marker["wall_s"]
+    # killed after training, while measuring: the rerun loads the last checkpoint, trains no step, measures
+    grid.result_path(tmp_path / "cut", spec.key).unlink()
+    (wd / grid.ATTEMPT_FILE).write_text(json.dumps({"spec_hash": spec.spec_hash, "cpu_s": 1.0, "wall_s": 1.0}))
+    measured = grid.run_grid([spec], tmp_path / "cut", bridging.run_cell, log=lambda s: None)[spec.key]
+    assert starts == [True, True]
+    assert {k: v for k, v in measured["result"].items() if k not in timings} == {k: v for k, v in straight["result"].items() if k not in timings}
+
+
+def test_a_cell_killed_before_its_first_checkpoint_starts_again(tmp_path, one_thread):
+    """An attempt file but no checkpoint in the run directory: the runner clears the run and trains from step 0."""
+    spec = next(c for c in bridging.cells("tiny") if c.key == "mnist/ragan/baseline/s0")
+    wd = grid.work_dir(tmp_path, spec.key)
+    (wd / "run").mkdir(parents=True)
+    (wd / "run" / "config.yaml").write_text("left by a killed attempt\n")
+    (wd / grid.ATTEMPT_FILE).write_text(json.dumps({"spec_hash": spec.spec_hash, "cpu_s": 7.0, "wall_s": 9.0}))
+    rec = grid.run_grid([spec], tmp_path, bridging.run_cell, log=lambda s: None)[spec.key]
+    assert rec["result"]["steps"] == spec.spec["config"]["train"]["steps"]
+    assert rec["cpu_s"] > 7.0 and rec["wall_s"] > 9.0
+
+
+def test_the_work_of_a_crashed_attempt_or_another_spec_is_cleared(tmp_path):
+    CALLS.clear()
+    cell = grid.Cell("a/s0", {"x": 1})
+    wd = grid.work_dir(tmp_path, cell.key)
+    wd.mkdir(parents=True)
+    (wd / "stale").write_text("x")
+    (wd / grid.ATTEMPT_FILE).write_text(json.dumps({"spec_hash": "another spec", "cpu_s": 5.0, "wall_s": 5.0}))
+    rec = grid.run_grid([cell], tmp_path, _runner, log=lambda s: None)[cell.key]
+    assert not (wd / "stale").exists() and rec["cpu_s"] < 5.0
+    # a crash (not a signal) leaves no attempt file: the rerun starts afresh
+    boom = grid.Cell("b/s0", {"x": 2, "fail": True})
+    grid.run_grid([boom], tmp_path, _runner, log=lambda s: None)
+    assert not (grid.work_dir(tmp_path, boom.key) / grid.ATTEMPT_FILE).exists()
+
+
+def test_periodic_cell_checkpoints_change_nothing_that_is_learned():
+    for c in bridging.cells("medium")[:3] + bridging.cells("small")[:3]:
+        if "config" in c.spec:
+            cfg = config.from_dict(c.spec["config"])
+            periodic = running._with_periodic_checkpoints(cfg)
+            assert periodic.train.checkpoint_every == running.CELL_CHECKPOINT_EVERY
+            assert config.diff(cfg, periodic) == [f"train.checkpoint_every: 0 -> {running.CELL_CHECKPOINT_EVERY}"]
+            assert config.resume_blockers(cfg, periodic) == []
 
 
 # ---- statistics ----------------------------------------------------------------------------------

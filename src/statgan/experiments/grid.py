@@ -6,11 +6,15 @@ JSON-able ``spec`` that completely describes the run; the runner is a module-lev
 ``runner(spec, work_dir) -> dict`` (picklable, so worker processes can call it). A cached result is
 reused only when its stored spec hash matches the cell's, so changing a budget re-runs exactly the
 cells whose definition changed, and an interrupted grid resumes where it stopped: finished cells
-are skipped, an unfinished cell restarts from scratch (its work directory is cleared first) --
-except a cell whose training a signal stopped: Ctrl-C or SIGTERM stops the whole grid, and a cell
-training in this process (``jobs`` = 1) at that moment keeps its work directory, with the
-trainer's checkpoint, so that a runner that resumes (the Bridging one does) continues it; its
-record's times include the interrupted attempts.
+are skipped, and an unfinished cell keeps its work directory, so that a runner that resumes (the
+Bridging one does, from the trainer's last checkpoint) continues it. That holds however the
+attempt ended: Ctrl-C or SIGTERM (the grid stops, the trainer checkpoints first), SIGKILL, a lost
+machine or a worker of ``jobs`` > 1 stopped with the grid (the runner's periodic checkpoints). Each
+attempt keeps :data:`ATTEMPT_FILE` in the work directory -- the cell's spec hash and the CPU and
+wall seconds spent on it so far, refreshed every :data:`HEARTBEAT_S` seconds -- so the record's
+times include the attempts it continued (an attempt killed without warning loses at most its
+last ``HEARTBEAT_S`` seconds from that sum). A work directory without that file (or of another
+spec), or of an attempt that crashed, is cleared and the cell starts from scratch.
 
 Cells that fail with a :class:`~statgan.train.trainer.TrainingDiverged` are results too (cached
 with ``"error"``); any other exception is reported and *not* cached, so a rerun tries again.
@@ -151,21 +155,66 @@ def _write_json(path: Path, obj: Dict[str, Any]) -> None:
     atomic_write_json(path, obj, sort_keys=True)
 
 
-#: written into a cell's work directory when a signal stopped the cell's training (the trainer wrote
-#: a checkpoint first): the next run of the same cell keeps the directory, so that the runner can
-#: continue from that checkpoint, and adds the time already spent to the record
-INTERRUPTED_FILE = "interrupted.json"
+#: kept in a cell's work directory while an attempt at it runs, and after one that did not finish:
+#: ``{"spec_hash", "cpu_s", "wall_s"}``, the seconds spent on the cell so far. The next run of the same
+#: cell keeps the directory (the runner continues from its checkpoint) and adds the seconds to the record
+ATTEMPT_FILE = "attempt.json"
+#: the name a grid stopped by a signal wrote before the file was kept for every attempt (read, not written)
+_OLD_ATTEMPT_FILE = "interrupted.json"
+#: seconds between two refreshes of :data:`ATTEMPT_FILE` during an attempt
+HEARTBEAT_S = 30.0
 
 
 def _earlier_attempt(wd: Path, cell: Cell) -> Optional[Tuple[float, float]]:
-    """(CPU s, wall s) of the interrupted attempts at ``cell`` whose work ``wd`` keeps, or None."""
-    try:
-        rec = json.loads((wd / INTERRUPTED_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if rec.get("spec_hash") != cell.spec_hash:
-        return None
-    return float(rec["cpu_s"]), float(rec["wall_s"])
+    """(CPU s, wall s) of the unfinished attempts at ``cell`` whose work ``wd`` keeps, or None."""
+    for name in (ATTEMPT_FILE, _OLD_ATTEMPT_FILE):
+        try:
+            rec = json.loads((wd / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("spec_hash") == cell.spec_hash:
+            return float(rec["cpu_s"]), float(rec["wall_s"])
+    return None
+
+
+class _Attempt:
+    """The seconds spent on one cell, kept in its work directory (:data:`ATTEMPT_FILE`) from the
+    start of an attempt and refreshed by a daemon thread every :data:`HEARTBEAT_S` seconds, so that
+    an attempt killed without warning still leaves them for the next one."""
+
+    def __init__(self, wd: Path, cell: Cell, spent: Tuple[float, float]) -> None:
+        self.path, self.spec_hash = wd / ATTEMPT_FILE, cell.spec_hash
+        self.spent_cpu, self.spent_wall = spent
+        self.c0, self.t0 = time.process_time(), time.perf_counter()
+        self._stop = threading.Event()
+        self.write()
+        self._thread = threading.Thread(target=self._beat, name="grid-attempt-heartbeat", daemon=True)
+        self._thread.start()
+
+    def seconds(self) -> Tuple[float, float]:
+        """(CPU s, wall s) of this cell so far, earlier attempts included (CPU: this whole process,
+        which runs one cell at a time)."""
+        return self.spent_cpu + time.process_time() - self.c0, self.spent_wall + time.perf_counter() - self.t0
+
+    def write(self) -> None:
+        cpu, wall = self.seconds()
+        _write_json(self.path, {"spec_hash": self.spec_hash, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2)})
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self.write()
+            except OSError:  # a full disk must not kill the cell; the last good file stays
+                pass
+
+    def end(self, keep: bool) -> None:
+        """Stop the heartbeat; keep the file with the final seconds (an attempt to continue) or remove it."""
+        self._stop.set()
+        self._thread.join()
+        if keep:
+            self.write()
+        else:
+            self.path.unlink(missing_ok=True)
 
 
 def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Dict[str, Any]:
@@ -176,40 +225,37 @@ def _execute(runner: Runner, cell: Cell, out: str, threads: Optional[int]) -> Di
         torch.set_num_threads(threads)
     wd = work_dir(Path(out), cell.key)
     earlier = _earlier_attempt(wd, cell)
-    if earlier is not None:
-        (wd / INTERRUPTED_FILE).unlink()  # kept: the runner continues the interrupted attempt
-    elif wd.exists():
-        shutil.rmtree(wd)  # an unfinished earlier attempt without a checkpoint: start the cell again
+    if earlier is None and wd.exists():
+        shutil.rmtree(wd)  # another spec's work, or an attempt that crashed: start the cell again
     wd.mkdir(parents=True, exist_ok=True)
-    spent_cpu, spent_wall = earlier or (0.0, 0.0)
-    t0, c0 = time.perf_counter(), time.process_time()
+    (wd / _OLD_ATTEMPT_FILE).unlink(missing_ok=True)  # its seconds are carried on in ATTEMPT_FILE
+    attempt = _Attempt(wd, cell, earlier or (0.0, 0.0))
     record: Dict[str, Any] = {"key": cell.key, "spec": cell.spec, "spec_hash": cell.spec_hash}
+    keep = False  # whether the next run continues this attempt's work
     try:
         record["result"] = runner(cell.spec, wd)
         record["cache"] = True
     except TrainingDiverged as exc:
         record["error"] = f"diverged: {exc}"
         record["cache"] = True
-    except TrainingInterrupted:
+    except (TrainingInterrupted, KeyboardInterrupt):
         # Ctrl-C / SIGTERM while the cell trained: the trainer wrote a checkpoint; stop the grid
         # (do not go on to the next cell) and leave what the next run needs to continue this one
-        _write_json(wd / INTERRUPTED_FILE, {"spec_hash": cell.spec_hash,
-                                            "cpu_s": spent_cpu + time.process_time() - c0,
-                                            "wall_s": spent_wall + time.perf_counter() - t0})
+        keep = True
         raise
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 (reported, not cached: a rerun tries again)
+    except Exception as exc:  # noqa: BLE001 (reported, not cached: a rerun tries again, from scratch)
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc(limit=8)
         record["cache"] = False
     finally:
+        attempt.end(keep=keep)
         if threads:
             torch.set_num_threads(previous)
-    # with the time of interrupted attempts that this one continued
-    record["wall_s"] = round(spent_wall + time.perf_counter() - t0, 2)
+    cpu_s, wall_s = attempt.seconds()
+    # with the time of unfinished attempts that this one continued
+    record["wall_s"] = round(wall_s, 2)
     # CPU time of this process: what the cell costs on an idle core, whatever else the machine runs
-    record["cpu_s"] = round(spent_cpu + time.process_time() - c0, 2)
+    record["cpu_s"] = round(cpu_s, 2)
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return record
 
@@ -277,8 +323,8 @@ def run_grid(
             for f in finished:
                 finish(f.result())
     except BaseException:
-        # Ctrl-C / SIGTERM: stop the workers now (their unfinished cells restart from scratch on the
-        # next run anyway), instead of leaving them to finish or hang on a closed result queue
+        # Ctrl-C / SIGTERM: stop the workers now, instead of leaving them to finish or hang on a closed
+        # result queue; their cells continue from the runner's last periodic checkpoint on the next run
         for proc in list(getattr(pool, "_processes", {}).values()):
             proc.kill()
         pool.shutdown(wait=False, cancel_futures=True)
@@ -302,5 +348,5 @@ def _sigterm_as_interrupt() -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
-__all__ = ["Cell", "spec_hash", "result_path", "records_path", "write_records", "read_records", "work_dir", "load_result",
+__all__ = ["ATTEMPT_FILE", "HEARTBEAT_S", "Cell", "spec_hash", "result_path", "records_path", "write_records", "read_records", "work_dir", "load_result",
            "run_grid", "parse_shard", "shard_cells", "shard_records_path"]

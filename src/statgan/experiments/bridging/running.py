@@ -8,7 +8,9 @@ returns the typed result as the record's ``result`` dictionary.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -29,15 +31,35 @@ from .specs import (FID_SPLIT, KDE_VALID_N, LOGP_FLOOR, SHARPNESS_SEED, TOY_DENS
                     ToyCell, parse_spec)
 from .records import CellResult, Floor, ImageResult, ToyResult
 
+#: a cell whose config writes no checkpoints until its end (every spec of the Bridging budgets) writes
+#: one every this many steps, so that an attempt killed without warning (SIGKILL, a lost machine, a
+#: worker of ``--jobs N`` stopped with the grid) is continued from at most this many steps back.
+#: Not part of the spec: the checkpoint interval does not change what is learned (a resumable key),
+#: so the cells' spec hashes, and the records that carry them, stay as they were
+CELL_CHECKPOINT_EVERY = 1000
+
+
+def _with_periodic_checkpoints(cfg: config_mod.Config) -> config_mod.Config:
+    if cfg.train.checkpoint_every:
+        return cfg
+    periodic = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=CELL_CHECKPOINT_EVERY))
+    assert not config_mod.resume_blockers(cfg, periodic), "the checkpoint interval must not change what a cell learns"
+    return periodic
+
+
 def train(config: Mapping[str, Any], wd: Path) -> Tuple[Trainer, float]:
-    """Train the run ``config`` (statgan's dictionary form) in ``wd / "run"``; the trainer and the
-    seconds it trained. A run there with a checkpoint is one that a signal interrupted (the grid
-    clears every other unfinished work directory): it is continued, bit for bit as if it had not
-    stopped, and the seconds are this attempt's."""
-    cfg = config_mod.from_dict(config)
+    """Train the run ``config`` (statgan's dictionary form) in ``wd / "run"``, with a checkpoint every
+    :data:`CELL_CHECKPOINT_EVERY` steps; the trainer and the seconds it trained. A run there with a
+    checkpoint is an earlier attempt at the cell that did not finish (the grid clears the work
+    directories of other specs and of crashed attempts): it is continued, bit for bit as if it had
+    not stopped, and the seconds are this attempt's. A run there without one (killed before its
+    first checkpoint) starts again."""
+    cfg = _with_periodic_checkpoints(config_mod.from_dict(config))
     config_mod.validate(cfg)
     run_dir = wd / "run"
     resume = ckpt.latest_checkpoint(checkpoint_dir(run_dir)) is not None
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
     trainer = Trainer(cfg, run_dir, resume=resume)
     result = trainer.fit()
     return trainer, result.seconds
@@ -164,5 +186,5 @@ def run_cell(spec: Dict[str, Any], wd: Path) -> Dict[str, Any]:
     return run_typed(parse_spec(spec), wd).to_dict()
 
 
-__all__ = ["train", "sharpness_batch", "eval_sharpness", "kde_log_likelihood",
+__all__ = ["CELL_CHECKPOINT_EVERY", "train", "sharpness_batch", "eval_sharpness", "kde_log_likelihood",
            "run_floor", "run_image", "run_toy", "RUNNERS", "run_typed", "run_cell"]
