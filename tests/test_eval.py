@@ -175,3 +175,32 @@ def test_python_warnings_are_statgan_warning_lines(tmp_path, capsys):
     err = capsys.readouterr().err
     lines = [l for l in err.splitlines() if l.strip()]
     assert lines and all(l.startswith("statgan: warning: ") for l in lines), err
+
+
+def test_recognisable_counts_samples_whose_top_class_reaches_0_9():
+    """Closed form: with logit a on one of 10 classes and 0 on the others the top probability is
+    e^a / (e^a + 9), ≥ 0.9 exactly when a ≥ ln 81 ≈ 4.39; 30 rows at a = 5 (0.943), 10 at a = 4 (0.858)."""
+    import math
+    import statgan.metrics.evaluate as ev
+    from statgan.metrics.sources import FeatureSet
+    logits = torch.zeros(40, 10)
+    logits[:30, 3], logits[30:, 7] = 5.0, 4.0
+    out = ev.METRICS["recognisable"]().compute(None, FeatureSet("gen", 40, logits=logits))
+    assert out["recognisable"] == 0.75
+    assert out["recognisable_se"] == pytest.approx(math.sqrt(0.75 * 0.25 / 40), rel=1e-12)
+    # at the threshold itself (a = ln 81: p = 0.9 up to rounding) it counts; just below it does not
+    edge = torch.zeros(2, 10)
+    edge[0, 0], edge[1, 0] = math.log(81.0) + 1e-9, math.log(81.0) - 1e-6
+    assert ev.METRICS["recognisable"]().compute(None, FeatureSet("gen", 2, logits=edge))["recognisable"] == 0.5
+
+
+def test_real_digits_are_recognisable_and_an_extractor_without_logits_is_named(tmp_path, capsys):
+    from statgan import data
+
+    test = data.load("mnist5k", "test")[:400]
+    np.savez(tmp_path / "test.npz", images=test.numpy())
+    res = evaluate_paths("data:mnist5k:train", tmp_path / "test.npz", metrics=["recognisable"], extractor="lenet")
+    # 98.7 % of the 1,000 test digits reach 0.9 with the shipped LeNet; 400 of them: SE ≈ 0.006
+    assert res.metrics["recognisable"] > 0.95 and 0 < res.metrics["recognisable_se"] < 0.02
+    assert main(["eval", "data:mnist5k:train", str(tmp_path / "test.npz"), "--metrics", "recognisable", "--extractor", "pixels"]) == 2
+    assert "has no class logits" in capsys.readouterr().err

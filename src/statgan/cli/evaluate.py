@@ -15,7 +15,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("paths", nargs="+", metavar="PATH",
                    help=f"one GENERATOR ({GENERATOR_HELP}), or two image sets REFERENCE GENERATED (folders, .npz files "
                         "or data:NAME:SPLIT)")
-    e.add_argument("--metrics", default="fid,kid,prdc", help="comma-separated: fid, kid, prdc, is (default fid,kid,prdc)")
+    e.add_argument("--metrics", default="fid,kid,prdc", help="comma-separated: fid, kid, prdc, is, recognisable, modes (default fid,kid,prdc)")
     e.add_argument("-n", "--n", type=int, default=10_000, help="generated samples (default 10000)")
     e.add_argument("--extractor", default=None,
                    help="lenet | inception | pixels (default: lenet for 1-channel images, inception for RGB, pixels for vectors)")

@@ -54,7 +54,8 @@ def check_needs(extractor: FeatureExtractor, needs: FrozenSet[str]) -> None:
     """One line when the metrics need class logits that ``extractor`` does not give (before any pass)."""
     if "logits" in needs and not extractor.has_logits:
         why = f" ({extractor.no_logits_reason})" if extractor.no_logits_reason else ""
-        raise ConfigError(f"extractor {extractor.name!r} has no class logits{why}, so the Inception score cannot be computed with it")
+        raise ConfigError(f"extractor {extractor.name!r} has no class logits{why}, so the metrics that need them "
+                          f"(is, recognisable) cannot be computed with it")
 
 
 def extract(source: str, batches: Batches, extractor: FeatureExtractor, needs: FrozenSet[str], *,
