@@ -36,7 +36,8 @@ def test_catalogue_answers_like_the_registries():
     with pytest.raises(ConfigError, match=r"unknown objective 'nope'; expected one of: .*\bns\b"):
         catalog.canonical("objective", "nope")
     assert catalog.accepted("objective", "renyi") == ["alpha"]
-    assert catalog.accepted("generator", "dcgan", n_positional=2) == ["width", "norm", "dropout", "dropout_slots", "progressive"]
+    assert catalog.accepted("generator", "dcgan", n_positional=2) == ["width", "norm", "dropout", "dropout_slots", "progressive",
+                                                                      "base_convs"]
     assert catalog.attribute("regularizer", "sharpness", "changes_training") is False
 
 

@@ -486,3 +486,48 @@ def test_discriminator_features_feed_the_logit(arch, shape):
     else:
         logit = out(f).squeeze(1)
     assert torch.allclose(logit, D(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "none", "spectral"])
+def test_dcgan_base_convs_add_3x3_layers_at_the_base_resolution_and_nothing_else(norm):
+    """k 3×3 convolutions (with the block's norm and activation) join G's block 1 and D's last block,
+    shapes are unchanged, the parameter count grows by exactly their weights, and base_convs=0 is the
+    plain network down to its initial weights."""
+    torch.manual_seed(0)
+    G0 = build_generator("dcgan", (1, 28, 28), LATENT, width=WIDTH, norm=norm)
+    D0 = build_discriminator("dcgan", (1, 28, 28), width=WIDTH, norm=norm)
+    torch.manual_seed(0)
+    Gz = build_generator("dcgan", (1, 28, 28), LATENT, width=WIDTH, norm=norm, base_convs=0)
+    Dz = build_discriminator("dcgan", (1, 28, 28), width=WIDTH, norm=norm, base_convs=0)
+    for a, b in ((G0, Gz), (D0, Dz)):
+        assert a.state_dict().keys() == b.state_dict().keys()
+        assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    k = 2
+    G = build_generator("dcgan", (1, 28, 28), LATENT, width=WIDTH, norm=norm, base_convs=k)
+    D = build_discriminator("dcgan", (1, 28, 28), width=WIDTH, norm=norm, base_convs=k)
+    g_ch, d_ch = 2 * WIDTH, 2 * WIDTH  # channels at 7×7: G's block 1 and D's block 2
+    per_g = g_ch * g_ch * 9 + (2 * g_ch if norm == "batch" else g_ch)  # weight + (BN affine | bias)
+    bn_d = norm == "batch"  # D's block 2 carries BatchNorm with norm="batch" (never block 1)
+    per_d = d_ch * d_ch * 9 + (2 * d_ch if bn_d else d_ch)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(G) - count(G0) == k * per_g and count(D) - count(D0) == k * per_d
+    convs = lambda block: [m for m in block.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs(G.net.block1)) == k and len(convs(D.net.block2)) == k
+    assert not convs(G.net.block2) and not convs(D.net.block1)
+    x = G(torch.randn(5, LATENT))
+    assert x.shape == (5, 1, 28, 28) and D(x).shape == (5,)
+    if norm == "spectral":  # every hidden convolution of G and every convolution of D is normalised
+        assert all(torch.nn.utils.parametrize.is_parametrized(c) for c in convs(G.net.block1) + convs(D.net.block2))
+    else:
+        assert not any(torch.nn.utils.parametrize.is_parametrized(c) for c in convs(G.net.block1) + convs(D.net.block2))
+
+
+@pytest.mark.parametrize("value, problem", [(-1, "base_convs=-1"), (1.5, "base_convs=1.5"), (True, "base_convs=True")])
+def test_dcgan_base_convs_must_be_a_count(value, problem):
+    with pytest.raises(ConfigError, match=problem):
+        build_discriminator("dcgan", (1, 28, 28), width=WIDTH, base_convs=value)
+
+
+def test_dcgan_base_convs_and_growing_are_refused_together():
+    with pytest.raises(ConfigError, match="base_convs=1 with progressive=True is not supported"):
+        build_generator("dcgan", (1, 28, 28), LATENT, width=WIDTH, base_convs=1, progressive=True)

@@ -35,6 +35,17 @@ the middle blocks ``2 .. max(2, n_up - 1)``:
 i.e. every hidden block except the first and the last; with only two hidden blocks (28 px) that
 set is empty and the second block is used so that dropout is never silently a no-op.
 
+Base convolutions
+-----------------
+``base_convs`` = k > 0 appends k 3×3 stride-1 convolutions (same channels, each with the block's
+normalisation and activation) to the hidden block at the *base* resolution (7×7 for 28 px, 4×4
+otherwise): the generator's block 1, after the projection of z; the discriminator's block n_up,
+before the final convolution. They add depth where it is cheapest and where the networks have
+least of it: the discriminator's final convolution reads its base-resolution features linearly, so
+with k = 0 every nonlinear feature of a 28 px discriminator sees a 10×10 patch only (two 4×4
+stride-2 convolutions); one 3×3 layer at 7×7 widens that to 18×18. With k = 0 (the default) the
+networks, and their initial weights for a given seed, are exactly the DCGAN ones.
+
 Biases: a convolution has a bias iff no BatchNorm follows it (BatchNorm subtracts the channel mean,
 making a bias redundant). With ``norm="batch"`` that leaves biases only on the generator's output
 convolution, the discriminator's first convolution and its final convolution; the reference
@@ -91,6 +102,29 @@ def default_dropout_slots(n_hidden: int) -> Tuple[int, ...]:
     return tuple(range(2, max(2, n_hidden - 1) + 1))
 
 
+def _check_base_convs(what: str, base_convs: int, progressive: bool) -> int:
+    base_convs = check_int("base_convs", base_convs, minimum=0, owner=what)
+    if base_convs and progressive:
+        raise ConfigError(f"{what}: base_convs={base_convs!r} with progressive=True is not supported "
+                          f"(the growing networks enter and leave at the base block); use one of them")
+    return base_convs
+
+
+def _base_layers(channels: int, n: int, bias: bool, norm_layer: Optional[type], activation: nn.Module,
+                 convs: List[nn.Module]) -> List[nn.Module]:
+    """``n`` times: a 3×3 stride-1 convolution ``channels -> channels`` (appended to ``convs``, the
+    list spectral norm is applied to), its normalisation if any, ``activation``."""
+    layers: List[nn.Module] = []
+    for _ in range(n):
+        conv = nn.Conv2d(channels, channels, 3, 1, 1, bias=bias)
+        convs.append(conv)
+        layers.append(conv)
+        if norm_layer is not None:
+            layers.append(norm_layer(channels))
+        layers.append(activation)
+    return layers
+
+
 def _check_common(
     what: str, width: int, norm: str, dropout: float, dropout_slots: Optional[Sequence[int]], n_hidden: int
 ) -> Tuple[int, str, float, Tuple[int, ...]]:
@@ -119,6 +153,7 @@ class DCGANGenerator(Growing, nn.Module):
         progressive: add an image head (1×1 convolution, tanh) after every hidden block but the
             last, so that the network can grow (:mod:`statgan.nets.growing`; the schedule is
             ``regularizers.grow``). At full growth the output is the plain network's.
+        base_convs: 3×3 convolutions added to block 1, after the projection (module docstring).
 
     Attributes: ``latent_dim``, ``data_shape``, ``n_hidden_blocks``, ``dropout_slots`` (the blocks
     that carry a Dropout2d; empty when dropout == 0), ``net`` (``nn.Sequential`` with children
@@ -135,10 +170,12 @@ class DCGANGenerator(Growing, nn.Module):
         dropout: float = 0.0,
         dropout_slots: Optional[Sequence[int]] = None,
         progressive: bool = False,
+        base_convs: int = 0,
     ) -> None:
         super().__init__()
         what = "dcgan generator"
         self.progressive = check_bool("progressive", progressive, owner=what)
+        self.base_convs = _check_base_convs(what, base_convs, self.progressive)
         channels, size, base, n_up = dcgan_geometry(what, data_shape)
         latent_dim = check_int("latent_dim", latent_dim, owner=what)
         width, norm, dropout, slots = _check_common(what, width, norm, dropout, dropout_slots, n_up)
@@ -164,6 +201,9 @@ class DCGANGenerator(Growing, nn.Module):
             elif norm == "spectral":
                 spectral.append(conv)
             layers.append(nn.ReLU())
+            if i == 1:
+                layers += _base_layers(out_ch, self.base_convs, norm != "batch", nn.BatchNorm2d if norm == "batch" else None,
+                                       nn.ReLU(), spectral if norm == "spectral" else [])
             if dropout > 0 and i in slots:
                 layers.append(nn.Dropout2d(dropout))
             blocks[f"block{i}"] = nn.Sequential(*layers)
@@ -208,7 +248,7 @@ class DCGANGenerator(Growing, nn.Module):
         return (
             f"data_shape={self.data_shape}, latent_dim={self.latent_dim}, width={self.width}, "
             f"norm={self.norm!r}, dropout={self.dropout}, dropout_slots={self.dropout_slots}"
-        ) + (", progressive=True" if self.progressive else "")
+        ) + (", progressive=True" if self.progressive else "") + (f", base_convs={self.base_convs}" if self.base_convs else "")
 
 
 @DISCRIMINATORS.register("dcgan")
@@ -238,6 +278,7 @@ class DCGANDiscriminator(Growing, nn.Module):
         decoder: add a small decoder of the features before the final convolution
             (:func:`statgan.nets.common.feature_decoder`), read by :meth:`reconstruction` for
             FastGAN's self-supervised loss (``regularizers.recon``); the logit does not use it.
+        base_convs: 3×3 convolutions added to block n_up, before the final convolution (module docstring).
 
     Attributes: ``data_shape``, ``n_hidden_blocks``, ``dropout_slots`` (the blocks that carry a
     Dropout2d; empty when dropout == 0), ``net`` (``nn.Sequential`` with children
@@ -255,10 +296,12 @@ class DCGANDiscriminator(Growing, nn.Module):
         mbstd_group: int = 4,
         progressive: bool = False,
         decoder: bool = False,
+        base_convs: int = 0,
     ) -> None:
         super().__init__()
         what = "dcgan discriminator"
         self.progressive = check_bool("progressive", progressive, owner=what)
+        self.base_convs = _check_base_convs(what, base_convs, self.progressive)
         channels, size, base, n_up = dcgan_geometry(what, data_shape)
         width, norm, dropout, slots = _check_common(what, width, norm, dropout, dropout_slots, n_up)
         self.mbstd = check_bool("mbstd", mbstd, owner=what)
@@ -281,6 +324,9 @@ class DCGANDiscriminator(Growing, nn.Module):
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out_ch))
             layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+            if i == n_up:
+                layers += _base_layers(out_ch, self.base_convs, not batch_norm, nn.BatchNorm2d if batch_norm else None,
+                                       nn.LeakyReLU(LEAKY_SLOPE), convs)
             if dropout > 0 and i in slots:
                 layers.append(nn.Dropout2d(dropout))
             blocks[f"block{i}"] = nn.Sequential(*layers)
@@ -360,7 +406,7 @@ class DCGANDiscriminator(Growing, nn.Module):
             f"data_shape={self.data_shape}, width={self.width}, norm={self.norm!r}, "
             f"dropout={self.dropout}, dropout_slots={self.dropout_slots}"
         ) + (f", mbstd_group={self.mbstd_group}" if self.mbstd else "") + (", progressive=True" if self.progressive else "") + (
-            ", decoder=True" if self.decoder is not None else "")
+            ", decoder=True" if self.decoder is not None else "") + (f", base_convs={self.base_convs}" if self.base_convs else "")
 
 
 __all__ = ["DCGAN_SIZES", "DCGANGenerator", "DCGANDiscriminator", "dcgan_geometry", "default_dropout_slots"]
