@@ -118,6 +118,7 @@ RECIPES: Dict[str, List[str]] = {
     "bf16-dw64": [*WINNER, "train.precision=bf16", "model.discriminator={width: 64, norm: none}"],
     # one 3x3 convolution at 7x7 before D's linear read-out (its nonlinear features see 18x18 pixels, not
     # 10x10), and the same after G's projection of z
+    "dbase1": [*WINNER, "model.discriminator={width: 32, norm: none, base_convs: 1}"],
     "bf16-dbase1": [*WINNER, "train.precision=bf16", "model.discriminator={width: 32, norm: none, base_convs: 1}"],
     "bf16-base1": [*WINNER, "train.precision=bf16", "model.generator={width: 32, base_convs: 1}",
                    "model.discriminator={width: 32, norm: none, base_convs: 1}"],
