@@ -18,15 +18,25 @@ def test_default_is_the_shipped_preset():
     assert set(cfg.regularizers) == {"r1", "r2"}
 
 
-def test_the_default_is_the_old_default_plus_the_benchmarked_recipe():
-    # the recipe dcgan-rpgan-lazy-lr2e3-g1 of benchmarks/quality_per_minute.py (docs/quality.md), 10,000 steps
-    recipe = ["objective.name=rpgan", "model.discriminator={width: 32, norm: none}", "train.betas=[0.0, 0.99]",
-              "regularizers.r1={weight: 1, every: 16}", "regularizers.r2={weight: 1, every: 16}",
-              "train.ema_halflife_kimg=10", "train.ema_rampup=0.05", "train.lr_g=2e-3", "train.lr_d=2e-3",
-              "train.steps=10000", "train.sample_every=1000", "train.checkpoint_every=2000"]
-    assert config.load("mnist5k-dcgan", recipe) == config.load()
-    assert config.load("mnist5k-dcgan-rpgan-long", ["train.steps=10000", "train.sample_every=1000",
-                                                    "train.checkpoint_every=2000"]) == config.load()
+#: the recipe dcgan-rpgan-lazy-lr2e3-g1 of benchmarks/quality_per_minute.py (docs/quality.md), 10,000 steps
+ISSUE_13_RECIPE = ["objective.name=rpgan", "model.discriminator={width: 32, norm: none}", "train.betas=[0.0, 0.99]",
+                   "regularizers.r1={weight: 1, every: 16}", "regularizers.r2={weight: 1, every: 16}",
+                   "train.ema_halflife_kimg=10", "train.ema_rampup=0.05", "train.lr_g=2e-3", "train.lr_d=2e-3",
+                   "train.steps=10000", "train.sample_every=1000", "train.checkpoint_every=2000"]
+SHORT = ["train.steps=10000", "train.sample_every=1000", "train.checkpoint_every=2000"]
+
+
+def test_the_previous_default_is_the_old_default_plus_the_benchmarked_recipe():
+    assert config.load("mnist5k-dcgan", ISSUE_13_RECIPE) == config.load("mnist5k-dcgan-rpgan")
+    assert config.load("mnist5k-dcgan-rpgan-long", SHORT) == config.load("mnist5k-dcgan-rpgan")
+
+
+def test_the_default_is_the_previous_one_with_a_base_convolution_in_d():
+    # the recipe dbase1 of benchmarks/quality_per_minute.py (docs/quality.md, fifth screen)
+    deepd = "model.discriminator={width: 32, norm: none, base_convs: 1}"
+    assert config.load("mnist5k-dcgan-rpgan", [deepd]) == config.load()
+    assert config.load("mnist5k-dcgan-rpgan-deepd-long", SHORT) == config.load()
+    assert config.load("mnist5k-dcgan-rpgan-deepd") == config.load()
 
 
 def test_the_old_default_stays_a_named_preset():

@@ -450,7 +450,7 @@ def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_PRESET = "mnist5k-dcgan-rpgan"  # issue 13; the old default is the preset mnist5k-dcgan
+DEFAULT_PRESET = "mnist5k-dcgan-rpgan-deepd"  # issue 31; before it mnist5k-dcgan-rpgan (issue 13), mnist5k-dcgan
 
 
 def presets() -> List[str]:
