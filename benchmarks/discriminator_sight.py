@@ -45,14 +45,13 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(stats.mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
 
 
-def sight(path: Path, n: int, seed: int) -> List[str]:
+def sight(path: Path, n: int, seed: int, lenet: torch.nn.Module) -> List[str]:
     tensors, meta = ckpt.load_checkpoint(path)
     info = CheckpointMeta.from_record(meta, path)
     G, D = build_models(info.config, info.data_shape)
     ckpt.unpack_module("G_ema" if info.ema else "G", G, tensors, str(path))
     ckpt.unpack_module("D", D, tensors, str(path))
     G.eval(), D.eval()
-    lenet, _ = load_lenet()
     real = data.load(info.config.data.name, "train")[:n]
     with torch.no_grad():
         fake = G(torch.randn(n, info.latent_dim, generator=torch.Generator().manual_seed(seed)))
@@ -75,9 +74,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1, help="seed of the latents")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    lenet, _ = load_lenet()  # once: it is the same network for every checkpoint
     print("checkpoint | step | recognisable | AUROC real/fake | AUROC good/bad fake (n good / bad) | Spearman(D, LeNet confidence) | class TV")
     for path in a.checkpoints:
-        print(" | ".join(sight(path, a.n, a.seed)), flush=True)
+        print(" | ".join(sight(path, a.n, a.seed, lenet)), flush=True)
 
 
 if __name__ == "__main__":
