@@ -117,9 +117,12 @@ RECIPES: Dict[str, List[str]] = {
     # real from generated digits (AUROC 0.67) and ranks malformed samples no lower than good ones
     "bf16-dw64": [*WINNER, "train.precision=bf16", "model.discriminator={width: 64, norm: none}"],
     # one 3x3 convolution at 7x7 before D's linear read-out (its nonlinear features see 18x18 pixels, not
-    # 10x10), and the same after G's projection of z
+    # 10x10): the default run mnist5k-dcgan-rpgan-deepd
     "dbase1": [*WINNER, "model.discriminator={width: 32, norm: none, base_convs: 1}"],
     "bf16-dbase1": [*WINNER, "train.precision=bf16", "model.discriminator={width: 32, norm: none, base_convs: 1}"],
+    # one 3x3 convolution at 7x7 in G as well (after the projection of z): the long preset mnist5k-dcgan-rpgan-deep-long
+    "base1": [*WINNER, "model.generator={width: 32, base_convs: 1}",
+              "model.discriminator={width: 32, norm: none, base_convs: 1}"],
     "bf16-base1": [*WINNER, "train.precision=bf16", "model.generator={width: 32, base_convs: 1}",
                    "model.discriminator={width: 32, norm: none, base_convs: 1}"],
     # DiffAugment's translation + cutout on both of D's inputs at a low fixed probability (no colour: MNIST
@@ -134,14 +137,39 @@ def cpu_minutes() -> float:
     return time.process_time() / 2 / 60
 
 
+def budgets_reached(run_dir: Path) -> List[float]:
+    """The CPU-minute budgets whose checkpoints ``run_dir`` already holds (``budget-<m>min.json``)."""
+    names = (p.name[len("budget-"):-len("min.json")] for p in (run_dir / "checkpoints").glob("budget-*min.json"))
+    return sorted(float(m) for m in names)
+
+
 def train_recipe(name: str, seed: int, budgets: List[float], out: Path, threads: int = 2,
-                 data: List[str] = ()) -> Path:
+                 data: List[str] = (), resume: bool = False) -> Path:
+    """Train one recipe and seed, writing a checkpoint at each CPU-minute budget.
+
+    With ``resume``, a run directory that an earlier call stopped after its last budget continues from
+    that checkpoint (the same batches and random streams as a run that never stopped) with its clock at
+    that budget, so a longer budget
+    costs only the difference; the budgets it already reached are kept as they are."""
     run_dir = out / f"{name}-seed{seed}"
     overrides = [*RECIPES[name], *data, f"run.seed={seed}", "train.steps=10000000", "train.progress=false",
                  "train.checkpoint_every=0", "train.sample_every=2000", "train.keep_checkpoints=1", f"train.threads={threads}"]
-    trainer = Trainer(config.load("mnist5k-dcgan", overrides), run_dir)
-    start = cpu_minutes()
-    pending = sorted(budgets)
+    reached = budgets_reached(run_dir) if resume else []
+    pending = sorted(b for b in budgets if b not in reached)
+    if reached and pending and pending[0] < reached[-1]:
+        raise SystemExit(f"{name} seed {seed}: budget {pending[0]:g} is below the {reached[-1]:g} CPU-minutes "
+                         f"{run_dir} already trained for; resume only adds longer budgets")
+    if reached:
+        newest = json.loads((run_dir / "checkpoints" / f"budget-{reached[-1]:g}min.json").read_text())["step"]
+        print(f"  {name} seed {seed}: resuming at {reached[-1]:g} CPU-min (step {newest})", file=sys.stderr, flush=True)
+        if not pending:
+            return run_dir
+    trainer = Trainer(config.load("mnist5k-dcgan", overrides), run_dir, resume=bool(reached))
+    if reached and trainer.step != newest:
+        # the run went on after its last budget (a later stop): its clock at the newest checkpoint is unknown
+        raise SystemExit(f"{name} seed {seed}: the newest checkpoint of {run_dir} is at step {trainer.step}, not at "
+                         f"the {reached[-1]:g} CPU-minute budget's step {newest}; cannot resume its clock")
+    start = cpu_minutes() - (reached[-1] if reached else 0.0)
 
     def at_budget(tr: Trainer, step: int) -> None:
         used = cpu_minutes() - start
@@ -242,6 +270,9 @@ def main() -> int:
     ap.add_argument("--tabulate", nargs="+", type=Path, metavar="RESULTS_JSON",
                     help="train nothing: merge these results.json files, print the table (and --plot)")
     ap.add_argument("--plot", type=Path, help="write FID against CPU-minutes as a PNG")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue runs in OUT that stopped at their last budget, up to longer --budgets (only the "
+                         "budgets named are evaluated; OUT/results.json keeps its other records)")
     args = ap.parse_args()
     if args.tabulate:
         parts = [json.loads(p.read_text()) for p in args.tabulate]
@@ -258,11 +289,16 @@ def main() -> int:
     if args.data == "mnist5k":
         floor = evaluate_paths("data:mnist5k:test", "data:mnist5k:train", metrics=["fid"], extractor="lenet").metrics["fid"]
     records = []
+    if args.resume and (args.out / "results.json").is_file():
+        measured = {(name, seed, b) for name in args.recipes for seed in args.seeds for b in args.budgets}
+        records = [r for r in json.loads((args.out / "results.json").read_text())["records"]
+                   if (r["recipe"], r["seed"], r["cpu_minutes"]) not in measured]
     result = {"data": args.data, "floor": floor, "n": args.n, "threads": args.threads,
               "load_average_at_start": load, "records": records}
     for name in args.recipes:
         for seed in args.seeds:
-            run_dir = train_recipe(name, seed, args.budgets, args.out, args.threads, DATA_OVERRIDES[args.data])
+            run_dir = train_recipe(name, seed, args.budgets, args.out, args.threads, DATA_OVERRIDES[args.data],
+                                   resume=args.resume)
             for b in sorted(args.budgets):
                 ckpt = run_dir / "checkpoints" / f"budget-{b:g}min.json"
                 values = evaluate_budget(args.data, run_dir, ckpt, args.n)
