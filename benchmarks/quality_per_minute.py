@@ -149,8 +149,8 @@ def train_recipe(name: str, seed: int, budgets: List[float], out: Path, threads:
 
     With ``resume``, a run directory that an earlier call stopped after its last budget continues from
     that checkpoint (the same batches and random streams as a run that never stopped) with its clock at
-    that budget, so a longer budget
-    costs only the difference; the budgets it already reached are kept as they are."""
+    that budget, so a longer budget costs only the difference; the budgets it already reached are kept
+    as they are."""
     run_dir = out / f"{name}-seed{seed}"
     overrides = [*RECIPES[name], *data, f"run.seed={seed}", "train.steps=10000000", "train.progress=false",
                  "train.checkpoint_every=0", "train.sample_every=2000", "train.keep_checkpoints=1", f"train.threads={threads}"]

@@ -39,8 +39,8 @@ def test_the_default_is_the_previous_one_with_a_base_convolution_in_d():
     assert config.load("mnist5k-dcgan-rpgan-deepd") == config.load()
 
 
-def test_the_long_preset_is_the_default_with_a_base_convolution_in_g_too():
-    # the recipe bf16-base1 of benchmarks/quality_per_minute.py without bf16 (docs/quality.md, sixth screen)
+def test_the_deep_long_preset_is_the_default_with_a_base_convolution_in_g_too():
+    # the recipe base1 of benchmarks/quality_per_minute.py, for 30,000 steps (docs/quality.md, sixth screen)
     deep_g = "model.generator={width: 32, norm: batch, base_convs: 1}"
     assert config.load("mnist5k-dcgan-rpgan-deep-long", SHORT) == config.load(None, [deep_g])
     assert config.load("mnist5k-dcgan-rpgan-deep-long").train.steps == 30000
